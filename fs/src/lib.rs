@@ -1,0 +1,16 @@
+//! rimg's filesystem library.
+//!
+//! The pipeline, bottom up: [`digest`] names content; [`store`] keeps an OCI image layout
+//! with uncompressed layer tars; [`tar_stream`] and [`layer_index`] index each tar once as it
+//! enters the store; [`whiteout`] says what OCI whiteout names mean. The union tree, the
+//! copy-on-write upper directory and the FUSE adapter build on these.
+
+pub mod digest;
+pub mod layer_index;
+pub mod store;
+pub mod tar_stream;
+pub mod whiteout;
+
+pub use digest::Digest;
+pub use layer_index::{Entry, EntryKind, LayerIndex};
+pub use store::{ContentStore, StoreError};

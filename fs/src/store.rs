@@ -1,0 +1,718 @@
+//! The content store: an OCI image layout on disk, plus rimg's private state beside it.
+//!
+//! ```text
+//! $RIMG_ROOT/
+//!   oci-layout                 {"imageLayoutVersion":"1.0.0"}
+//!   index.json                 every image manifest; tags are org.opencontainers.image.ref.name
+//!   blobs/sha256/<hex>         immutable blobs; layers are uncompressed tars (digest = diff_id)
+//!   rimg/
+//!     lock                     flock held while index.json is read-modified-written
+//!     gc.lock                  shared by every writer (a lease), exclusive while collecting garbage
+//!     tmp/                     in-flight writes; never visible under blobs/
+//!     indexes/sha256/<hex>     the layer index of each layer blob
+//!     …                        containers, mounts and the build cache (owned by the CLI)
+//! ```
+//!
+//! Architecture Invariant: a file under `blobs/sha256/` always hashes to its name. Every write
+//! goes temp file → fsync → rename → fsync(dir), so an interrupted command leaves at worst an
+//! orphan in `rimg/tmp/`, never a partial blob or a partial `index.json`.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use oci_spec::image::ImageIndex;
+
+use crate::digest::{Digest, HashingReader};
+use crate::layer_index::{IndexBuilder, IndexError, LayerIndex};
+use crate::tar_stream::TarStream;
+
+/// The OCI layout version rimg writes.
+pub const LAYOUT_VERSION: &str = "1.0.0";
+/// The annotation that names a manifest in `index.json`.
+pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The largest JSON document (manifest, config, index) rimg reads into memory.
+pub const MAX_JSON_BYTES: u64 = 16 << 20;
+
+/// Errors from the content store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A filesystem operation failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+    /// The root exists but is not an OCI image layout.
+    #[error("{0} is not an OCI image layout (no valid oci-layout file)")]
+    NotALayout(PathBuf),
+    /// A blob the caller needs is not in the store.
+    #[error("blob {0} is missing from the store")]
+    BlobMissing(Digest),
+    /// Content did not hash to the digest it was expected to have.
+    #[error("digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// What the caller expected.
+        expected: Digest,
+        /// What the bytes hash to.
+        actual: Digest,
+    },
+    /// A blob is larger than a caller's limit.
+    #[error("blob {digest} is {size} bytes, over the {limit}-byte limit")]
+    TooLarge {
+        /// The blob.
+        digest: Digest,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// A layer could not be indexed.
+    #[error("invalid layer: {0}")]
+    Layer(#[from] IndexError),
+    /// `index.json` or another JSON document is malformed.
+    #[error("{path}: {message}")]
+    Json {
+        /// The document.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Result type of the store.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
+    move |source| StoreError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What [`ContentStore::ingest_layer`] stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LayerInfo {
+    /// Digest of the uncompressed tar (its blob name and diff_id).
+    pub digest: Digest,
+    /// Size of the uncompressed tar.
+    pub size: u64,
+    /// Number of entries in its index.
+    pub entries: usize,
+    /// Whether the layer was already in the store.
+    pub existed: bool,
+}
+
+/// A handle on an OCI image layout directory.
+#[derive(Clone, Debug)]
+pub struct ContentStore {
+    root: PathBuf,
+}
+
+/// Held by every command that writes blobs: garbage collection waits for all leases to end,
+/// so a blob written but not yet referenced is never collected.
+#[derive(Debug)]
+pub struct Lease {
+    _file: File,
+}
+
+/// Held while collecting garbage: no lease exists at the same time.
+#[derive(Debug)]
+pub struct GcGuard {
+    _file: File,
+}
+
+/// Held while `index.json` is read, modified and written.
+struct RefsLock {
+    _file: File,
+}
+
+impl ContentStore {
+    /// Opens the layout at `root`, creating it (and rimg's private directories) if needed.
+    pub fn open(root: &Path) -> Result<Self> {
+        let store = ContentStore {
+            root: root.to_path_buf(),
+        };
+        let layout = root.join("oci-layout");
+        match fs::read(&layout) {
+            Ok(bytes) => {
+                let v: serde_json::Value = serde_json::from_slice(&bytes)
+                    .map_err(|_| StoreError::NotALayout(root.to_path_buf()))?;
+                if v.get("imageLayoutVersion")
+                    .and_then(|v| v.as_str())
+                    .is_none()
+                {
+                    return Err(StoreError::NotALayout(root.to_path_buf()));
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir_all(root).map_err(io_err("create", root))?;
+                write_atomic(
+                    &layout,
+                    format!("{{\"imageLayoutVersion\":\"{LAYOUT_VERSION}\"}}").as_bytes(),
+                )?;
+            }
+            Err(e) => return Err(io_err("read", &layout)(e)),
+        }
+        for dir in [store.blob_dir(), store.tmp_dir(), store.index_dir()] {
+            fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        }
+        let index = root.join("index.json");
+        if !index.exists() {
+            let _lock = store.lock_refs()?;
+            if !index.exists() {
+                write_atomic(&index, br#"{"schemaVersion":2,"manifests":[]}"#)?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// The layout's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// rimg's private directory inside the layout (`rimg/`).
+    pub fn private_dir(&self) -> PathBuf {
+        self.root.join("rimg")
+    }
+
+    fn blob_dir(&self) -> PathBuf {
+        self.root.join("blobs").join("sha256")
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.private_dir().join("tmp")
+    }
+
+    fn index_dir(&self) -> PathBuf {
+        self.private_dir().join("indexes").join("sha256")
+    }
+
+    /// Where the blob named `d` lives.
+    pub fn blob_path(&self, d: &Digest) -> PathBuf {
+        self.blob_dir().join(d.hex())
+    }
+
+    /// Where the layer index of layer `d` lives.
+    pub fn index_path(&self, d: &Digest) -> PathBuf {
+        self.index_dir().join(d.hex())
+    }
+
+    /// Whether the blob is present.
+    pub fn has_blob(&self, d: &Digest) -> bool {
+        self.blob_path(d).is_file()
+    }
+
+    /// Whether the blob is present and indexed as a layer.
+    pub fn has_layer(&self, d: &Digest) -> bool {
+        self.has_blob(d) && self.index_path(d).is_file()
+    }
+
+    /// Size of a stored blob.
+    pub fn blob_size(&self, d: &Digest) -> Result<u64> {
+        let p = self.blob_path(d);
+        match fs::metadata(&p) {
+            Ok(m) => Ok(m.len()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::BlobMissing(*d)),
+            Err(e) => Err(io_err("stat", &p)(e)),
+        }
+    }
+
+    /// Opens a blob for reading.
+    pub fn open_blob(&self, d: &Digest) -> Result<File> {
+        let p = self.blob_path(d);
+        File::open(&p).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                StoreError::BlobMissing(*d)
+            } else {
+                io_err("open", &p)(e)
+            }
+        })
+    }
+
+    /// Reads a small blob (a manifest or config) whole, checking that it hashes to its name.
+    pub fn read_blob(&self, d: &Digest, limit: u64) -> Result<Vec<u8>> {
+        let size = self.blob_size(d)?;
+        if size > limit {
+            return Err(StoreError::TooLarge {
+                digest: *d,
+                size,
+                limit,
+            });
+        }
+        let p = self.blob_path(d);
+        let mut bytes = Vec::with_capacity(size as usize);
+        self.open_blob(d)?
+            .take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(io_err("read", &p))?;
+        let actual = Digest::of(&bytes);
+        if actual != *d {
+            return Err(StoreError::DigestMismatch {
+                expected: *d,
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
+    /// Stores a small blob held in memory; a no-op if it is already present.
+    pub fn put_blob(&self, bytes: &[u8]) -> Result<Digest> {
+        let d = Digest::of(bytes);
+        if self.has_blob(&d) {
+            return Ok(d);
+        }
+        let mut tmp = self.temp_file()?;
+        tmp.file
+            .write_all(bytes)
+            .map_err(io_err("write", &tmp.path))?;
+        tmp.persist(&self.blob_path(&d))?;
+        Ok(d)
+    }
+
+    /// Streams any blob into the store, verifying it against `expected` when given. Used for
+    /// blobs that are not layers (layers go through [`ContentStore::ingest_layer`]).
+    pub fn put_blob_from(
+        &self,
+        src: impl Read,
+        expected: Option<&Digest>,
+    ) -> Result<(Digest, u64)> {
+        let mut tmp = self.temp_file()?;
+        let mut r = HashingReader::new(src);
+        {
+            let mut w = BufWriter::with_capacity(1 << 20, &mut tmp.file);
+            io::copy(&mut r, &mut w).map_err(io_err("write", &tmp.path))?;
+            w.flush().map_err(io_err("write", &tmp.path))?;
+        }
+        let (d, n, _) = r.finish();
+        if let Some(e) = expected {
+            if *e != d {
+                return Err(StoreError::DigestMismatch {
+                    expected: *e,
+                    actual: d,
+                });
+            }
+        }
+        if !self.has_blob(&d) {
+            tmp.persist(&self.blob_path(&d))?;
+        }
+        Ok((d, n))
+    }
+
+    /// Streams an uncompressed layer tar into the store: hashes it, indexes every entry in the
+    /// same pass, verifies the digest against `expected` (the diff_id) when given, then
+    /// publishes the index and the blob. Nothing is published if any step fails.
+    pub fn ingest_layer(&self, src: impl Read, expected: Option<&Digest>) -> Result<LayerInfo> {
+        let mut tmp = self.temp_file()?;
+        let tmp_path = tmp.path.clone();
+        let read_err = |e: crate::tar_stream::TarError| match e {
+            crate::tar_stream::TarError::Io(source) => StoreError::Io {
+                op: "read layer into",
+                path: tmp_path.clone(),
+                source,
+            },
+            other => StoreError::Layer(other.into()),
+        };
+        let (digest, size, builder) = {
+            let tee = TeeReader {
+                src,
+                sink: BufWriter::with_capacity(1 << 20, &mut tmp.file),
+            };
+            let mut stream = TarStream::new(HashingReader::new(tee));
+            let mut builder = IndexBuilder::new();
+            while let Some(entry) = stream.next_entry().map_err(read_err)? {
+                builder.push(entry)?;
+            }
+            let (size, hashing) = stream.finish().map_err(read_err)?;
+            let (digest, _, mut tee) = hashing.finish();
+            tee.sink.flush().map_err(io_err("write", &tmp_path))?;
+            (digest, size, builder)
+        };
+        if let Some(e) = expected {
+            if *e != digest {
+                return Err(StoreError::DigestMismatch {
+                    expected: *e,
+                    actual: digest,
+                });
+            }
+        }
+        let index = builder.finish(digest, size);
+        let entries = index.entries().len();
+        if self.has_layer(&digest) {
+            return Ok(LayerInfo {
+                digest,
+                size,
+                entries,
+                existed: true,
+            });
+        }
+        // Index first: an index without its blob is harmless; a blob without its index is not
+        // a usable layer.
+        write_atomic_in(&self.tmp_dir(), &self.index_path(&digest), &index.encode())?;
+        if !self.has_blob(&digest) {
+            tmp.persist(&self.blob_path(&digest))?;
+        }
+        Ok(LayerInfo {
+            digest,
+            size,
+            entries,
+            existed: false,
+        })
+    }
+
+    /// The persisted index of a stored layer.
+    pub fn layer_index(&self, d: &Digest) -> Result<LayerIndex> {
+        let p = self.index_path(d);
+        let bytes = match fs::read(&p) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(StoreError::BlobMissing(*d));
+            }
+            Err(e) => return Err(io_err("read", &p)(e)),
+        };
+        Ok(LayerIndex::decode(&bytes, d)?)
+    }
+
+    /// Reads `index.json`.
+    pub fn refs(&self) -> Result<ImageIndex> {
+        let p = self.root.join("index.json");
+        let bytes = fs::read(&p).map_err(io_err("read", &p))?;
+        parse_json(&p, &bytes)
+    }
+
+    /// Reads, modifies and writes `index.json` under the refs lock; `f`'s error leaves it as
+    /// it was.
+    pub fn update_refs<T, E: From<StoreError>>(
+        &self,
+        f: impl FnOnce(&mut ImageIndex) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let _lock = self.lock_refs()?;
+        let mut index = self.refs()?;
+        let out = f(&mut index)?;
+        let p = self.root.join("index.json");
+        let bytes = serde_json::to_vec(&index).map_err(|e| StoreError::Json {
+            path: p.clone(),
+            message: e.to_string(),
+        })?;
+        write_atomic_in(&self.tmp_dir(), &p, &bytes)?;
+        Ok(out)
+    }
+
+    fn lock_refs(&self) -> Result<RefsLock> {
+        let p = self.private_dir().join("lock");
+        let file = open_lock_file(&p)?;
+        file.lock().map_err(io_err("lock", &p))?;
+        Ok(RefsLock { _file: file })
+    }
+
+    /// Takes a lease: blocks while garbage is being collected, then holds off collection until
+    /// dropped.
+    pub fn lease(&self) -> Result<Lease> {
+        let p = self.private_dir().join("gc.lock");
+        let file = open_lock_file(&p)?;
+        file.lock_shared().map_err(io_err("lock", &p))?;
+        Ok(Lease { _file: file })
+    }
+
+    /// Tries to start garbage collection: `None` while any lease is held.
+    pub fn try_gc(&self) -> Result<Option<GcGuard>> {
+        let p = self.private_dir().join("gc.lock");
+        let file = open_lock_file(&p)?;
+        match file.try_lock() {
+            Ok(()) => Ok(Some(GcGuard { _file: file })),
+            Err(fs::TryLockError::WouldBlock) => Ok(None),
+            Err(fs::TryLockError::Error(e)) => Err(io_err("lock", &p)(e)),
+        }
+    }
+
+    /// Starts garbage collection, waiting for every lease to end.
+    pub fn gc(&self) -> Result<GcGuard> {
+        let p = self.private_dir().join("gc.lock");
+        let file = open_lock_file(&p)?;
+        file.lock().map_err(io_err("lock", &p))?;
+        Ok(GcGuard { _file: file })
+    }
+
+    /// Every blob in the store, and the size of each.
+    pub fn list_blobs(&self) -> Result<Vec<(Digest, u64)>> {
+        let dir = self.blob_dir();
+        let mut out = Vec::new();
+        for e in fs::read_dir(&dir).map_err(io_err("list", &dir))? {
+            let e = e.map_err(io_err("list", &dir))?;
+            let name = e.file_name();
+            let Some(d) = name.to_str().and_then(Digest::from_hex) else {
+                continue;
+            };
+            let len = e.metadata().map_err(io_err("stat", &e.path()))?.len();
+            out.push((d, len));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    /// Deletes a blob and its layer index. Only allowed while collecting garbage.
+    pub fn remove_blob(&self, d: &Digest, _gc: &GcGuard) -> Result<()> {
+        for p in [self.index_path(d), self.blob_path(d)] {
+            match fs::remove_file(&p) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_err("remove", &p)(e)),
+            }
+        }
+        sync_dir(&self.blob_dir())
+    }
+
+    /// Removes what interrupted commands left in `rimg/tmp/` and layer indexes whose blob is
+    /// gone. Only allowed while collecting garbage (no writer is active). Returns how many
+    /// files were removed.
+    pub fn remove_orphans(&self, _gc: &GcGuard) -> Result<usize> {
+        let mut removed = 0;
+        let tmp = self.tmp_dir();
+        for e in fs::read_dir(&tmp).map_err(io_err("list", &tmp))? {
+            let e = e.map_err(io_err("list", &tmp))?;
+            fs::remove_file(e.path()).map_err(io_err("remove", &e.path()))?;
+            removed += 1;
+        }
+        let idx = self.index_dir();
+        for e in fs::read_dir(&idx).map_err(io_err("list", &idx))? {
+            let e = e.map_err(io_err("list", &idx))?;
+            let orphan = match e.file_name().to_str().and_then(Digest::from_hex) {
+                Some(d) => !self.has_blob(&d),
+                None => true,
+            };
+            if orphan {
+                fs::remove_file(e.path()).map_err(io_err("remove", &e.path()))?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Re-hashes a stored blob; `Ok(false)` if its bytes no longer match its name.
+    pub fn verify_blob(&self, d: &Digest) -> Result<bool> {
+        let p = self.blob_path(d);
+        let mut r = HashingReader::new(self.open_blob(d)?);
+        io::copy(&mut r, &mut io::sink()).map_err(io_err("read", &p))?;
+        Ok(r.finish().0 == *d)
+    }
+
+    /// A new temporary file in `rimg/tmp/`, removed when dropped unless persisted.
+    pub fn temp_file(&self) -> Result<TempFile> {
+        let dir = self.tmp_dir();
+        let path = dir.join(unique_name());
+        let file = OpenOptions::new()
+            .write(true)
+            .read(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(io_err("create", &path))?;
+        Ok(TempFile {
+            path,
+            file,
+            dir,
+            persisted: false,
+        })
+    }
+
+    /// Atomically writes a small file anywhere in the store (state files, build cache).
+    pub fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        write_atomic_in(&self.tmp_dir(), path, bytes)
+    }
+}
+
+/// A file in `rimg/tmp/` that becomes visible only through [`TempFile::persist`].
+pub struct TempFile {
+    /// Its current path.
+    pub path: PathBuf,
+    /// The open file.
+    pub file: File,
+    dir: PathBuf,
+    persisted: bool,
+}
+
+impl TempFile {
+    /// fsyncs the file, renames it to `dest`, and fsyncs `dest`'s directory.
+    pub fn persist(mut self, dest: &Path) -> Result<()> {
+        self.file.sync_all().map_err(io_err("sync", &self.path))?;
+        fs::rename(&self.path, dest).map_err(io_err("rename into", dest))?;
+        self.persisted = true;
+        if let Some(parent) = dest.parent() {
+            sync_dir(parent)?;
+        }
+        let _ = &self.dir;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.persisted {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+struct TeeReader<R, W> {
+    src: R,
+    sink: W,
+}
+
+impl<R: Read, W: Write> Read for TeeReader<R, W> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.src.read(buf)?;
+        self.sink.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+fn unique_name() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "{}-{}-{}",
+        std::process::id(),
+        nanos,
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+fn open_lock_file(p: &Path) -> Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(p)
+        .map_err(io_err("open", p))
+}
+
+/// fsyncs a directory, so a rename inside it is durable.
+pub fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir)
+        .and_then(|f| f.sync_all())
+        .map_err(io_err("sync", dir))
+}
+
+/// Writes `bytes` to `path` atomically (temp file beside it, fsync, rename, fsync dir).
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    write_atomic_in(dir, path, bytes)
+}
+
+fn write_atomic_in(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+    let tmp = tmp_dir.join(format!(".tmp-{}", unique_name()));
+    let result = (|| {
+        let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+        f.write_all(bytes).map_err(io_err("write", &tmp))?;
+        f.sync_all().map_err(io_err("sync", &tmp))?;
+        fs::rename(&tmp, path).map_err(io_err("rename into", path))?;
+        sync_dir(path.parent().unwrap_or(Path::new(".")))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+fn parse_json<T: serde::de::DeserializeOwned>(path: &Path, bytes: &[u8]) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Json {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn layer() -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(5);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "etc/hello", &b"hello"[..]).unwrap();
+        b.into_inner().unwrap()
+    }
+
+    #[test]
+    fn open_creates_a_valid_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ContentStore::open(dir.path()).unwrap();
+        assert!(dir.path().join("oci-layout").is_file());
+        assert_eq!(s.refs().unwrap().manifests().len(), 0);
+        ContentStore::open(dir.path()).unwrap();
+        fs::write(dir.path().join("oci-layout"), "junk").unwrap();
+        assert!(matches!(
+            ContentStore::open(dir.path()),
+            Err(StoreError::NotALayout(_))
+        ));
+    }
+
+    #[test]
+    fn ingest_layer_stores_blob_and_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ContentStore::open(dir.path()).unwrap();
+        let bytes = layer();
+        let info = s.ingest_layer(&bytes[..], None).unwrap();
+        assert_eq!(info.digest, Digest::of(&bytes));
+        assert!(!info.existed);
+        assert!(s.verify_blob(&info.digest).unwrap());
+        let idx = s.layer_index(&info.digest).unwrap();
+        let e = idx.find(b"etc/hello").unwrap();
+        let blob = fs::read(s.blob_path(&info.digest)).unwrap();
+        assert_eq!(&blob[e.offset as usize..][..5], b"hello");
+        assert!(s.ingest_layer(&bytes[..], None).unwrap().existed);
+        assert_eq!(
+            fs::read_dir(dir.path().join("rimg/tmp")).unwrap().count(),
+            0
+        );
+    }
+
+    #[test]
+    fn failed_ingest_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ContentStore::open(dir.path()).unwrap();
+        let bytes = layer();
+        let wrong = Digest::of(b"not it");
+        assert!(matches!(
+            s.ingest_layer(&bytes[..], Some(&wrong)),
+            Err(StoreError::DigestMismatch { .. })
+        ));
+        assert!(matches!(
+            s.ingest_layer(&bytes[..700], None),
+            Err(StoreError::Layer(_))
+        ));
+        assert!(s.list_blobs().unwrap().is_empty());
+        assert_eq!(
+            fs::read_dir(dir.path().join("rimg/tmp")).unwrap().count(),
+            0
+        );
+        assert_eq!(fs::read_dir(s.index_dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn update_refs_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ContentStore::open(dir.path()).unwrap();
+        let r: Result<()> = s.update_refs(|idx| {
+            idx.set_manifests(Vec::new());
+            Err(StoreError::NotALayout(PathBuf::from("x")))
+        });
+        assert!(r.is_err());
+        let lease = s.lease().unwrap();
+        assert!(s.try_gc().unwrap().is_none());
+        drop(lease);
+        assert!(s.try_gc().unwrap().is_some());
+    }
+}
