@@ -1,0 +1,128 @@
+//! `system df`: disk usage, with shared layers counted once.
+
+use std::collections::BTreeSet;
+
+use anyhow::Result;
+use clap::Args;
+use rimg::image::{Image, CONTAINER_PIN_PREFIX};
+use rimg::table::render;
+use rimg::units::{ago, human_size, human_size4};
+use rimg_fs::Digest;
+
+use super::{out, Ctx};
+
+/// Flags of `rimg system df`.
+#[derive(Args)]
+pub struct DfArgs {
+    /// Show per-image sizes (SIZE, SHARED SIZE, UNIQUE SIZE).
+    #[arg(short, long)]
+    pub verbose: bool,
+}
+
+fn with_percent(part: u64, total: u64) -> String {
+    if total == 0 {
+        human_size4(part)
+    } else {
+        format!("{} ({}%)", human_size4(part), part * 100 / total)
+    }
+}
+
+/// Prints TYPE TOTAL ACTIVE SIZE RECLAIMABLE (and, with `-v`, per-image usage).
+pub fn df(ctx: &Ctx, a: DfArgs) -> Result<u8> {
+    let images = ctx.images()?;
+    let store = images.store();
+    let mut list = images.list()?;
+    list.sort_by(|x, y| y.config.created.cmp(&x.config.created));
+    let mut unique: Vec<&Image> = Vec::new();
+    let mut ids = BTreeSet::new();
+    for img in &list {
+        if ids.insert(img.id) {
+            unique.push(img);
+        }
+    }
+    let pins = images.pins()?;
+    let container_pins: Vec<&(String, Vec<Digest>)> =
+        pins.iter().filter(|(n, _)| n.starts_with(CONTAINER_PIN_PREFIX)).collect();
+    let cache_pins: Vec<&(String, Vec<Digest>)> =
+        pins.iter().filter(|(n, _)| n.starts_with("cache-")).collect();
+    let active = |img: &Image| {
+        container_pins.iter().any(|(_, ds)| ds.contains(&img.manifest_digest) || ds.contains(&img.id))
+    };
+    let users = images.layer_users(&list);
+    let size_of = |d: &Digest| store.blob_size(d).unwrap_or(0);
+    let all_layers: BTreeSet<Digest> = unique.iter().flat_map(|i| i.diff_ids().iter().copied()).collect();
+    let total: u64 = all_layers.iter().map(size_of).sum();
+    let active_layers: BTreeSet<Digest> = unique
+        .iter()
+        .filter(|i| active(i))
+        .flat_map(|i| i.diff_ids().iter().copied())
+        .collect();
+    let reclaimable: u64 = all_layers.difference(&active_layers).map(size_of).sum();
+    let n_active = unique.iter().filter(|i| active(i)).count();
+
+    let cache_layers: BTreeSet<Digest> = cache_pins
+        .iter()
+        .flat_map(|(_, ds)| ds.iter().copied())
+        .filter(|d| !all_layers.contains(d))
+        .collect();
+    let cache_size: u64 = cache_layers.iter().map(size_of).sum();
+
+    let rows = vec![
+        vec!["Images".into(), unique.len().to_string(), n_active.to_string(), human_size4(total), with_percent(reclaimable, total)],
+        vec!["Containers".into(), container_pins.len().to_string(), "0".into(), human_size4(0), human_size4(0)],
+        vec!["Local Volumes".into(), "0".into(), "0".into(), "0B".into(), "0B".into()],
+        vec!["Build Cache".into(), cache_pins.len().to_string(), "0".into(), human_size4(cache_size), human_size4(cache_size)],
+    ];
+    if !a.verbose {
+        out(&render(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &rows))?;
+        return Ok(0);
+    }
+    let mut table = Vec::new();
+    for img in &list {
+        let layers: BTreeSet<&Digest> = img.diff_ids().iter().collect();
+        let size: u64 = layers.iter().map(|d| size_of(d)).sum();
+        let shared: u64 = layers.iter().filter(|d| users.get(**d).copied().unwrap_or(0) > 1).map(|d| size_of(d)).sum();
+        let containers = container_pins
+            .iter()
+            .filter(|(_, ds)| ds.contains(&img.manifest_digest) || ds.contains(&img.id))
+            .count();
+        let names: Vec<(String, String)> = if img.tags.is_empty() {
+            vec![("<none>".into(), "<none>".into())]
+        } else {
+            img.tags.iter().map(|t| (t.repository(), t.tag_or_latest().to_string())).collect()
+        };
+        for (repo, tag) in names {
+            table.push(vec![
+                repo,
+                tag,
+                img.id.short(),
+                ago(img.config.created.as_deref()),
+                human_size(size),
+                human_size(shared),
+                human_size(size - shared),
+                containers.to_string(),
+            ]);
+        }
+    }
+    let mut s = String::from("Images space usage:\n\n");
+    s.push_str(&render(
+        &["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"],
+        &table,
+    ));
+    s.push_str("\nContainers space usage:\n\n");
+    s.push_str(&render(&["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS", "NAMES"], &[]));
+    s.push_str("\nLocal Volumes space usage:\n\n");
+    s.push_str(&render(&["VOLUME NAME", "LINKS", "SIZE"], &[]));
+    s.push_str(&format!("\nBuild cache usage: {}\n\n", human_size4(cache_size)));
+    let cache_rows: Vec<Vec<String>> = cache_pins
+        .iter()
+        .map(|(name, ds)| {
+            let size: u64 = ds.iter().filter(|d| !all_layers.contains(d)).map(size_of).sum();
+            let shared = ds.iter().any(|d| all_layers.contains(d));
+            vec![name.trim_start_matches("cache-").chars().take(12).collect(), "regular".into(), human_size(size), "true".into(), shared.to_string()]
+        })
+        .collect();
+    s.push_str(&render(&["CACHE ID", "CACHE TYPE", "SIZE", "SHARED", "IN USE"], &cache_rows));
+    out(&s)?;
+    Ok(0)
+}

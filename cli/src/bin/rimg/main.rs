@@ -1,0 +1,105 @@
+//! `rimg`: the Docker-style command line over rimg's store, mounts and runtime.
+//!
+//! This binary parses flags, calls the `rimg` library and prints; errors are printed as one
+//! line (`Error: …`) with a non-zero exit code.
+
+mod commands;
+
+use std::io::{self, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use commands::Ctx;
+
+/// The command line.
+#[derive(Parser)]
+#[command(name = "rimg", version, about = "Container images as filesystems, without unpacking them")]
+struct Cli {
+    /// The store: an OCI image layout (default /var/lib/rimg as root).
+    #[arg(long, global = true, env = "RIMG_ROOT", value_name = "DIR")]
+    root: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create an image from a rootfs tarball.
+    Import(commands::import::ImportArgs),
+    /// List images.
+    Images(commands::images::ImagesArgs),
+    /// Show the history of an image.
+    History(commands::images::HistoryArgs),
+    /// Show an image's details as JSON.
+    Inspect(commands::images::InspectArgs),
+    /// Create a tag TARGET that refers to SOURCE.
+    Tag(commands::images::TagArgs),
+    /// Remove images.
+    Rmi(commands::images::RmiArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(ImageCommand),
+    /// Manage the store.
+    #[command(subcommand)]
+    System(SystemCommand),
+}
+
+#[derive(Subcommand)]
+enum ImageCommand {
+    /// List images.
+    #[command(alias = "list")]
+    Ls(commands::images::ImagesArgs),
+    /// Import a rootfs tarball.
+    Import(commands::import::ImportArgs),
+    /// Show the history of an image.
+    History(commands::images::HistoryArgs),
+    /// Show an image's details as JSON.
+    Inspect(commands::images::InspectArgs),
+    /// Create a tag TARGET that refers to SOURCE.
+    Tag(commands::images::TagArgs),
+    /// Remove images.
+    Rm(commands::images::RmiArgs),
+    /// Remove unused images.
+    Prune(commands::images::PruneArgs),
+}
+
+#[derive(Subcommand)]
+enum SystemCommand {
+    /// Show disk usage.
+    Df(commands::system::DfArgs),
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let ctx = Ctx::new(cli.root);
+    match cli.command {
+        Command::Import(a) | Command::Image(ImageCommand::Import(a)) => commands::import::run(&ctx, a),
+        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => commands::images::images(&ctx, a),
+        Command::History(a) | Command::Image(ImageCommand::History(a)) => {
+            commands::images::history(&ctx, a)
+        }
+        Command::Inspect(a) | Command::Image(ImageCommand::Inspect(a)) => {
+            commands::images::inspect(&ctx, a)
+        }
+        Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => commands::images::tag(&ctx, a),
+        Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => commands::images::rmi(&ctx, a),
+        Command::Image(ImageCommand::Prune(a)) => commands::images::prune(&ctx, a),
+        Command::System(SystemCommand::Df(a)) => commands::system::df(&ctx, a),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(err) => {
+            if commands::is_broken_pipe(&err) {
+                return ExitCode::SUCCESS;
+            }
+            let _ = io::stdout().flush();
+            eprintln!("Error: {err:#}");
+            ExitCode::from(commands::exit_code_of(&err))
+        }
+    }
+}
