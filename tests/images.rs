@@ -7,7 +7,10 @@ use rimg_tests::{require_tool, sh, Store};
 fn import_then_images_history_inspect() {
     let s = Store::new();
     let id = s.busybox("busybox:latest");
-    assert!(id.starts_with("sha256:"), "import prints the image id, got {id:?}");
+    assert!(
+        id.starts_with("sha256:"),
+        "import prints the image id, got {id:?}"
+    );
     let images = s.rimg(["images"]).ok();
     let mut lines = images.lines();
     assert_eq!(
@@ -16,7 +19,8 @@ fn import_then_images_history_inspect() {
     );
     let row: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
     assert_eq!(&row[..3], ["busybox", "latest", &id[7..19]]);
-    let inspect: serde_json::Value = serde_json::from_str(&s.rimg(["inspect", "busybox"]).ok()).unwrap();
+    let inspect: serde_json::Value =
+        serde_json::from_str(&s.rimg(["inspect", "busybox"]).ok()).unwrap();
     assert_eq!(inspect[0]["Id"], id);
     assert_eq!(inspect[0]["Config"]["Cmd"][0], "sh");
     assert_eq!(inspect[0]["RootFS"]["Layers"].as_array().unwrap().len(), 1);
@@ -29,11 +33,19 @@ fn skopeo_and_umoci_read_the_store() {
     let s = Store::new();
     let id = s.busybox("busybox:latest");
     let root = s.root();
-    let info = sh(&format!("skopeo inspect --config oci:{}:busybox", root.display()));
+    let info = sh(&format!(
+        "skopeo inspect --config oci:{}:busybox",
+        root.display()
+    ));
     let v: serde_json::Value = serde_json::from_str(&info).unwrap();
     assert_eq!(v["config"]["Cmd"][0], "sh");
     let bundle = s.path("bundle");
-    sh(&format!("cd {} && umoci unpack --image {}:busybox {}", s.dir.path().display(), root.display(), bundle.display()));
+    sh(&format!(
+        "cd {} && umoci unpack --image {}:busybox {}",
+        s.dir.path().display(),
+        root.display(),
+        bundle.display()
+    ));
     assert!(bundle.join("rootfs/bin/busybox").is_file());
     assert!(id.len() > 7);
 }

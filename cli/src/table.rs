@@ -65,7 +65,9 @@ pub fn apply_template(template: &str, value: &Value) -> Result<String, TemplateE
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find("}}").ok_or_else(|| TemplateError::Parse("unclosed {{".into()))?;
+        let end = after
+            .find("}}")
+            .ok_or_else(|| TemplateError::Parse("unclosed {{".into()))?;
         let action = after[..end].trim();
         rest = &after[end + 2..];
         let (json, path) = match action.strip_prefix("json ") {
@@ -73,7 +75,9 @@ pub fn apply_template(template: &str, value: &Value) -> Result<String, TemplateE
             None => (false, action),
         };
         if !path.starts_with('.') {
-            return Err(TemplateError::Parse(format!("unsupported action {action:?}")));
+            return Err(TemplateError::Parse(format!(
+                "unsupported action {action:?}"
+            )));
         }
         let mut v = value;
         let null = Value::Null;
@@ -98,10 +102,16 @@ fn go_format(v: &Value) -> String {
     match v {
         Value::Null => "<nil>".into(),
         Value::String(s) => s.clone(),
-        Value::Array(a) => format!("[{}]", a.iter().map(go_format).collect::<Vec<_>>().join(" ")),
+        Value::Array(a) => format!(
+            "[{}]",
+            a.iter().map(go_format).collect::<Vec<_>>().join(" ")
+        ),
         Value::Object(m) => format!(
             "map[{}]",
-            m.iter().map(|(k, v)| format!("{k}:{}", go_format(v))).collect::<Vec<_>>().join(" ")
+            m.iter()
+                .map(|(k, v)| format!("{k}:{}", go_format(v)))
+                .collect::<Vec<_>>()
+                .join(" ")
         ),
         other => other.to_string(),
     }
@@ -115,7 +125,13 @@ mod tests {
     fn renders_like_docker() {
         let out = render(
             &["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"],
-            &[vec!["web-ping".into(), "latest".into(), "a5b350fa1a90".into(), "9 minutes ago".into(), "6.89MB".into()]],
+            &[vec![
+                "web-ping".into(),
+                "latest".into(),
+                "a5b350fa1a90".into(),
+                "9 minutes ago".into(),
+                "6.89MB".into(),
+            ]],
         );
         assert_eq!(
             out,
@@ -129,7 +145,10 @@ mod tests {
         let v = serde_json::json!({"Config": {"Env": ["A=1", "B=2"], "Cmd": null}, "Id": "x"});
         assert_eq!(apply_template("{{.Config.Env}}", &v).unwrap(), "[A=1 B=2]");
         assert_eq!(apply_template("id={{ .Id }}", &v).unwrap(), "id=x");
-        assert_eq!(apply_template("{{json .Config.Env}}", &v).unwrap(), r#"["A=1","B=2"]"#);
+        assert_eq!(
+            apply_template("{{json .Config.Env}}", &v).unwrap(),
+            r#"["A=1","B=2"]"#
+        );
         assert!(apply_template("{{", &v).is_err());
         assert_eq!(ellipsis("abcdef", 4), "abc…");
         assert_eq!(ellipsis("abc", 4), "abc");

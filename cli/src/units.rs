@@ -4,7 +4,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Seconds since the epoch, now (or `SOURCE_DATE_EPOCH` when `reproducible` and it is set).
 pub fn now_unix() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// `SOURCE_DATE_EPOCH`, if set to a valid number.
@@ -17,12 +20,19 @@ pub fn rfc3339(secs: i64) -> String {
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
 }
 
 /// Formats now with nanoseconds, as Docker stamps log lines: `2026-11-22T23:32:32.123456789Z`.
 pub fn rfc3339_nanos_now() -> String {
-    let d = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    let d = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
     let base = rfc3339(d.as_secs() as i64);
     format!("{}.{:09}Z", base.trim_end_matches('Z'), d.subsec_nanos())
 }
@@ -163,7 +173,10 @@ mod tests {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339(1_768_058_126), "2026-01-10T15:15:26Z");
         assert_eq!(parse_rfc3339("2026-01-10T15:15:26Z"), Some(1_768_058_126));
-        assert_eq!(parse_rfc3339("2026-01-10T16:15:26.123+01:00"), Some(1_768_058_126));
+        assert_eq!(
+            parse_rfc3339("2026-01-10T16:15:26.123+01:00"),
+            Some(1_768_058_126)
+        );
         assert_eq!(parse_rfc3339("junk"), None);
     }
 

@@ -15,13 +15,19 @@ pub mod tree;
 
 /// The workspace root.
 pub fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 fn bin_dir() -> PathBuf {
     // target/<profile>/deps/<test-exe> → target/<profile>
     let exe = std::env::current_exe().expect("current exe");
-    exe.parent().and_then(Path::parent).expect("target dir").to_path_buf()
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf()
 }
 
 /// Path of a workspace binary (`rimg`, `rimgfs`).
@@ -49,7 +55,10 @@ impl Default for Store {
 impl Store {
     /// A fresh, empty store in a temp dir.
     pub fn new() -> Self {
-        let dir = tempfile::Builder::new().prefix("rimg-test-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("rimg-test-")
+            .tempdir()
+            .expect("tempdir");
         Store { dir }
     }
 
@@ -88,7 +97,12 @@ impl Store {
     /// Imports the shared busybox rootfs as `name` (e.g. `busybox:latest`); returns the id.
     pub fn busybox(&self, name: &str) -> String {
         let tar = busybox_tar();
-        self.rimg(["import", "-c", "CMD [\"sh\"]"]).arg(tar).arg(name).ok().trim().to_string()
+        self.rimg(["import", "-c", "CMD [\"sh\"]"])
+            .arg(tar)
+            .arg(name)
+            .ok()
+            .trim()
+            .to_string()
     }
 }
 
@@ -121,7 +135,10 @@ impl Cmd {
     /// Runs with stdin from `input`.
     pub fn stdin_bytes(mut self, input: &[u8]) -> Output {
         use std::io::Write;
-        self.0.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        self.0
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut child = self.0.spawn().expect("spawn");
         let mut stdin = child.stdin.take().expect("stdin");
         let data = input.to_vec();
@@ -172,7 +189,11 @@ impl Cmd {
 /// Runs a shell command line, asserting success; returns stdout.
 #[track_caller]
 pub fn sh(script: &str) -> String {
-    let out = Command::new("sh").arg("-c").arg(script).output().expect("spawn sh");
+    let out = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .output()
+        .expect("spawn sh");
     assert!(
         out.status.success(),
         "sh -c {script:?} failed ({}):\nstdout: {}\nstderr: {}",
@@ -191,7 +212,10 @@ pub fn require_tool(name: &str) {
         .arg(format!("command -v {name}"))
         .output()
         .is_ok_and(|o| o.status.success());
-    assert!(found, "{name} is not installed: scripts/test.sh installs it");
+    assert!(
+        found,
+        "{name} is not installed: scripts/test.sh installs it"
+    );
 }
 
 /// The busybox rootfs tar that `scripts/make-busybox-image.sh` builds, made once per test

@@ -37,24 +37,42 @@ fn header(kind: tar::EntryType, mode: u32) -> tar::Header {
 impl Layer {
     /// An empty layer.
     pub fn new() -> Self {
-        Layer { builder: tar::Builder::new(Vec::new()) }
+        Layer {
+            builder: tar::Builder::new(Vec::new()),
+        }
     }
 
     /// A directory.
     pub fn dir(mut self, path: &str, mode: u32) -> Self {
         let mut h = header(tar::EntryType::Directory, mode);
-        self.builder.append_data(&mut h, format!("{}/", path.trim_end_matches('/')), std::io::empty()).expect("append");
+        self.builder
+            .append_data(
+                &mut h,
+                format!("{}/", path.trim_end_matches('/')),
+                std::io::empty(),
+            )
+            .expect("append");
         self
     }
 
     /// A regular file with owner and mtime.
-    pub fn file_with(mut self, path: &str, data: &[u8], mode: u32, uid: u64, gid: u64, mtime: u64) -> Self {
+    pub fn file_with(
+        mut self,
+        path: &str,
+        data: &[u8],
+        mode: u32,
+        uid: u64,
+        gid: u64,
+        mtime: u64,
+    ) -> Self {
         let mut h = header(tar::EntryType::Regular, mode);
         h.set_uid(uid);
         h.set_gid(gid);
         h.set_mtime(mtime);
         h.set_size(data.len() as u64);
-        self.builder.append_data(&mut h, path, data).expect("append");
+        self.builder
+            .append_data(&mut h, path, data)
+            .expect("append");
         self
     }
 
@@ -65,8 +83,10 @@ impl Layer {
 
     /// A regular file with extended attributes (PAX `SCHILY.xattr.*`).
     pub fn file_xattrs(mut self, path: &str, data: &[u8], xattrs: &[(&str, &[u8])]) -> Self {
-        let records: Vec<(String, &[u8])> =
-            xattrs.iter().map(|(k, v)| (format!("SCHILY.xattr.{k}"), *v)).collect();
+        let records: Vec<(String, &[u8])> = xattrs
+            .iter()
+            .map(|(k, v)| (format!("SCHILY.xattr.{k}"), *v))
+            .collect();
         self.builder
             .append_pax_extensions(records.iter().map(|(k, v)| (k.as_str(), *v)))
             .expect("pax");
@@ -76,31 +96,43 @@ impl Layer {
     /// A symlink.
     pub fn symlink(mut self, path: &str, target: &str) -> Self {
         let mut h = header(tar::EntryType::Symlink, 0o777);
-        self.builder.append_link(&mut h, path, target).expect("append");
+        self.builder
+            .append_link(&mut h, path, target)
+            .expect("append");
         self
     }
 
     /// A hard link to an earlier entry.
     pub fn hardlink(mut self, path: &str, target: &str) -> Self {
         let mut h = header(tar::EntryType::Link, 0o644);
-        self.builder.append_link(&mut h, path, target).expect("append");
+        self.builder
+            .append_link(&mut h, path, target)
+            .expect("append");
         self
     }
 
     /// A character or block device.
     pub fn device(mut self, path: &str, block: bool, major: u32, minor: u32) -> Self {
-        let kind = if block { tar::EntryType::Block } else { tar::EntryType::Char };
+        let kind = if block {
+            tar::EntryType::Block
+        } else {
+            tar::EntryType::Char
+        };
         let mut h = header(kind, 0o660);
         h.set_device_major(major).expect("major");
         h.set_device_minor(minor).expect("minor");
-        self.builder.append_data(&mut h, path, std::io::empty()).expect("append");
+        self.builder
+            .append_data(&mut h, path, std::io::empty())
+            .expect("append");
         self
     }
 
     /// A named pipe.
     pub fn fifo(mut self, path: &str) -> Self {
         let mut h = header(tar::EntryType::Fifo, 0o644);
-        self.builder.append_data(&mut h, path, std::io::empty()).expect("append");
+        self.builder
+            .append_data(&mut h, path, std::io::empty())
+            .expect("append");
         self
     }
 
@@ -115,7 +147,11 @@ impl Layer {
 
     /// Makes `dir` opaque: every lower child is hidden.
     pub fn opaque(self, dir: &str) -> Self {
-        self.file(&format!("{}/.wh..wh..opq", dir.trim_end_matches('/')), b"", 0o644)
+        self.file(
+            &format!("{}/.wh..wh..opq", dir.trim_end_matches('/')),
+            b"",
+            0o644,
+        )
     }
 
     /// The tar bytes.
@@ -136,7 +172,14 @@ pub fn every_kind_layers() -> Vec<Vec<u8>> {
         .hardlink("bin/tool-link", "bin/tool")
         .symlink("bin/sh", "tool")
         .dir("data", 0o755)
-        .file_with("data/owned", b"owned by 1000\n", 0o600, 1000, 1000, 1_600_000_000)
+        .file_with(
+            "data/owned",
+            b"owned by 1000\n",
+            0o600,
+            1000,
+            1000,
+            1_600_000_000,
+        )
         .dir("data/sub", 0o700)
         .file("data/sub/deep", b"deep\n", 0o644)
         .dir("opq", 0o755)
@@ -146,18 +189,33 @@ pub fn every_kind_layers() -> Vec<Vec<u8>> {
         .device("dev/null", false, 1, 3)
         .device("dev/loop9", true, 7, 9)
         .fifo("dev/pipe")
-        .file_xattrs("etc/labelled", b"xattrs\n", &[("user.comment", b"hello"), ("trusted.rimg", b"\x00\x01")])
+        .file_xattrs(
+            "etc/labelled",
+            b"xattrs\n",
+            &[("user.comment", b"hello"), ("trusted.rimg", b"\x00\x01")],
+        )
         .file("big", &vec![0xabu8; 3 * 1024 * 1024 + 17], 0o644)
         .build();
     let l2 = Layer::new()
-        .file("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n", 0o644)
+        .file(
+            "etc/passwd",
+            b"root:x:0:0:root:/root:/bin/sh\nuser:x:1000:1000::/home/user:/bin/sh\n",
+            0o644,
+        )
         .dir("data/sub", 0o750)
         .file("data/sub/added", b"added in 2\n", 0o644)
         .file("opq/lower-c", b"c\n", 0o644)
         .symlink("abs-link", "/etc/passwd")
         .dir("home", 0o755)
         .dir("home/user", 0o755)
-        .file_with("home/user/.profile", b"export A=1\n", 0o644, 1000, 1000, 1_650_000_000)
+        .file_with(
+            "home/user/.profile",
+            b"export A=1\n",
+            0o644,
+            1000,
+            1000,
+            1_650_000_000,
+        )
         .hardlink("home/user/profile-link", "home/user/.profile")
         .build();
     let l3 = Layer::new()
@@ -180,16 +238,26 @@ pub fn snapshot(root: &Path) -> BTreeMap<String, String> {
 }
 
 fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
-    let mut entries: Vec<_> = fs::read_dir(dir).expect("read_dir").map(|e| e.expect("entry").path()).collect();
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
     entries.sort();
     for p in entries {
-        let rel = p.strip_prefix(root).expect("prefix").to_string_lossy().into_owned();
+        let rel = p
+            .strip_prefix(root)
+            .expect("prefix")
+            .to_string_lossy()
+            .into_owned();
         let m = fs::symlink_metadata(&p).expect("lstat");
         let ft = m.file_type();
         let kind = if ft.is_dir() {
             "dir".to_string()
         } else if ft.is_symlink() {
-            format!("symlink -> {}", fs::read_link(&p).expect("readlink").display())
+            format!(
+                "symlink -> {}",
+                fs::read_link(&p).expect("readlink").display()
+            )
         } else if ft.is_file() {
             let mut h = Sha256::new();
             let mut f = fs::File::open(&p).expect("open");
@@ -201,7 +269,12 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
                 }
                 h.update(&buf[..n]);
             }
-            format!("file size={} nlink={} sha256={:x}", m.len(), m.nlink(), h.finalize())
+            format!(
+                "file size={} nlink={} sha256={:x}",
+                m.len(),
+                m.nlink(),
+                h.finalize()
+            )
         } else if ft.is_char_device() {
             format!("chardev {}:{}", major(m.rdev()), minor(m.rdev()))
         } else if ft.is_block_device() {
@@ -225,7 +298,11 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
             }
         }
         xattrs.sort();
-        let mtime = if ft.is_dir() { String::new() } else { format!(" mtime={}", m.mtime()) };
+        let mtime = if ft.is_dir() {
+            String::new()
+        } else {
+            format!(" mtime={}", m.mtime())
+        };
         out.insert(
             rel,
             format!(
@@ -251,10 +328,13 @@ pub fn hardlink_groups(root: &Path) -> Vec<Vec<String>> {
             by_ino.entry(m.ino()).or_default().push(rel.clone());
         }
     }
-    let mut groups: Vec<Vec<String>> = by_ino.into_values().map(|mut g| {
-        g.sort();
-        g
-    }).collect();
+    let mut groups: Vec<Vec<String>> = by_ino
+        .into_values()
+        .map(|mut g| {
+            g.sort();
+            g
+        })
+        .collect();
     groups.sort();
     groups
 }
@@ -283,7 +363,10 @@ pub struct Reference {
 impl Reference {
     /// Extracts and mounts `layers` (bottom first); `writable` adds upper and work dirs.
     pub fn mount(layers: &[Vec<u8>], writable: bool) -> Reference {
-        let dir = tempfile::Builder::new().prefix("rimg-ref-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("rimg-ref-")
+            .tempdir()
+            .expect("tempdir");
         let mut lowers = Vec::new();
         for (i, bytes) in layers.iter().enumerate() {
             let tar = dir.path().join(format!("layer{i}.tar"));
@@ -300,7 +383,11 @@ impl Reference {
         }
         let mountpoint = dir.path().join("merged");
         fs::create_dir_all(&mountpoint).expect("mkdir");
-        let lowerdir: Vec<String> = lowers.iter().rev().map(|p| p.display().to_string()).collect();
+        let lowerdir: Vec<String> = lowers
+            .iter()
+            .rev()
+            .map(|p| p.display().to_string())
+            .collect();
         let upper = if writable {
             let upper = dir.path().join("upper");
             let work = dir.path().join("work");
@@ -323,23 +410,35 @@ impl Reference {
             } else {
                 lowerdir.join(":")
             };
-            sh(&format!("mount -t overlay overlay -o ro,lowerdir={opt} {}", mountpoint.display()));
+            sh(&format!(
+                "mount -t overlay overlay -o ro,lowerdir={opt} {}",
+                mountpoint.display()
+            ));
             None
         };
-        Reference { dir, mountpoint, upper }
+        Reference {
+            dir,
+            mountpoint,
+            upper,
+        }
     }
 }
 
 impl Drop for Reference {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.mountpoint).status();
+        let _ = std::process::Command::new("umount")
+            .arg(&self.mountpoint)
+            .status();
     }
 }
 
 /// Turns `.wh.NAME` files into overlayfs whiteouts (char 0:0) and `.wh..wh..opq` into the
 /// `trusted.overlay.opaque` xattr, recursively.
 fn convert_whiteouts(dir: &Path) {
-    let entries: Vec<PathBuf> = fs::read_dir(dir).expect("read_dir").map(|e| e.expect("entry").path()).collect();
+    let entries: Vec<PathBuf> = fs::read_dir(dir)
+        .expect("read_dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
     for p in entries {
         let name = p.file_name().expect("name").to_string_lossy().into_owned();
         if name == ".wh..wh..opq" {

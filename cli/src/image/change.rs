@@ -66,7 +66,10 @@ impl CommandForm {
 /// Splits `K=V K2="v 2" K3=v\ 3` into pairs, handling double and single quotes and backslash
 /// escapes as Docker does for ENV and LABEL. A legacy `K value with spaces` (first word has no
 /// `=`) gives one pair.
-pub fn parse_key_values(instruction: &str, args: &str) -> Result<Vec<(String, String)>, ChangeError> {
+pub fn parse_key_values(
+    instruction: &str,
+    args: &str,
+) -> Result<Vec<(String, String)>, ChangeError> {
     let malformed = |m: &str| ChangeError::Malformed {
         instruction: instruction.to_string(),
         message: m.to_string(),
@@ -236,7 +239,10 @@ pub fn apply_change(
     shell: &[String],
 ) -> Result<(), ChangeError> {
     let (keyword, args) = split_instruction(line);
-    let malformed = |m: &str| ChangeError::Malformed { instruction: keyword.clone(), message: m.into() };
+    let malformed = |m: &str| ChangeError::Malformed {
+        instruction: keyword.clone(),
+        message: m.into(),
+    };
     match keyword.as_str() {
         "CMD" => {
             config.cmd = Some(CommandForm::parse(args).to_argv(shell));
@@ -305,9 +311,14 @@ pub fn apply_change(
         "ONBUILD" => {
             let (inner, _) = split_instruction(args);
             if matches!(inner.as_str(), "ONBUILD" | "FROM" | "MAINTAINER" | "") {
-                return Err(malformed(&format!("{inner} isn't allowed as an ONBUILD trigger")));
+                return Err(malformed(&format!(
+                    "{inner} isn't allowed as an ONBUILD trigger"
+                )));
             }
-            config.on_build.get_or_insert_with(Vec::new).push(args.to_string());
+            config
+                .on_build
+                .get_or_insert_with(Vec::new)
+                .push(args.to_string());
         }
         _ => return Err(ChangeError::Unsupported(keyword)),
     }
@@ -344,10 +355,18 @@ mod tests {
         .unwrap();
         assert_eq!(
             c.env.unwrap(),
-            ["TARGET=blog.sixeyed.com", "METHOD=HEAD", "X=a b", "LEGACY=some value"]
+            [
+                "TARGET=blog.sixeyed.com",
+                "METHOD=HEAD",
+                "X=a b",
+                "LEGACY=some value"
+            ]
         );
         assert_eq!(c.cmd.unwrap(), ["node", "/web-ping/app.js"]);
-        assert_eq!(c.exposed_ports.unwrap().keys().collect::<Vec<_>>(), ["53/udp", "80/tcp"]);
+        assert_eq!(
+            c.exposed_ports.unwrap().keys().collect::<Vec<_>>(),
+            ["53/udp", "80/tcp"]
+        );
         assert_eq!(c.labels.unwrap().get("c d").map(String::as_str), Some("e"));
         assert_eq!(c.working_dir.as_deref(), Some("/web-ping/x"));
         assert_eq!(c.user.as_deref(), Some("1000:1000"));
@@ -356,7 +375,10 @@ mod tests {
 
     #[test]
     fn entrypoint_resets_an_inherited_cmd_and_shell_form_wraps() {
-        let mut c = RunConfig { cmd: Some(vec!["sh".into()]), ..Default::default() };
+        let mut c = RunConfig {
+            cmd: Some(vec!["sh".into()]),
+            ..Default::default()
+        };
         let mut st = ChangeState::default();
         apply_change(&mut c, &mut st, "ENTRYPOINT echo hi", &[]).unwrap();
         assert_eq!(c.entrypoint.unwrap(), ["/bin/sh", "-c", "echo hi"]);
@@ -365,7 +387,10 @@ mod tests {
 
     #[test]
     fn rejects_unsupported_and_malformed() {
-        assert!(matches!(apply_all(&["RUN true"]), Err(ChangeError::Unsupported(_))));
+        assert!(matches!(
+            apply_all(&["RUN true"]),
+            Err(ChangeError::Unsupported(_))
+        ));
         assert!(apply_all(&["EXPOSE 99999"]).is_err());
         assert!(apply_all(&["ENV"]).is_err());
         assert!(apply_all(&["ENV A=\"unterminated"]).is_err());

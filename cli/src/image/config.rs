@@ -99,7 +99,10 @@ pub struct RootFs {
 
 impl Default for RootFs {
     fn default() -> Self {
-        RootFs { kind: "layers".into(), diff_ids: Vec::new() }
+        RootFs {
+            kind: "layers".into(),
+            diff_ids: Vec::new(),
+        }
     }
 }
 
@@ -145,7 +148,10 @@ impl ImageConfig {
 /// Sets `key=value` in an `Env` list, replacing an earlier value in place.
 pub fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
     let entry = format!("{key}={value}");
-    match env.iter_mut().find(|kv| kv.split_once('=').map_or(kv.as_str(), |(k, _)| k) == key) {
+    match env
+        .iter_mut()
+        .find(|kv| kv.split_once('=').map_or(kv.as_str(), |(k, _)| k) == key)
+    {
         Some(slot) => *slot = entry,
         None => env.push(entry),
     }

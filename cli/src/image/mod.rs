@@ -167,7 +167,10 @@ impl Image {
 
     /// Total uncompressed size of the layers (Docker's SIZE).
     pub fn size(&self, store: &ContentStore) -> u64 {
-        self.diff_ids().iter().filter_map(|d| store.blob_size(d).ok()).sum()
+        self.diff_ids()
+            .iter()
+            .filter_map(|d| store.blob_size(d).ok())
+            .sum()
     }
 }
 
@@ -188,7 +191,9 @@ pub struct Images {
 impl Images {
     /// Opens (creating if needed) the store at `root`.
     pub fn open(root: &Path) -> Result<Self> {
-        Ok(Images { store: ContentStore::open(root)? })
+        Ok(Images {
+            store: ContentStore::open(root)?,
+        })
     }
 
     /// The content store underneath.
@@ -201,14 +206,20 @@ impl Images {
         let mut by_manifest: BTreeMap<Digest, Listed> = BTreeMap::new();
         let mut order = Vec::new();
         for desc in index.manifests() {
-            let Ok(d) = Digest::try_from(desc.digest()) else { continue };
+            let Ok(d) = Digest::try_from(desc.digest()) else {
+                continue;
+            };
             let media = desc.media_type().to_string();
             if media != MANIFEST_MEDIA && media != DOCKER_MANIFEST_MEDIA {
                 continue;
             }
             let entry = by_manifest.entry(d).or_insert_with(|| {
                 order.push(d);
-                Listed { manifest: d, names: Vec::new(), repo_digests: Vec::new() }
+                Listed {
+                    manifest: d,
+                    names: Vec::new(),
+                    repo_digests: Vec::new(),
+                }
             });
             if let Some(ann) = desc.annotations() {
                 if let Some(name) = ann.get(REF_NAME) {
@@ -223,17 +234,26 @@ impl Images {
                 }
             }
         }
-        Ok(order.into_iter().filter_map(|d| by_manifest.remove(&d)).collect())
+        Ok(order
+            .into_iter()
+            .filter_map(|d| by_manifest.remove(&d))
+            .collect())
     }
 
     fn load(&self, l: Listed) -> Result<Image> {
         let manifest = self.read_manifest(&l.manifest)?;
-        let id = Digest::try_from(manifest.config().digest()).map_err(|e| {
-            ImageError::BadDocument { what: "manifest", digest: l.manifest, message: e.to_string() }
-        })?;
+        let id =
+            Digest::try_from(manifest.config().digest()).map_err(|e| ImageError::BadDocument {
+                what: "manifest",
+                digest: l.manifest,
+                message: e.to_string(),
+            })?;
         let config = self.read_config(&id)?;
-        let mut tags: Vec<Reference> =
-            l.names.iter().filter_map(|n| Reference::from_ref_name(n)).collect();
+        let mut tags: Vec<Reference> = l
+            .names
+            .iter()
+            .filter_map(|n| Reference::from_ref_name(n))
+            .collect();
         tags.sort();
         tags.dedup();
         Ok(Image {
@@ -268,7 +288,11 @@ impl Images {
 
     /// Every image, in `index.json` order. Images whose documents cannot be read are skipped.
     pub fn list(&self) -> Result<Vec<Image>> {
-        Ok(self.listed()?.into_iter().filter_map(|l| self.load(l).ok()).collect())
+        Ok(self
+            .listed()?
+            .into_iter()
+            .filter_map(|l| self.load(l).ok())
+            .collect())
     }
 
     /// Finds an image by reference (`name[:tag]`, `name@digest`), by image id or id prefix
@@ -283,9 +307,9 @@ impl Images {
             } else {
                 let want = r.ref_name();
                 if let Some(l) = listed.iter().find(|l| {
-                    l.names.iter().any(|n| {
-                        n == &want || Reference::from_ref_name(n).is_some_and(|x| x == r)
-                    })
+                    l.names
+                        .iter()
+                        .any(|n| n == &want || Reference::from_ref_name(n).is_some_and(|x| x == r))
                 }) {
                     return self.load(l.clone());
                 }
@@ -350,11 +374,17 @@ impl Images {
             let file = self.store.open_blob(&blob)?;
             let reader = comp
                 .decoder(file)
-                .map_err(|source| ImageError::Decompress { digest: blob, source })?;
+                .map_err(|source| ImageError::Decompress {
+                    digest: blob,
+                    source,
+                })?;
             match self.store.ingest_layer(reader, Some(diff_id)) {
                 Ok(_) => {}
                 Err(StoreError::DigestMismatch { .. }) => {
-                    return Err(ImageError::DiffIdMismatch { layer: blob, diff_id: *diff_id })
+                    return Err(ImageError::DiffIdMismatch {
+                        layer: blob,
+                        diff_id: *diff_id,
+                    })
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -394,14 +424,20 @@ impl Images {
                 digest: id,
                 message: e.to_string(),
             })?;
-        let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| {
-            ImageError::BadDocument { what: "manifest", digest: id, message: e.to_string() }
-        })?;
+        let manifest_bytes =
+            serde_json::to_vec(&manifest).map_err(|e| ImageError::BadDocument {
+                what: "manifest",
+                digest: id,
+                message: e.to_string(),
+            })?;
         let manifest_digest = self.store.put_blob(&manifest_bytes)?;
         let size = manifest_bytes.len() as u64;
         self.store.update_refs(|index| -> Result<()> {
             let mut manifests = index.manifests().clone();
-            if !manifests.iter().any(|m| digest_of(m) == Some(manifest_digest)) {
+            if !manifests
+                .iter()
+                .any(|m| digest_of(m) == Some(manifest_digest))
+            {
                 manifests.push(descriptor(MANIFEST_MEDIA, size, &manifest_digest)?);
             }
             for t in tags {
@@ -413,7 +449,14 @@ impl Images {
         let mut tags = tags.to_vec();
         tags.sort();
         tags.dedup();
-        Ok(Image { manifest_digest, manifest, id, config, tags, repo_digests: Vec::new() })
+        Ok(Image {
+            manifest_digest,
+            manifest,
+            id,
+            config,
+            tags,
+            repo_digests: Vec::new(),
+        })
     }
 
     /// Points `tag` at `image` (Docker's `tag`).
@@ -422,7 +465,10 @@ impl Images {
         let size = self.store.blob_size(&image.manifest_digest)?;
         self.store.update_refs(|index| -> Result<()> {
             let mut manifests = index.manifests().clone();
-            if !manifests.iter().any(|m| digest_of(m) == Some(image.manifest_digest)) {
+            if !manifests
+                .iter()
+                .any(|m| digest_of(m) == Some(image.manifest_digest))
+            {
                 manifests.push(descriptor(MANIFEST_MEDIA, size, &image.manifest_digest)?);
             }
             move_tag(&mut manifests, tag, image.manifest_digest, size)?;
@@ -435,7 +481,10 @@ impl Images {
     pub fn add_repo_digest(&self, image: &Image, repo_digest: &str) -> Result<()> {
         self.store.update_refs(|index| -> Result<()> {
             let mut manifests = index.manifests().clone();
-            for m in manifests.iter_mut().filter(|m| digest_of(m) == Some(image.manifest_digest)) {
+            for m in manifests
+                .iter_mut()
+                .filter(|m| digest_of(m) == Some(image.manifest_digest))
+            {
                 let mut ann = m.annotations().clone().unwrap_or_default();
                 let mut all: Vec<String> = ann
                     .get(REPO_DIGESTS)
@@ -459,7 +508,9 @@ impl Images {
         let want = tag.ref_name();
         self.store.update_refs(|index| -> Result<Option<Digest>> {
             let mut manifests = index.manifests().clone();
-            let Some(pos) = manifests.iter().position(|m| ref_name(m) == Some(want.as_str()))
+            let Some(pos) = manifests
+                .iter()
+                .position(|m| ref_name(m) == Some(want.as_str()))
             else {
                 return Ok(None);
             };
@@ -492,10 +543,14 @@ impl Images {
     /// them: containers pin their image, mounts their layers, the build cache its layers.
     pub fn pin(&self, name: &str, digests: &[Digest]) -> Result<()> {
         let dir = self.pins_dir();
-        fs::create_dir_all(&dir)
-            .map_err(|source| ImageError::Io { op: "create", path: dir.clone(), source })?;
+        fs::create_dir_all(&dir).map_err(|source| ImageError::Io {
+            op: "create",
+            path: dir.clone(),
+            source,
+        })?;
         let text: String = digests.iter().map(|d| format!("{d}\n")).collect();
-        self.store.write_file(&dir.join(pin_file_name(name)), text.as_bytes())?;
+        self.store
+            .write_file(&dir.join(pin_file_name(name)), text.as_bytes())?;
         Ok(())
     }
 
@@ -505,7 +560,11 @@ impl Images {
         match fs::remove_file(&p) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(ImageError::Io { op: "remove", path: p, source }),
+            Err(source) => Err(ImageError::Io {
+                op: "remove",
+                path: p,
+                source,
+            }),
         }
     }
 
@@ -516,7 +575,13 @@ impl Images {
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-            Err(source) => return Err(ImageError::Io { op: "list", path: dir, source }),
+            Err(source) => {
+                return Err(ImageError::Io {
+                    op: "list",
+                    path: dir,
+                    source,
+                })
+            }
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -524,7 +589,10 @@ impl Images {
                 continue;
             }
             let text = fs::read_to_string(e.path()).unwrap_or_default();
-            let ds = text.lines().filter_map(|l| Digest::parse(l.trim()).ok()).collect();
+            let ds = text
+                .lines()
+                .filter_map(|l| Digest::parse(l.trim()).ok())
+                .collect();
             out.push((name, ds));
         }
         out.sort();
@@ -559,7 +627,11 @@ impl Images {
                     out.extend(cfg.rootfs.diff_ids.iter().copied());
                 }
             }
-            out.extend(m.layers().iter().filter_map(|l| Digest::try_from(l.digest()).ok()));
+            out.extend(
+                m.layers()
+                    .iter()
+                    .filter_map(|l| Digest::try_from(l.digest()).ok()),
+            );
         }
         out
     }
@@ -611,7 +683,15 @@ impl Images {
 }
 
 fn pin_file_name(name: &str) -> String {
-    name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect()
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn descriptor(media: &str, size: u64, d: &Digest) -> Result<Descriptor> {
@@ -640,7 +720,10 @@ fn move_tag(
     size: u64,
 ) -> Result<()> {
     let name = tag.ref_name();
-    if let Some(pos) = manifests.iter().position(|m| ref_name(m) == Some(name.as_str())) {
+    if let Some(pos) = manifests
+        .iter()
+        .position(|m| ref_name(m) == Some(name.as_str()))
+    {
         if digest_of(&manifests[pos]) == Some(manifest) {
             return Ok(());
         }
@@ -655,8 +738,9 @@ fn move_tag(
     let mut desc = descriptor(MANIFEST_MEDIA, size, &manifest)?;
     desc.set_annotations(Some(HashMap::from([(REF_NAME.to_string(), name)])));
     // A dangling entry for the same manifest is replaced by the named one.
-    if let Some(pos) =
-        manifests.iter().position(|m| digest_of(m) == Some(manifest) && ref_name(m).is_none())
+    if let Some(pos) = manifests
+        .iter()
+        .position(|m| digest_of(m) == Some(manifest) && ref_name(m).is_none())
     {
         manifests[pos] = desc;
     } else {
@@ -679,9 +763,16 @@ mod tests {
     }
 
     fn image(images: &Images, data: &[u8], tag: &str) -> Image {
-        let l = images.store().ingest_layer(&layer("f", data)[..], None).unwrap();
+        let l = images
+            .store()
+            .ingest_layer(&layer("f", data)[..], None)
+            .unwrap();
         images
-            .create(&[l.digest], ImageConfig::new_for_host(), &[Reference::parse(tag).unwrap()])
+            .create(
+                &[l.digest],
+                ImageConfig::new_for_host(),
+                &[Reference::parse(tag).unwrap()],
+            )
             .unwrap()
     }
 
@@ -694,7 +785,10 @@ mod tests {
         assert_eq!(images.resolve("app:latest").unwrap().id, a.id);
         assert_eq!(images.resolve(&a.id.short()).unwrap().id, a.id);
         assert_eq!(images.resolve(&a.id.to_string()).unwrap().id, a.id);
-        assert!(matches!(images.resolve("nope"), Err(ImageError::NotFound(_))));
+        assert!(matches!(
+            images.resolve("nope"),
+            Err(ImageError::NotFound(_))
+        ));
 
         // Moving the tag leaves the old image dangling.
         let b = image(&images, b"b", "app");
@@ -704,9 +798,13 @@ mod tests {
         assert!(old.tags.is_empty());
         assert_eq!(images.resolve("app").unwrap().id, b.id);
 
-        images.tag(&b, &Reference::parse("other:v1").unwrap()).unwrap();
+        images
+            .tag(&b, &Reference::parse("other:v1").unwrap())
+            .unwrap();
         assert_eq!(images.resolve("other:v1").unwrap().tags.len(), 2);
-        images.untag(&Reference::parse("other:v1").unwrap(), true).unwrap();
+        images
+            .untag(&Reference::parse("other:v1").unwrap(), true)
+            .unwrap();
         assert!(images.resolve("other:v1").is_err());
         assert_eq!(images.resolve("app").unwrap().tags.len(), 1);
     }
@@ -718,11 +816,19 @@ mod tests {
         let a = image(&images, b"a", "a");
         let b = image(&images, b"b", "b");
         images.pin("container-x", &[b.manifest_digest]).unwrap();
-        images.untag(&Reference::parse("a").unwrap(), false).unwrap();
-        images.untag(&Reference::parse("b").unwrap(), false).unwrap();
+        images
+            .untag(&Reference::parse("a").unwrap(), false)
+            .unwrap();
+        images
+            .untag(&Reference::parse("b").unwrap(), false)
+            .unwrap();
         let gc = images.store().gc().unwrap();
-        let removed: Vec<Digest> =
-            images.collect_garbage(&gc).unwrap().into_iter().map(|(d, _)| d).collect();
+        let removed: Vec<Digest> = images
+            .collect_garbage(&gc)
+            .unwrap()
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect();
         assert!(removed.contains(&a.id));
         assert!(removed.contains(&a.diff_ids()[0]));
         assert!(!removed.contains(&b.id));

@@ -80,10 +80,21 @@ impl Reference {
             _ => (None, name),
         };
         if path.split('/').any(|c| !valid_component(c)) {
-            return Err(bad("repository name must be lowercase letters, digits and separators"));
+            return Err(bad(
+                "repository name must be lowercase letters, digits and separators",
+            ));
         }
-        let tag = if tag.is_none() && digest.is_none() { Some(DEFAULT_TAG.into()) } else { tag };
-        Ok(Reference { domain, path: path.to_string(), tag, digest })
+        let tag = if tag.is_none() && digest.is_none() {
+            Some(DEFAULT_TAG.into())
+        } else {
+            tag
+        };
+        Ok(Reference {
+            domain,
+            path: path.to_string(),
+            tag,
+            digest,
+        })
     }
 
     /// The repository as Docker shows it: `busybox`, `localhost:5000/web-ping`.
@@ -120,7 +131,11 @@ impl Reference {
 
     /// This reference with a different tag and no digest.
     pub fn with_tag(&self, tag: &str) -> Self {
-        Reference { tag: Some(tag.to_string()), digest: None, ..self.clone() }
+        Reference {
+            tag: Some(tag.to_string()),
+            digest: None,
+            ..self.clone()
+        }
     }
 
     /// The same repository, tagless: used to compare repositories.
@@ -147,7 +162,8 @@ fn valid_tag(t: &str) -> bool {
     !b.is_empty()
         && b.len() <= 128
         && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter().all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+        && b.iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
 }
 
 fn valid_component(c: &str) -> bool {
@@ -202,7 +218,9 @@ fn valid_domain(d: &str) -> bool {
     !host.is_empty()
         && host.split('.').all(|label| {
             !label.is_empty()
-                && label.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+                && label
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || c == b'-')
                 && !label.starts_with('-')
                 && !label.ends_with('-')
         })
@@ -215,7 +233,10 @@ mod tests {
     #[test]
     fn parses_the_forms_docker_accepts() {
         let r = Reference::parse("busybox").unwrap();
-        assert_eq!((r.domain.as_deref(), r.path.as_str(), r.tag.as_deref()), (None, "busybox", Some("latest")));
+        assert_eq!(
+            (r.domain.as_deref(), r.path.as_str(), r.tag.as_deref()),
+            (None, "busybox", Some("latest"))
+        );
         assert_eq!(r.ref_name(), "busybox");
         let r = Reference::parse("web-ping:v2").unwrap();
         assert_eq!(r.ref_name(), "web-ping:v2");
@@ -228,14 +249,31 @@ mod tests {
         let d = Digest::of(b"x");
         let r = Reference::parse(&format!("busybox@{d}")).unwrap();
         assert_eq!((r.tag.as_deref(), r.digest), (None, Some(d)));
-        assert_eq!(Reference::parse("localhost/x").unwrap().domain.as_deref(), Some("localhost"));
+        assert_eq!(
+            Reference::parse("localhost/x").unwrap().domain.as_deref(),
+            Some("localhost")
+        );
     }
 
     #[test]
     fn rejects_what_docker_rejects() {
         for bad in [
-            "", "Busybox", "a:", ":tag", "a b", "a//b", "-a", "a-", "a..b", "a___b", "a:b:c",
-            "a@sha256:zz", "a:-tag", "host:port/x", "../x", "a/.b",
+            "",
+            "Busybox",
+            "a:",
+            ":tag",
+            "a b",
+            "a//b",
+            "-a",
+            "a-",
+            "a..b",
+            "a___b",
+            "a:b:c",
+            "a@sha256:zz",
+            "a:-tag",
+            "host:port/x",
+            "../x",
+            "a/.b",
         ] {
             assert!(Reference::parse(bad).is_err(), "{bad:?} should be rejected");
         }

@@ -15,7 +15,11 @@ use commands::Ctx;
 
 /// The command line.
 #[derive(Parser)]
-#[command(name = "rimg", version, about = "Container images as filesystems, without unpacking them")]
+#[command(
+    name = "rimg",
+    version,
+    about = "Container images as filesystems, without unpacking them"
+)]
 struct Cli {
     /// The store: an OCI image layout (default /var/lib/rimg as root).
     #[arg(long, global = true, env = "RIMG_ROOT", value_name = "DIR")]
@@ -74,8 +78,12 @@ enum SystemCommand {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let ctx = Ctx::new(cli.root);
     match cli.command {
-        Command::Import(a) | Command::Image(ImageCommand::Import(a)) => commands::import::run(&ctx, a),
-        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => commands::images::images(&ctx, a),
+        Command::Import(a) | Command::Image(ImageCommand::Import(a)) => {
+            commands::import::run(&ctx, a)
+        }
+        Command::Images(a) | Command::Image(ImageCommand::Ls(a)) => {
+            commands::images::images(&ctx, a)
+        }
         Command::History(a) | Command::Image(ImageCommand::History(a)) => {
             commands::images::history(&ctx, a)
         }

@@ -53,7 +53,9 @@ pub fn images(ctx: &Ctx, a: ImagesArgs) -> Result<u8> {
     let mut dangling: Option<bool> = None;
     let mut labels: Vec<(String, Option<String>)> = Vec::new();
     for f in &a.filters {
-        let (k, v) = f.split_once('=').with_context(|| format!("invalid filter {f:?}: expected KEY=VALUE"))?;
+        let (k, v) = f
+            .split_once('=')
+            .with_context(|| format!("invalid filter {f:?}: expected KEY=VALUE"))?;
         match k {
             "dangling" => {
                 dangling = Some(match v {
@@ -87,25 +89,49 @@ pub fn images(ctx: &Ctx, a: ImagesArgs) -> Result<u8> {
         }
         if img.tags.is_empty() {
             if patterns.is_empty() {
-                rows.push(Row { image: img, repository: "<none>".into(), tag: "<none>".into(), digest: "<none>".into() });
+                rows.push(Row {
+                    image: img,
+                    repository: "<none>".into(),
+                    tag: "<none>".into(),
+                    digest: "<none>".into(),
+                });
             }
             continue;
         }
         for t in &img.tags {
             let repo = t.repository();
             let full = format!("{repo}:{}", t.tag_or_latest());
-            if !patterns.is_empty() && !patterns.iter().any(|p| glob_match(p, &repo) || glob_match(p, &full)) {
+            if !patterns.is_empty()
+                && !patterns
+                    .iter()
+                    .any(|p| glob_match(p, &repo) || glob_match(p, &full))
+            {
                 continue;
             }
             let digest = img
                 .repo_digests
                 .iter()
-                .find_map(|rd| rd.split_once('@').filter(|(r, _)| *r == repo).map(|(_, d)| d.to_string()))
+                .find_map(|rd| {
+                    rd.split_once('@')
+                        .filter(|(r, _)| *r == repo)
+                        .map(|(_, d)| d.to_string())
+                })
                 .unwrap_or_else(|| "<none>".into());
-            rows.push(Row { image: img, repository: repo, tag: t.tag_or_latest().to_string(), digest });
+            rows.push(Row {
+                image: img,
+                repository: repo,
+                tag: t.tag_or_latest().to_string(),
+                digest,
+            });
         }
     }
-    let id = |img: &Image| if a.no_trunc { img.id.to_string() } else { img.id.short() };
+    let id = |img: &Image| {
+        if a.no_trunc {
+            img.id.to_string()
+        } else {
+            img.id.short()
+        }
+    };
     if a.quiet {
         let mut seen = BTreeSet::new();
         let mut s = String::new();
@@ -198,7 +224,11 @@ pub fn history(ctx: &Ctx, a: HistoryArgs) -> Result<u8> {
         let size = if h.empty_layer {
             0
         } else {
-            let s = img.diff_ids().get(layer).and_then(|d| store.blob_size(d).ok()).unwrap_or(0);
+            let s = img
+                .diff_ids()
+                .get(layer)
+                .and_then(|d| store.blob_size(d).ok())
+                .unwrap_or(0);
             layer += 1;
             s
         };
@@ -208,7 +238,11 @@ pub fn history(ctx: &Ctx, a: HistoryArgs) -> Result<u8> {
     let mut table = Vec::new();
     for (i, (h, size)) in rows.iter().enumerate() {
         let id = if i == 0 {
-            if a.no_trunc { img.id.to_string() } else { img.id.short() }
+            if a.no_trunc {
+                img.id.to_string()
+            } else {
+                img.id.short()
+            }
         } else {
             "<missing>".to_string()
         };
@@ -223,14 +257,27 @@ pub fn history(ctx: &Ctx, a: HistoryArgs) -> Result<u8> {
         };
         let by = h.created_by.clone().unwrap_or_default().replace('\t', " ");
         let by = if a.no_trunc { by } else { ellipsis(&by, 45) };
-        let size = if a.human { human_size(*size) } else { size.to_string() };
-        table.push(vec![id, created, by, size, h.comment.clone().unwrap_or_default()]);
+        let size = if a.human {
+            human_size(*size)
+        } else {
+            size.to_string()
+        };
+        table.push(vec![
+            id,
+            created,
+            by,
+            size,
+            h.comment.clone().unwrap_or_default(),
+        ]);
     }
     if a.quiet {
         let s: String = table.iter().map(|r| format!("{}\n", r[0])).collect();
         return out(&s).map(|_| 0);
     }
-    out(&render(&["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], &table))?;
+    out(&render(
+        &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
+        &table,
+    ))?;
     Ok(0)
 }
 
@@ -247,7 +294,12 @@ pub struct InspectArgs {
 
 /// The JSON `inspect` prints for one image.
 pub fn inspect_json(images: &Images, img: &Image) -> Value {
-    let comment = img.config.history.last().and_then(|h| h.comment.clone()).unwrap_or_default();
+    let comment = img
+        .config
+        .history
+        .last()
+        .and_then(|h| h.comment.clone())
+        .unwrap_or_default();
     json!({
         "Id": img.id.to_string(),
         "Digest": img.manifest_digest.to_string(),
@@ -290,7 +342,11 @@ pub fn inspect(ctx: &Ctx, a: InspectArgs) -> Result<u8> {
         None => outln(&pretty4(&Value::Array(found))?)?,
     }
     if !missing.is_empty() {
-        return Err(ExitStatus { code: 1, message: format!("No such object: {}", missing.join(", ")) }.into());
+        return Err(ExitStatus {
+            code: 1,
+            message: format!("No such object: {}", missing.join(", ")),
+        }
+        .into());
     }
     Ok(0)
 }
@@ -375,7 +431,11 @@ fn remove_one(images: &Images, name: &str, force: bool) -> Result<Vec<String>> {
     if let Some(tag) = &by_tag {
         if img.tags.len() > 1 {
             images.untag(tag, false)?;
-            lines.push(format!("Untagged: {}:{}", tag.repository(), tag.tag_or_latest()));
+            lines.push(format!(
+                "Untagged: {}:{}",
+                tag.repository(),
+                tag.tag_or_latest()
+            ));
             return Ok(lines);
         }
         if !users.is_empty() && !force {
@@ -401,7 +461,11 @@ fn remove_one(images: &Images, name: &str, force: bool) -> Result<Vec<String>> {
         }
     }
     for t in &img.tags {
-        lines.push(format!("Untagged: {}:{}", t.repository(), t.tag_or_latest()));
+        lines.push(format!(
+            "Untagged: {}:{}",
+            t.repository(),
+            t.tag_or_latest()
+        ));
     }
     images.remove_manifest(&img.manifest_digest)?;
     if users.is_empty() {
@@ -443,7 +507,11 @@ pub fn prune(ctx: &Ctx, a: PruneArgs) -> Result<u8> {
             continue;
         }
         for t in &img.tags {
-            lines.push(format!("untagged: {}:{}", t.repository(), t.tag_or_latest()));
+            lines.push(format!(
+                "untagged: {}:{}",
+                t.repository(),
+                t.tag_or_latest()
+            ));
         }
         images.remove_manifest(&img.manifest_digest)?;
         lines.push(format!("deleted: {}", img.id));
@@ -459,7 +527,10 @@ pub fn prune(ctx: &Ctx, a: PruneArgs) -> Result<u8> {
         }
         s.push('\n');
     }
-    s.push_str(&format!("Total reclaimed space: {}\n", human_size(reclaimed)));
+    s.push_str(&format!(
+        "Total reclaimed space: {}\n",
+        human_size(reclaimed)
+    ));
     out(&s)?;
     Ok(0)
 }

@@ -66,7 +66,10 @@ pub fn run(ctx: &Ctx, a: ImportArgs) -> Result<u8> {
     config.created = Some(created.clone());
     config.history.push(History {
         created: Some(created),
-        comment: Some(a.message.unwrap_or_else(|| format!("Imported from {shown}"))),
+        comment: Some(
+            a.message
+                .unwrap_or_else(|| format!("Imported from {shown}")),
+        ),
         ..Default::default()
     });
     let tags: Vec<Reference> = tag.into_iter().collect();

@@ -19,7 +19,9 @@ pub struct Ctx {
 impl Ctx {
     /// Uses `root`, else the default store location.
     pub fn new(root: Option<PathBuf>) -> Self {
-        Ctx { root: root.unwrap_or_else(default_root) }
+        Ctx {
+            root: root.unwrap_or_else(default_root),
+        }
     }
 
     /// The store root.
@@ -47,7 +49,9 @@ pub fn default_root() -> PathBuf {
     if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
         return PathBuf::from(x).join("rimg");
     }
-    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/rimg")
 }
 
@@ -86,13 +90,16 @@ impl std::error::Error for ExitStatus {}
 
 /// The exit code for an error: its [`ExitStatus`] if it has one, else 1.
 pub fn exit_code_of(err: &anyhow::Error) -> u8 {
-    err.chain().find_map(|e| e.downcast_ref::<ExitStatus>()).map_or(1, |s| s.code)
+    err.chain()
+        .find_map(|e| e.downcast_ref::<ExitStatus>())
+        .map_or(1, |s| s.code)
 }
 
 /// Whether the error is a write to a closed pipe (`rimg images | head -1`).
 pub fn is_broken_pipe(err: &anyhow::Error) -> bool {
     err.chain().any(|e| {
-        e.downcast_ref::<io::Error>().is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
+        e.downcast_ref::<io::Error>()
+            .is_some_and(|io| io.kind() == io::ErrorKind::BrokenPipe)
     })
 }
 

@@ -20,10 +20,9 @@ pub struct DfArgs {
 }
 
 fn with_percent(part: u64, total: u64) -> String {
-    if total == 0 {
-        human_size4(part)
-    } else {
-        format!("{} ({}%)", human_size4(part), part * 100 / total)
+    match (part * 100).checked_div(total) {
+        Some(pct) => format!("{} ({pct}%)", human_size4(part)),
+        None => human_size4(part),
     }
 }
 
@@ -41,16 +40,25 @@ pub fn df(ctx: &Ctx, a: DfArgs) -> Result<u8> {
         }
     }
     let pins = images.pins()?;
-    let container_pins: Vec<&(String, Vec<Digest>)> =
-        pins.iter().filter(|(n, _)| n.starts_with(CONTAINER_PIN_PREFIX)).collect();
-    let cache_pins: Vec<&(String, Vec<Digest>)> =
-        pins.iter().filter(|(n, _)| n.starts_with("cache-")).collect();
+    let container_pins: Vec<&(String, Vec<Digest>)> = pins
+        .iter()
+        .filter(|(n, _)| n.starts_with(CONTAINER_PIN_PREFIX))
+        .collect();
+    let cache_pins: Vec<&(String, Vec<Digest>)> = pins
+        .iter()
+        .filter(|(n, _)| n.starts_with("cache-"))
+        .collect();
     let active = |img: &Image| {
-        container_pins.iter().any(|(_, ds)| ds.contains(&img.manifest_digest) || ds.contains(&img.id))
+        container_pins
+            .iter()
+            .any(|(_, ds)| ds.contains(&img.manifest_digest) || ds.contains(&img.id))
     };
     let users = images.layer_users(&list);
     let size_of = |d: &Digest| store.blob_size(d).unwrap_or(0);
-    let all_layers: BTreeSet<Digest> = unique.iter().flat_map(|i| i.diff_ids().iter().copied()).collect();
+    let all_layers: BTreeSet<Digest> = unique
+        .iter()
+        .flat_map(|i| i.diff_ids().iter().copied())
+        .collect();
     let total: u64 = all_layers.iter().map(size_of).sum();
     let active_layers: BTreeSet<Digest> = unique
         .iter()
@@ -68,20 +76,51 @@ pub fn df(ctx: &Ctx, a: DfArgs) -> Result<u8> {
     let cache_size: u64 = cache_layers.iter().map(size_of).sum();
 
     let rows = vec![
-        vec!["Images".into(), unique.len().to_string(), n_active.to_string(), human_size4(total), with_percent(reclaimable, total)],
-        vec!["Containers".into(), container_pins.len().to_string(), "0".into(), human_size4(0), human_size4(0)],
-        vec!["Local Volumes".into(), "0".into(), "0".into(), "0B".into(), "0B".into()],
-        vec!["Build Cache".into(), cache_pins.len().to_string(), "0".into(), human_size4(cache_size), human_size4(cache_size)],
+        vec![
+            "Images".into(),
+            unique.len().to_string(),
+            n_active.to_string(),
+            human_size4(total),
+            with_percent(reclaimable, total),
+        ],
+        vec![
+            "Containers".into(),
+            container_pins.len().to_string(),
+            "0".into(),
+            human_size4(0),
+            human_size4(0),
+        ],
+        vec![
+            "Local Volumes".into(),
+            "0".into(),
+            "0".into(),
+            "0B".into(),
+            "0B".into(),
+        ],
+        vec![
+            "Build Cache".into(),
+            cache_pins.len().to_string(),
+            "0".into(),
+            human_size4(cache_size),
+            human_size4(cache_size),
+        ],
     ];
     if !a.verbose {
-        out(&render(&["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"], &rows))?;
+        out(&render(
+            &["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
+            &rows,
+        ))?;
         return Ok(0);
     }
     let mut table = Vec::new();
     for img in &list {
         let layers: BTreeSet<&Digest> = img.diff_ids().iter().collect();
         let size: u64 = layers.iter().map(|d| size_of(d)).sum();
-        let shared: u64 = layers.iter().filter(|d| users.get(**d).copied().unwrap_or(0) > 1).map(|d| size_of(d)).sum();
+        let shared: u64 = layers
+            .iter()
+            .filter(|d| users.get(**d).copied().unwrap_or(0) > 1)
+            .map(|d| size_of(d))
+            .sum();
         let containers = container_pins
             .iter()
             .filter(|(_, ds)| ds.contains(&img.manifest_digest) || ds.contains(&img.id))
@@ -89,7 +128,10 @@ pub fn df(ctx: &Ctx, a: DfArgs) -> Result<u8> {
         let names: Vec<(String, String)> = if img.tags.is_empty() {
             vec![("<none>".into(), "<none>".into())]
         } else {
-            img.tags.iter().map(|t| (t.repository(), t.tag_or_latest().to_string())).collect()
+            img.tags
+                .iter()
+                .map(|t| (t.repository(), t.tag_or_latest().to_string()))
+                .collect()
         };
         for (repo, tag) in names {
             table.push(vec![
@@ -106,23 +148,60 @@ pub fn df(ctx: &Ctx, a: DfArgs) -> Result<u8> {
     }
     let mut s = String::from("Images space usage:\n\n");
     s.push_str(&render(
-        &["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE", "SHARED SIZE", "UNIQUE SIZE", "CONTAINERS"],
+        &[
+            "REPOSITORY",
+            "TAG",
+            "IMAGE ID",
+            "CREATED",
+            "SIZE",
+            "SHARED SIZE",
+            "UNIQUE SIZE",
+            "CONTAINERS",
+        ],
         &table,
     ));
     s.push_str("\nContainers space usage:\n\n");
-    s.push_str(&render(&["CONTAINER ID", "IMAGE", "COMMAND", "LOCAL VOLUMES", "SIZE", "CREATED", "STATUS", "NAMES"], &[]));
+    s.push_str(&render(
+        &[
+            "CONTAINER ID",
+            "IMAGE",
+            "COMMAND",
+            "LOCAL VOLUMES",
+            "SIZE",
+            "CREATED",
+            "STATUS",
+            "NAMES",
+        ],
+        &[],
+    ));
     s.push_str("\nLocal Volumes space usage:\n\n");
     s.push_str(&render(&["VOLUME NAME", "LINKS", "SIZE"], &[]));
-    s.push_str(&format!("\nBuild cache usage: {}\n\n", human_size4(cache_size)));
+    s.push_str(&format!(
+        "\nBuild cache usage: {}\n\n",
+        human_size4(cache_size)
+    ));
     let cache_rows: Vec<Vec<String>> = cache_pins
         .iter()
         .map(|(name, ds)| {
-            let size: u64 = ds.iter().filter(|d| !all_layers.contains(d)).map(size_of).sum();
+            let size: u64 = ds
+                .iter()
+                .filter(|d| !all_layers.contains(d))
+                .map(size_of)
+                .sum();
             let shared = ds.iter().any(|d| all_layers.contains(d));
-            vec![name.trim_start_matches("cache-").chars().take(12).collect(), "regular".into(), human_size(size), "true".into(), shared.to_string()]
+            vec![
+                name.trim_start_matches("cache-").chars().take(12).collect(),
+                "regular".into(),
+                human_size(size),
+                "true".into(),
+                shared.to_string(),
+            ]
         })
         .collect();
-    s.push_str(&render(&["CACHE ID", "CACHE TYPE", "SIZE", "SHARED", "IN USE"], &cache_rows));
+    s.push_str(&render(
+        &["CACHE ID", "CACHE TYPE", "SIZE", "SHARED", "IN USE"],
+        &cache_rows,
+    ));
     out(&s)?;
     Ok(0)
 }
