@@ -49,3 +49,15 @@ fn skopeo_and_umoci_read_the_store() {
     assert!(bundle.join("rootfs/bin/busybox").is_file());
     assert!(id.len() > 7);
 }
+
+#[test]
+fn multi_layer_images_from_generated_tars() {
+    let s = Store::new();
+    let layers = rimg_tests::tree::every_kind_layers();
+    let id = s.image_from_layers(&layers, "kinds:v1");
+    let hist = s.rimg(["history", "kinds:v1"]).ok();
+    assert_eq!(hist.lines().count(), 4, "{hist}");
+    assert!(hist.contains("test layer 2"));
+    let listed = s.rimg(["images", "-q", "--no-trunc"]).ok();
+    assert_eq!(listed.trim(), id);
+}

@@ -94,6 +94,37 @@ impl Store {
         Cmd(c)
     }
 
+    /// Stores `layers` (uncompressed tars, bottom first) as an image tagged `name`, through
+    /// the library (the CLI imports only one-layer images). Returns the image id.
+    pub fn image_from_layers(&self, layers: &[Vec<u8>], name: &str) -> String {
+        let images = rimg::image::Images::open(&self.root()).expect("open store");
+        let mut digests = Vec::new();
+        for l in layers {
+            digests.push(
+                images
+                    .store()
+                    .ingest_layer(&l[..], None)
+                    .expect("ingest layer")
+                    .digest,
+            );
+        }
+        let mut config = rimg::image::ImageConfig::new_for_host();
+        config.config.cmd = Some(vec!["sh".into()]);
+        for (i, _) in layers.iter().enumerate() {
+            config.history.push(rimg::image::History {
+                created: Some("2026-01-01T00:00:00Z".into()),
+                created_by: Some(format!("test layer {i}")),
+                ..Default::default()
+            });
+        }
+        let tag = rimg::image::Reference::parse(name).expect("reference");
+        images
+            .create(&digests, config, &[tag])
+            .expect("create image")
+            .id
+            .to_string()
+    }
+
     /// Imports the shared busybox rootfs as `name` (e.g. `busybox:latest`); returns the id.
     pub fn busybox(&self, name: &str) -> String {
         let tar = busybox_tar();
