@@ -184,6 +184,22 @@ impl LayerIndex {
         e
     }
 
+    /// The size Docker reports for this layer: the bytes of the files it leaves behind once
+    /// extracted (regular files, and symlinks by the length of their target), each path
+    /// counted once and hard links not at all; directories, devices and whiteouts add nothing.
+    pub fn content_size(&self) -> u64 {
+        let mut last: HashMap<&[u8], u64> = HashMap::with_capacity(self.entries.len());
+        for e in &self.entries {
+            let size = match e.kind {
+                EntryKind::File => e.size,
+                EntryKind::Symlink => e.link.len() as u64,
+                _ => 0,
+            };
+            last.insert(&e.path, size);
+        }
+        last.values().sum()
+    }
+
     /// Serializes the index in the persisted format.
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.entries.len() * 96);
@@ -530,6 +546,18 @@ mod tests {
         bad[20] ^= 1;
         assert!(LayerIndex::decode(&bad, &idx.digest).is_err());
         assert!(LayerIndex::decode(&enc, &Digest::of(b"other")).is_err());
+    }
+
+    #[test]
+    fn content_size_counts_what_extraction_leaves() {
+        let bytes = tar_of(|b| {
+            file(b, "a", b"12345");
+            file(b, "a", b"123");
+            link(b, tar::EntryType::Link, "h", "a");
+            link(b, tar::EntryType::Symlink, "s", "target");
+            file(b, "d/.wh.x", b"");
+        });
+        assert_eq!(index_tar_bytes(&bytes).unwrap().content_size(), 3 + 6);
     }
 
     #[test]

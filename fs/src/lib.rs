@@ -9,6 +9,7 @@ pub mod digest;
 pub mod layer_index;
 pub mod store;
 pub mod tar_stream;
+pub mod tar_write;
 pub mod union;
 pub mod whiteout;
 

@@ -76,6 +76,9 @@ pub enum StoreError {
     /// A layer could not be indexed.
     #[error("invalid layer: {0}")]
     Layer(#[from] IndexError),
+    /// Reading a layer from its source failed (a truncated or corrupt compressed stream).
+    #[error("reading layer: {0}")]
+    ReadLayer(#[source] io::Error),
     /// `index.json` or another JSON document is malformed.
     #[error("{path}: {message}")]
     Json {
@@ -285,14 +288,8 @@ impl ContentStore {
         src: impl Read,
         expected: Option<&Digest>,
     ) -> Result<(Digest, u64)> {
-        let mut tmp = self.temp_file()?;
-        let mut r = HashingReader::new(src);
-        {
-            let mut w = BufWriter::with_capacity(1 << 20, &mut tmp.file);
-            io::copy(&mut r, &mut w).map_err(io_err("write", &tmp.path))?;
-            w.flush().map_err(io_err("write", &tmp.path))?;
-        }
-        let (d, n, _) = r.finish();
+        let staged = self.stage_blob(src)?;
+        let (d, n) = (staged.digest, staged.size);
         if let Some(e) = expected {
             if *e != d {
                 return Err(StoreError::DigestMismatch {
@@ -301,9 +298,7 @@ impl ContentStore {
                 });
             }
         }
-        if !self.has_blob(&d) {
-            tmp.persist(&self.blob_path(&d))?;
-        }
+        self.publish_blob(staged)?;
         Ok((d, n))
     }
 
@@ -311,14 +306,44 @@ impl ContentStore {
     /// same pass, verifies the digest against `expected` (the diff_id) when given, then
     /// publishes the index and the blob. Nothing is published if any step fails.
     pub fn ingest_layer(&self, src: impl Read, expected: Option<&Digest>) -> Result<LayerInfo> {
+        let staged = self.stage_layer(src)?;
+        if let Some(e) = expected {
+            if *e != staged.digest {
+                return Err(StoreError::DigestMismatch {
+                    expected: *e,
+                    actual: staged.digest,
+                });
+            }
+        }
+        self.publish_layer(staged)
+    }
+
+    /// Streams any blob into `rimg/tmp/`, hashing it; nothing is visible until
+    /// [`ContentStore::publish_blob`]. Dropping the result removes the file.
+    pub fn stage_blob(&self, src: impl Read) -> Result<StagedBlob> {
+        let mut tmp = self.temp_file()?;
+        let mut r = HashingReader::new(src);
+        {
+            let mut w = BufWriter::with_capacity(1 << 20, &mut tmp.file);
+            io::copy(&mut r, &mut w).map_err(io_err("write", &tmp.path))?;
+            w.flush().map_err(io_err("write", &tmp.path))?;
+        }
+        let (digest, size, _) = r.finish();
+        Ok(StagedBlob {
+            digest,
+            size,
+            file: tmp.into_staged(),
+        })
+    }
+
+    /// Streams an uncompressed layer tar into `rimg/tmp/`, hashing and indexing it in one
+    /// pass; nothing is visible until [`ContentStore::publish_layer`]. Dropping the result
+    /// removes its files.
+    pub fn stage_layer(&self, src: impl Read) -> Result<StagedLayer> {
         let mut tmp = self.temp_file()?;
         let tmp_path = tmp.path.clone();
         let read_err = |e: crate::tar_stream::TarError| match e {
-            crate::tar_stream::TarError::Io(source) => StoreError::Io {
-                op: "read layer into",
-                path: tmp_path.clone(),
-                source,
-            },
+            crate::tar_stream::TarError::Io(source) => StoreError::ReadLayer(source),
             other => StoreError::Layer(other.into()),
         };
         let (digest, size, builder) = {
@@ -336,36 +361,53 @@ impl ContentStore {
             tee.sink.flush().map_err(io_err("write", &tmp_path))?;
             (digest, size, builder)
         };
-        if let Some(e) = expected {
-            if *e != digest {
-                return Err(StoreError::DigestMismatch {
-                    expected: *e,
-                    actual: digest,
-                });
-            }
-        }
         let index = builder.finish(digest, size);
         let entries = index.entries().len();
-        if self.has_layer(&digest) {
-            return Ok(LayerInfo {
-                digest,
-                size,
-                entries,
-                existed: true,
-            });
-        }
-        // Index first: an index without its blob is harmless; a blob without its index is not
-        // a usable layer.
-        write_atomic_in(&self.tmp_dir(), &self.index_path(&digest), &index.encode())?;
-        if !self.has_blob(&digest) {
-            tmp.persist(&self.blob_path(&digest))?;
-        }
-        Ok(LayerInfo {
+        let mut index_tmp = self.temp_file()?;
+        index_tmp
+            .file
+            .write_all(&index.encode())
+            .map_err(io_err("write", &index_tmp.path))?;
+        Ok(StagedLayer {
             digest,
             size,
             entries,
-            existed: false,
+            blob: tmp.into_staged(),
+            index: index_tmp.into_staged(),
         })
+    }
+
+    /// Makes a staged blob visible under its digest (fsync, rename, fsync dir). Returns
+    /// whether the store already had it.
+    pub fn publish_blob(&self, blob: StagedBlob) -> Result<bool> {
+        if self.has_blob(&blob.digest) {
+            return Ok(true);
+        }
+        blob.file.publish(&self.blob_path(&blob.digest))?;
+        sync_dir(&self.blob_dir())?;
+        Ok(false)
+    }
+
+    /// Makes a staged layer visible: its index first (an index without its blob is
+    /// harmless; a blob without its index is not a usable layer), then the blob.
+    pub fn publish_layer(&self, layer: StagedLayer) -> Result<LayerInfo> {
+        let mut info = LayerInfo {
+            digest: layer.digest,
+            size: layer.size,
+            entries: layer.entries,
+            existed: true,
+        };
+        if self.has_layer(&layer.digest) {
+            return Ok(info);
+        }
+        layer.index.publish(&self.index_path(&layer.digest))?;
+        sync_dir(&self.index_dir())?;
+        if !self.has_blob(&layer.digest) {
+            layer.blob.publish(&self.blob_path(&layer.digest))?;
+            sync_dir(&self.blob_dir())?;
+        }
+        info.existed = false;
+        Ok(info)
     }
 
     /// The persisted index of a stored layer.
@@ -550,6 +592,75 @@ impl TempFile {
         let _ = &self.dir;
         Ok(())
     }
+}
+
+impl TempFile {
+    /// Closes the file, keeping it in `rimg/tmp/` until it is published or dropped. The
+    /// fsync waits for the publish, so data that is never published is never synced.
+    fn into_staged(mut self) -> Staged {
+        self.persisted = true;
+        Staged {
+            path: std::mem::take(&mut self.path),
+            published: false,
+        }
+    }
+}
+
+/// A closed file in `rimg/tmp/`, removed when dropped unless published.
+#[derive(Debug)]
+struct Staged {
+    path: PathBuf,
+    published: bool,
+}
+
+impl Staged {
+    /// fsyncs the file and renames it to `dest` (the caller fsyncs `dest`'s directory).
+    fn publish(mut self, dest: &Path) -> Result<()> {
+        File::open(&self.path)
+            .and_then(|f| f.sync_all())
+            .map_err(io_err("sync", &self.path))?;
+        fs::rename(&self.path, dest).map_err(io_err("rename into", dest))?;
+        self.published = true;
+        Ok(())
+    }
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if !self.published {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A blob written to `rimg/tmp/` and hashed, not yet visible in the store.
+#[derive(Debug)]
+pub struct StagedBlob {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+    file: Staged,
+}
+
+impl StagedBlob {
+    /// Opens the staged bytes for reading.
+    pub fn open(&self) -> Result<File> {
+        File::open(&self.file.path).map_err(io_err("open", &self.file.path))
+    }
+}
+
+/// A layer tar and its index written to `rimg/tmp/`, not yet visible in the store.
+#[derive(Debug)]
+pub struct StagedLayer {
+    /// Digest of the uncompressed tar (its diff_id).
+    pub digest: Digest,
+    /// Size of the uncompressed tar.
+    pub size: u64,
+    /// Number of entries in its index.
+    pub entries: usize,
+    blob: Staged,
+    index: Staged,
 }
 
 impl Drop for TempFile {

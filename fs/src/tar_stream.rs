@@ -148,6 +148,8 @@ pub struct TarStream<R> {
     src: R,
     pos: u64,
     skip: u64,
+    data_left: u64,
+    truncated_at: Option<u64>,
     finished: bool,
     global: Pax,
 }
@@ -170,6 +172,8 @@ impl<R: Read> TarStream<R> {
             src,
             pos: 0,
             skip: 0,
+            data_left: 0,
+            truncated_at: None,
             finished: false,
             global: Pax::default(),
         }
@@ -180,6 +184,20 @@ impl<R: Read> TarStream<R> {
         self.pos
     }
 
+    /// A reader of the data of the entry [`TarStream::next_entry`] returned last (regular
+    /// files only; other kinds have none). Reading it is optional: the next call to
+    /// `next_entry` skips whatever is left. If the source ends inside the data, the reader
+    /// fails with `UnexpectedEof` and [`TarStream::truncated_at`] says where.
+    pub fn data(&mut self) -> EntryData<'_, R> {
+        EntryData { stream: self }
+    }
+
+    /// Where the source ended inside an entry's data, if it did while reading through
+    /// [`TarStream::data`].
+    pub fn truncated_at(&self) -> Option<u64> {
+        self.truncated_at
+    }
+
     /// The next entry, or `None` at the end-of-archive marker (or a clean end of input at a
     /// header boundary). The previous entry's data is read past first.
     pub fn next_entry(&mut self) -> Result<Option<RawEntry>, TarError> {
@@ -187,6 +205,7 @@ impl<R: Read> TarStream<R> {
             return Ok(None);
         }
         self.skip_pending()?;
+        self.data_left = 0;
         let mut local = Pax::default();
         let mut gnu_name: Option<Vec<u8>> = None;
         let mut gnu_link: Option<Vec<u8>> = None;
@@ -391,6 +410,7 @@ impl<R: Read> TarStream<R> {
 
         let data_offset = offset + BLOCK;
         self.skip = round_up(data_size);
+        self.data_left = data_size;
         Ok(RawEntry {
             path,
             kind,
@@ -467,6 +487,33 @@ impl<R: Read> TarStream<R> {
     }
 }
 
+/// The data of one tar entry, read straight from the stream (see [`TarStream::data`]).
+pub struct EntryData<'a, R> {
+    stream: &'a mut TarStream<R>,
+}
+
+impl<R: Read> Read for EntryData<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let s = &mut *self.stream;
+        if s.data_left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let want = s.data_left.min(buf.len() as u64) as usize;
+        let n = s.src.read(&mut buf[..want])?;
+        if n == 0 {
+            s.truncated_at = Some(s.pos);
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                TarError::Truncated(s.pos),
+            ));
+        }
+        s.pos += n as u64;
+        s.data_left -= n as u64;
+        s.skip -= n as u64;
+        Ok(n)
+    }
+}
+
 /// Rounds `n` up to a whole number of blocks.
 pub fn round_up(n: u64) -> u64 {
     n.div_ceil(BLOCK) * BLOCK
@@ -504,6 +551,16 @@ fn cstr(field: &[u8]) -> &[u8] {
         Some(n) => &field[..n],
         None => field,
     }
+}
+
+/// Whether `block` could start a tar stream: a header whose checksum is right, or the zero
+/// block that ends an empty archive. Used to tell layer tars from other files by their first
+/// bytes.
+pub fn is_header_block(block: &[u8]) -> bool {
+    let Ok(block) = <&[u8; 512]>::try_from(block) else {
+        return false;
+    };
+    block.iter().all(|&b| b == 0) || verify_checksum(block, 0).is_ok()
 }
 
 fn verify_checksum(block: &[u8; 512], offset: u64) -> Result<(), TarError> {
@@ -789,6 +846,36 @@ mod tests {
         let mut corrupt = bytes.clone();
         corrupt[10] ^= 0x55;
         assert!(matches!(entries(&corrupt), Err(TarError::BadChecksum(0))));
+    }
+
+    #[test]
+    fn entry_data_reads_each_file_and_detects_truncation() {
+        let mut b = builder();
+        for (name, data) in [("a", &b"first"[..]), ("b", &[7u8; 1500][..]), ("c", b"")] {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            b.append_data(&mut h, name, data).unwrap();
+        }
+        let bytes = b.into_inner().unwrap();
+        let mut s = TarStream::new(&bytes[..]);
+        let mut got = Vec::new();
+        while let Some(e) = s.next_entry().unwrap() {
+            let mut data = Vec::new();
+            // Read only part of "b": the rest is skipped by next_entry.
+            let limit = if e.path == b"b" { 100 } else { u64::MAX };
+            s.data().take(limit).read_to_end(&mut data).unwrap();
+            got.push((e.path, data.len()));
+        }
+        assert_eq!(
+            got,
+            [(b"a".to_vec(), 5), (b"b".to_vec(), 100), (b"c".to_vec(), 0)]
+        );
+        let mut s = TarStream::new(&bytes[..2000]);
+        s.next_entry().unwrap();
+        s.next_entry().unwrap();
+        let err = io::copy(&mut s.data(), &mut io::sink()).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(s.truncated_at(), Some(2000));
     }
 
     #[test]

@@ -4,6 +4,7 @@
 //! A tag is a descriptor annotated `org.opencontainers.image.ref.name`; an image whose last
 //! tag moves away stays in `index.json` without a name (Docker's `<none>` image) until pruned.
 
+pub mod archive;
 pub mod change;
 pub mod config;
 pub mod reference;
@@ -165,12 +166,30 @@ impl Image {
         &self.config.rootfs.diff_ids
     }
 
-    /// Total uncompressed size of the layers (Docker's SIZE).
+    /// The image's size as Docker reports it (SIZE): the sum of its layers' sizes (see
+    /// [`layer_size`]).
     pub fn size(&self, store: &ContentStore) -> u64 {
+        self.diff_ids().iter().map(|d| layer_size(store, d)).sum()
+    }
+}
+
+impl Image {
+    /// [`Image::size`] from sizes computed beforehand ([`Images::layer_sizes`]).
+    pub fn size_from(&self, sizes: &HashMap<Digest, u64>) -> u64 {
         self.diff_ids()
             .iter()
-            .filter_map(|d| store.blob_size(d).ok())
+            .map(|d| sizes.get(d).copied().unwrap_or(0))
             .sum()
+    }
+}
+
+/// The size of one stored layer as Docker reports it: the bytes its files take once
+/// extracted ([`rimg_fs::LayerIndex::content_size`]), not the length of the tar with its
+/// headers and padding. A layer without an index counts as its blob's length.
+pub fn layer_size(store: &ContentStore, d: &Digest) -> u64 {
+    match store.layer_index(d) {
+        Ok(index) => index.content_size(),
+        Err(_) => store.blob_size(d).unwrap_or(0),
     }
 }
 
@@ -402,17 +421,38 @@ impl Images {
     ) -> Result<Image> {
         let _lease = self.store.lease()?;
         config.rootfs.diff_ids = layers.to_vec();
-        let mut layer_descs = Vec::with_capacity(layers.len());
-        for d in layers {
-            let size = self.store.blob_size(d)?;
-            layer_descs.push(descriptor(LAYER_TAR, size, d)?);
-        }
         let config_bytes = serde_json::to_vec(&config).map_err(|e| ImageError::BadDocument {
             what: "config",
             digest: Digest::of(b""),
             message: e.to_string(),
         })?;
-        let id = self.store.put_blob(&config_bytes)?;
+        let mut image = self.write_image(&config_bytes)?;
+        self.add_to_index(&[(&image, tags)])?;
+        let mut tags = tags.to_vec();
+        tags.sort();
+        tags.dedup();
+        image.tags = tags;
+        Ok(image)
+    }
+
+    /// Stores `config_bytes` verbatim (so the image id is the digest of exactly these bytes)
+    /// and an OCI manifest over the uncompressed layers its `rootfs.diff_ids` name, which
+    /// must already be in the store. The image is not listed in `index.json` yet (see
+    /// [`Images::add_to_index`]); the caller holds a lease until it is.
+    pub fn write_image(&self, config_bytes: &[u8]) -> Result<Image> {
+        let id = Digest::of(config_bytes);
+        let config: ImageConfig =
+            serde_json::from_slice(config_bytes).map_err(|e| ImageError::BadDocument {
+                what: "config",
+                digest: id,
+                message: e.to_string(),
+            })?;
+        let mut layer_descs = Vec::with_capacity(config.rootfs.diff_ids.len());
+        for d in &config.rootfs.diff_ids {
+            let size = self.store.blob_size(d)?;
+            layer_descs.push(descriptor(LAYER_TAR, size, d)?);
+        }
+        self.store.put_blob(config_bytes)?;
         let manifest = oci_spec::image::ImageManifestBuilder::default()
             .schema_version(2u32)
             .media_type(MediaType::ImageManifest)
@@ -431,31 +471,39 @@ impl Images {
                 message: e.to_string(),
             })?;
         let manifest_digest = self.store.put_blob(&manifest_bytes)?;
-        let size = manifest_bytes.len() as u64;
-        self.store.update_refs(|index| -> Result<()> {
-            let mut manifests = index.manifests().clone();
-            if !manifests
-                .iter()
-                .any(|m| digest_of(m) == Some(manifest_digest))
-            {
-                manifests.push(descriptor(MANIFEST_MEDIA, size, &manifest_digest)?);
-            }
-            for t in tags {
-                move_tag(&mut manifests, t, manifest_digest, size)?;
-            }
-            index.set_manifests(manifests);
-            Ok(())
-        })?;
-        let mut tags = tags.to_vec();
-        tags.sort();
-        tags.dedup();
         Ok(Image {
             manifest_digest,
             manifest,
             id,
             config,
-            tags,
+            tags: Vec::new(),
             repo_digests: Vec::new(),
+        })
+    }
+
+    /// Lists each image in `index.json` and moves each of its tags to it, all in one update
+    /// of `index.json`.
+    pub fn add_to_index(&self, entries: &[(&Image, &[Reference])]) -> Result<()> {
+        let mut sized = Vec::with_capacity(entries.len());
+        for (image, tags) in entries {
+            let size = self.store.blob_size(&image.manifest_digest)?;
+            sized.push((image.manifest_digest, size, *tags));
+        }
+        self.store.update_refs(|index| -> Result<()> {
+            let mut manifests = index.manifests().clone();
+            for (manifest_digest, size, tags) in &sized {
+                if !manifests
+                    .iter()
+                    .any(|m| digest_of(m) == Some(*manifest_digest))
+                {
+                    manifests.push(descriptor(MANIFEST_MEDIA, *size, manifest_digest)?);
+                }
+                for t in *tags {
+                    move_tag(&mut manifests, t, *manifest_digest, *size)?;
+                }
+            }
+            index.set_manifests(manifests);
+            Ok(())
         })
     }
 
@@ -663,6 +711,17 @@ impl Images {
         }
         self.store.remove_orphans(gc)?;
         Ok(removed)
+    }
+
+    /// The size of every layer of `images` ([`layer_size`]), each computed once.
+    pub fn layer_sizes(&self, images: &[Image]) -> HashMap<Digest, u64> {
+        let mut sizes = HashMap::new();
+        for d in images.iter().flat_map(|i| i.diff_ids()) {
+            sizes
+                .entry(*d)
+                .or_insert_with(|| layer_size(&self.store, d));
+        }
+        sizes
     }
 
     /// How many images reference each layer (diff_id), for `system df`.

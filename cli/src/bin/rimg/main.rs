@@ -42,6 +42,10 @@ enum Command {
     Tag(commands::images::TagArgs),
     /// Remove images.
     Rmi(commands::images::RmiArgs),
+    /// Load images from an OCI archive or docker-archive.
+    Load(commands::archive::LoadArgs),
+    /// Save images to an archive (docker-archive or oci-archive).
+    Save(commands::archive::SaveArgs),
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -67,6 +71,10 @@ enum ImageCommand {
     Rm(commands::images::RmiArgs),
     /// Remove unused images.
     Prune(commands::images::PruneArgs),
+    /// Load images from an OCI archive or docker-archive.
+    Load(commands::archive::LoadArgs),
+    /// Save images to an archive (docker-archive or oci-archive).
+    Save(commands::archive::SaveArgs),
 }
 
 #[derive(Subcommand)]
@@ -93,6 +101,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => commands::images::tag(&ctx, a),
         Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => commands::images::rmi(&ctx, a),
         Command::Image(ImageCommand::Prune(a)) => commands::images::prune(&ctx, a),
+        Command::Load(a) | Command::Image(ImageCommand::Load(a)) => {
+            commands::archive::load(&ctx, a)
+        }
+        Command::Save(a) | Command::Image(ImageCommand::Save(a)) => {
+            commands::archive::save(&ctx, a)
+        }
         Command::System(SystemCommand::Df(a)) => commands::system::df(&ctx, a),
     }
 }

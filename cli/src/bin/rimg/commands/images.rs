@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use anyhow::{bail, Context, Result};
 use clap::{ArgAction, Args};
-use rimg::image::{Image, Images, Reference};
+use rimg::image::{layer_size, Image, Images, Reference};
 use rimg::table::{apply_template, ellipsis, render};
 use rimg::units::{ago, human_size};
 use serde_json::{json, Value};
@@ -72,7 +72,7 @@ pub fn images(ctx: &Ctx, a: ImagesArgs) -> Result<u8> {
             _ => bail!("invalid filter {k:?}: rimg images supports dangling, reference and label"),
         }
     }
-    let store = images.store();
+    let sizes = images.layer_sizes(&list);
     let mut rows: Vec<Row> = Vec::new();
     for img in &list {
         if let Some(d) = dangling {
@@ -146,7 +146,7 @@ pub fn images(ctx: &Ctx, a: ImagesArgs) -> Result<u8> {
     if let Some(fmt) = &a.format {
         let mut s = String::new();
         for r in &rows {
-            let size = human_size(r.image.size(store));
+            let size = human_size(r.image.size_from(&sizes));
             let created = r.image.config.created.clone().unwrap_or_default();
             let v = json!({
                 "Containers": "N/A",
@@ -184,7 +184,7 @@ pub fn images(ctx: &Ctx, a: ImagesArgs) -> Result<u8> {
             }
             row.push(id(r.image));
             row.push(ago(r.image.config.created.as_deref()));
-            row.push(human_size(r.image.size(store)));
+            row.push(human_size(r.image.size_from(&sizes)));
             row
         })
         .collect();
@@ -227,7 +227,7 @@ pub fn history(ctx: &Ctx, a: HistoryArgs) -> Result<u8> {
             let s = img
                 .diff_ids()
                 .get(layer)
-                .and_then(|d| store.blob_size(d).ok())
+                .map(|d| layer_size(store, d))
                 .unwrap_or(0);
             layer += 1;
             s

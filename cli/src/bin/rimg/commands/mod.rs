@@ -1,6 +1,7 @@
 //! One module per group of commands. Each command takes the parsed flags, calls the library,
 //! prints, and returns the process exit code.
 
+pub mod archive;
 pub mod images;
 pub mod import;
 pub mod system;

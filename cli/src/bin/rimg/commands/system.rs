@@ -54,18 +54,36 @@ pub fn df(ctx: &Ctx, a: DfArgs) -> Result<u8> {
             .any(|(_, ds)| ds.contains(&img.manifest_digest) || ds.contains(&img.id))
     };
     let users = images.layer_users(&list);
-    let size_of = |d: &Digest| store.blob_size(d).unwrap_or(0);
+    let sizes = images.layer_sizes(&list);
+    // Layers as Docker sizes them; a cache layer no image uses is measured as its blob.
+    let size_of = |d: &Digest| {
+        sizes
+            .get(d)
+            .copied()
+            .unwrap_or_else(|| store.blob_size(d).unwrap_or(0))
+    };
+    // Docker's per-image SIZE and SHARED SIZE: shared layers are those another image uses.
+    let shared_of = |img: &Image| -> u64 {
+        img.diff_ids()
+            .iter()
+            .filter(|d| users.get(*d).copied().unwrap_or(0) > 1)
+            .map(size_of)
+            .sum()
+    };
     let all_layers: BTreeSet<Digest> = unique
         .iter()
         .flat_map(|i| i.diff_ids().iter().copied())
         .collect();
+    // SIZE counts each layer once, however many images share it.
     let total: u64 = all_layers.iter().map(size_of).sum();
-    let active_layers: BTreeSet<Digest> = unique
+    // RECLAIMABLE as Docker computes it: the total less the unique size of every image a
+    // container uses.
+    let used: u64 = unique
         .iter()
         .filter(|i| active(i))
-        .flat_map(|i| i.diff_ids().iter().copied())
-        .collect();
-    let reclaimable: u64 = all_layers.difference(&active_layers).map(size_of).sum();
+        .map(|i| i.size_from(&sizes) - shared_of(i))
+        .sum();
+    let reclaimable = total.saturating_sub(used);
     let n_active = unique.iter().filter(|i| active(i)).count();
 
     let cache_layers: BTreeSet<Digest> = cache_pins
@@ -113,38 +131,28 @@ pub fn df(ctx: &Ctx, a: DfArgs) -> Result<u8> {
         return Ok(0);
     }
     let mut table = Vec::new();
-    for img in &list {
-        let layers: BTreeSet<&Digest> = img.diff_ids().iter().collect();
-        let size: u64 = layers.iter().map(|d| size_of(d)).sum();
-        let shared: u64 = layers
-            .iter()
-            .filter(|d| users.get(**d).copied().unwrap_or(0) > 1)
-            .map(|d| size_of(d))
-            .sum();
+    for img in &unique {
+        let size = img.size_from(&sizes);
+        let shared = shared_of(img);
         let containers = container_pins
             .iter()
             .filter(|(_, ds)| ds.contains(&img.manifest_digest) || ds.contains(&img.id))
             .count();
-        let names: Vec<(String, String)> = if img.tags.is_empty() {
-            vec![("<none>".into(), "<none>".into())]
-        } else {
-            img.tags
-                .iter()
-                .map(|t| (t.repository(), t.tag_or_latest().to_string()))
-                .collect()
+        // Docker shows each image once, under its first tag.
+        let (repo, tag) = match img.tags.first() {
+            Some(t) => (t.repository(), t.tag_or_latest().to_string()),
+            None => ("<none>".into(), "<none>".into()),
         };
-        for (repo, tag) in names {
-            table.push(vec![
-                repo,
-                tag,
-                img.id.short(),
-                ago(img.config.created.as_deref()),
-                human_size(size),
-                human_size(shared),
-                human_size(size - shared),
-                containers.to_string(),
-            ]);
-        }
+        table.push(vec![
+            repo,
+            tag,
+            img.id.short(),
+            ago(img.config.created.as_deref()),
+            human_size(size),
+            human_size(shared),
+            human_size(size - shared),
+            containers.to_string(),
+        ]);
     }
     let mut s = String::from("Images space usage:\n\n");
     s.push_str(&render(
