@@ -3,7 +3,8 @@
 # Idempotent and quiet; sourced or run by scripts/demo.sh, scripts/test.sh and scripts/bench.sh.
 set -eu
 packages="fuse3 fuse-overlayfs podman runc skopeo umoci docker-registry debootstrap \
-busybox-static apache2-utils attr zstd fio kmod iproute2 procps psmisc util-linux ca-certificates"
+busybox-static apache2-utils attr zstd fio kmod iproute2 procps psmisc util-linux ca-certificates \
+time"
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

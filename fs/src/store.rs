@@ -73,12 +73,13 @@ pub enum StoreError {
         /// The limit.
         limit: u64,
     },
-    /// A layer could not be indexed.
+    /// A layer could not be indexed. (The message includes the cause, so it is not also
+    /// reported as a source: error chains print each cause once.)
     #[error("invalid layer: {0}")]
-    Layer(#[from] IndexError),
+    Layer(IndexError),
     /// Reading a layer from its source failed (a truncated or corrupt compressed stream).
     #[error("reading layer: {0}")]
-    ReadLayer(#[source] io::Error),
+    ReadLayer(io::Error),
     /// `index.json` or another JSON document is malformed.
     #[error("{path}: {message}")]
     Json {
@@ -87,6 +88,12 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
+}
+
+impl From<IndexError> for StoreError {
+    fn from(e: IndexError) -> Self {
+        StoreError::Layer(e)
+    }
 }
 
 /// Result type of the store.

@@ -28,7 +28,7 @@ pub const MAX_DEV_MINOR: u32 = (1 << 20) - 1;
 pub enum TarError {
     /// Reading the source failed.
     #[error("reading tar: {0}")]
-    Io(#[from] io::Error),
+    Io(io::Error),
     /// The stream ended inside a header or inside file data.
     #[error("tar is truncated at byte {0}")]
     Truncated(u64),
@@ -89,6 +89,12 @@ pub enum TarError {
         /// Which attribute.
         what: &'static str,
     },
+}
+
+impl From<io::Error> for TarError {
+    fn from(e: io::Error) -> Self {
+        TarError::Io(e)
+    }
 }
 
 /// The kind of a tar entry, after extension headers are folded in.

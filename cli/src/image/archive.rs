@@ -54,6 +54,9 @@ pub enum ArchiveError {
     /// The archive itself is not a valid tar.
     #[error("archive is not a valid tar: {0}")]
     Tar(TarError),
+    /// Reading the archive failed (a corrupt compressed archive, an I/O error).
+    #[error("reading archive: {0}")]
+    Read(io::Error),
     /// Neither `manifest.json` nor `index.json` is in the archive.
     #[error("not an image archive: it has neither manifest.json (docker-archive) nor index.json (OCI archive)")]
     NotAnArchive,
@@ -306,6 +309,7 @@ fn stage_members(images: &Images, src: impl Read) -> Result<Members> {
             Ok(Some(e)) => e,
             Ok(None) => break,
             Err(TarError::Truncated(at)) => return Err(ArchiveError::Truncated(at)),
+            Err(TarError::Io(e)) => return Err(ArchiveError::Read(e)),
             Err(e) => return Err(ArchiveError::Tar(e)),
         };
         let path = String::from_utf8_lossy(&entry.path).into_owned();
@@ -335,6 +339,7 @@ fn stage_members(images: &Images, src: impl Read) -> Result<Members> {
     match stream.finish() {
         Ok(_) => {}
         Err(TarError::Truncated(at)) => return Err(ArchiveError::Truncated(at)),
+        Err(TarError::Io(e)) => return Err(ArchiveError::Read(e)),
         Err(e) => return Err(ArchiveError::Tar(e)),
     }
     Ok(Members { by_path })
