@@ -2,6 +2,7 @@
 //! prints, and returns the process exit code.
 
 pub mod archive;
+pub mod diff;
 pub mod images;
 pub mod import;
 pub mod system;
