@@ -3,5 +3,6 @@
 //! this library, and print.
 
 pub mod image;
+pub mod runtime;
 pub mod table;
 pub mod units;
