@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod diff;
+pub mod containers;
 pub mod images;
 pub mod import;
 pub mod system;
@@ -27,7 +28,6 @@ impl Ctx {
     }
 
     /// The store root.
-    #[allow(dead_code)]
     pub fn root(&self) -> &Path {
         &self.root
     }
