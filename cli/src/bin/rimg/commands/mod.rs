@@ -2,8 +2,9 @@
 //! prints, and returns the process exit code.
 
 pub mod archive;
-pub mod diff;
+pub mod commit;
 pub mod containers;
+pub mod diff;
 pub mod images;
 pub mod import;
 pub mod system;
