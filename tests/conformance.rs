@@ -1,6 +1,8 @@
 //! POSIX conformance of a writable rimgfs mount: pjdfstest (the Rust port) runs against
 //! rimgfs and against kernel overlayfs over the same layers extracted by GNU tar, in the same
-//! test; every case that fails on rimgfs must also fail on kernel overlayfs.
+//! test; every case that fails on rimgfs must also fail on kernel overlayfs. And since
+//! pjdfstest only touches files it creates, an unprivileged user's commands on the image's
+//! own files are compared between the two as well.
 //! scripts/conformance.sh is the full version (also fuse-overlayfs, native ext4, fsx, stress).
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -196,5 +198,103 @@ fn rimgfs_fails_no_pjdfstest_case_that_kernel_overlayfs_passes() {
         ours_only.is_empty(),
         "pjdfstest cases failing on rimgfs but not on kernel overlayfs: {ours_only:#?}"
     );
+    assert!(mounts_under(s.dir.path()).is_empty());
+}
+
+type Entry = (&'static str, &'static [u8], u32, u64, u64);
+
+/// A layer of files and dirs owned by uid 1000, 1001 and root, with private, sticky,
+/// setgid, read-only and group-writable modes.
+fn permission_layer() -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    // path (a trailing / makes a dir), data, mode, uid, gid
+    let entries: [Entry; 11] = [
+        ("priv/", b"", 0o700, 1000, 1000),
+        ("priv/secret", b"secret\n", 0o600, 1000, 1000),
+        ("closed/", b"", 0o700, 1001, 1001),
+        ("closed/f", b"f\n", 0o644, 1001, 1001),
+        ("shared/", b"", 0o1777, 0, 0),
+        ("shared/others", b"o\n", 0o666, 1001, 1001),
+        ("shared/mine", b"m\n", 0o644, 1000, 1000),
+        ("sgid/", b"", 0o2775, 0, 1000),
+        ("sgid/f", b"g\n", 0o664, 0, 1000),
+        ("ro", b"ro\n", 0o444, 1000, 1000),
+        ("groupw", b"gw\n", 0o660, 0, 1000),
+    ];
+    for (path, data, mode, uid, gid) in entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(if path.ends_with('/') {
+            tar::EntryType::Directory
+        } else {
+            tar::EntryType::Regular
+        });
+        h.set_mode(mode);
+        h.set_uid(uid);
+        h.set_gid(gid);
+        h.set_mtime(1_700_000_000);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, path, data).expect("append");
+    }
+    b.into_inner().expect("finish tar")
+}
+
+/// What uid 1000 (no supplementary groups) is told by each command, run in `dir`.
+fn as_user_1000(dir: &Path, commands: &[&str]) -> Vec<String> {
+    commands
+        .iter()
+        .map(|c| {
+            let out = Command::new("setpriv")
+                .args(["--reuid", "1000", "--regid", "1000", "--clear-groups"])
+                .args(["sh", "-c", c])
+                .current_dir(dir)
+                .output()
+                .expect("run setpriv");
+            format!(
+                "{c}: {} {}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })
+        .collect()
+}
+
+/// pjdfstest works in directories it makes, all in the upper dir. Here an unprivileged
+/// user acts on the image's own files: permission checks, sticky and setgid dirs, and
+/// copy-up all go through the FUSE layer, and must answer as over extracted layers.
+#[test]
+fn an_unprivileged_user_is_answered_as_by_kernel_overlayfs() {
+    let commands = [
+        "cat priv/secret",
+        "ls priv",
+        "ls closed",
+        "cat closed/f",
+        "echo x >> shared/others",
+        "rm shared/others",
+        "rm shared/mine",
+        "touch sgid/new && stat -c '%g %a' sgid/new",
+        "mkdir sgid/d && stat -c '%g %a' sgid/d",
+        "echo y >> ro",
+        "chmod 666 ro && stat -c %a ro",
+        "echo z >> groupw",
+        "touch -d @5 groupw",
+        "touch groupw",
+        "chown 1000 groupw",
+        "chgrp 100 ro",
+        "setfattr -n user.x -v 1 ro && getfattr -n user.x --only-values ro",
+        "truncate -s 0 groupw && stat -c %s groupw",
+        "mv priv/secret priv/moved && cat priv/moved",
+        "rmdir closed",
+    ];
+    let s = Store::new();
+    let layers = vec![permission_layer()];
+    s.image_from_layers(&layers, "perms");
+    let upper = s.path("upper");
+    let m = s.mount("perms", "rw", &["--upper", upper.to_str().expect("utf-8")]);
+    let ours = as_user_1000(&m.mountpoint, &commands);
+    let reference = Reference::mount(&layers, true);
+    let peer = as_user_1000(&reference.mountpoint, &commands);
+    assert_eq!(ours, peer);
+    m.umount();
     assert!(mounts_under(s.dir.path()).is_empty());
 }
