@@ -7,7 +7,7 @@
 # 1. pjdfstest (the Rust port) on all four; lists every case that fails on rimgfs but passes
 #    on kernel overlayfs (the goal: none).
 # 2. fsx on a 64 MiB file that starts in the image's layer (its open copies it up), and on a
-#    second lower file with size-changing ops, on rimgfs and kernel overlayfs.
+#    second lower file with size-changing ops, on rimgfs and both overlay peers.
 # 3. scripts/stress.sh (concurrent create/rename/unlink/write, also on lower files), then
 #    umount, remount with the same upper, and check: same tree, every file readable, no EIO,
 #    nothing left in the overlay work dir.
@@ -123,6 +123,7 @@ umount_fs() {
 }
 
 kinds=(rimgfs overlay fuse-overlayfs native)
+overlays=(rimgfs overlay fuse-overlayfs) # fsx and stress need a lower layer and a remount
 declare -A label=([rimgfs]="rimgfs (writable)" [overlay]="kernel overlayfs"
     [fuse-overlayfs]="fuse-overlayfs" [native]="native ext4")
 
@@ -211,7 +212,7 @@ posix_fadvise = 1
 copy_file_range = 2
 EOF
 declare -A fsx_result
-for kind in rimgfs overlay; do
+for kind in "${overlays[@]}"; do
     log "fsx on $kind"
     mount_fs "$kind" data "fsx-$kind"
     mkdir -p "$work/fsx-artifacts-$kind"
@@ -239,7 +240,7 @@ tree_state() {
         find . -type f -print0 | sort -z | xargs -0r sha256sum)
 }
 declare -A stress_result
-for kind in rimgfs overlay; do
+for kind in "${overlays[@]}"; do
     log "stress on $kind (${stress_secs}s, $stress_workers workers)"
     mount_fs "$kind" data "stress-$kind"
     r=ok
@@ -291,9 +292,9 @@ done
     done
     echo
     echo "fsx $(fsx --version | awk '{print $2}'), $fsx_ops ops per file, seed 42 (64 MiB lower file, blockmode; 1 MiB lower file, resizing):"
-    for kind in rimgfs overlay; do printf '  %-20s %s\n' "${label[$kind]}" "${fsx_result[$kind]}"; done
+    for kind in "${overlays[@]}"; do printf '  %-20s %s\n' "${label[$kind]}" "${fsx_result[$kind]}"; done
     echo
     echo "stress: scripts/stress.sh, ${stress_secs}s, $stress_workers workers, then umount + remount:"
-    for kind in rimgfs overlay; do printf '  %-20s %s\n' "${label[$kind]}" "${stress_result[$kind]}"; done
+    for kind in "${overlays[@]}"; do printf '  %-20s %s\n' "${label[$kind]}" "${stress_result[$kind]}"; done
 } | tee "$out/results.txt"
 echo "(written to $out/results.txt)" >&2
