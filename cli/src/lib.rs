@@ -1,7 +1,8 @@
 //! The library half of the `rimg` CLI: the image model, archives, and (as they land) the
-//! builder, runtime and registry client. The binaries in `src/bin/` parse flags, call into
+//! builder, runtime and registry client ([`registry`]). The binaries in `src/bin/` parse flags, call into
 //! this library, and print.
 
 pub mod image;
+pub mod registry;
 pub mod table;
 pub mod units;

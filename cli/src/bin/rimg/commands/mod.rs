@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod images;
 pub mod import;
+pub mod registry;
 pub mod system;
 
 use std::io::{self, Write};
