@@ -102,8 +102,30 @@ fn transport(what: impl Into<String>, e: ureq::Error) -> RegistryError {
 /// A one-line description of a transport error.
 fn describe(e: &ureq::Error) -> String {
     match e {
-        ureq::Error::Io(io) => io.to_string(),
-        other => other.to_string(),
+        ureq::Error::Io(io) => describe_io(io),
+        other => {
+            let m = other.to_string();
+            if m.contains("disconnected") {
+                format!("the connection to the registry was lost ({m})")
+            } else {
+                m
+            }
+        }
+    }
+}
+
+/// A one-line description of an I/O error on a registry connection.
+pub fn describe_io(e: &std::io::Error) -> String {
+    use std::io::ErrorKind::*;
+    let m = e.to_string();
+    if matches!(
+        e.kind(),
+        UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe
+    ) || m.contains("disconnected")
+    {
+        format!("the connection to the registry was lost ({m})")
+    } else {
+        m
     }
 }
 
@@ -149,12 +171,14 @@ impl Client {
                     let challenge = match r.status().as_u16() {
                         200..=299 => None,
                         401 => header(&r, "www-authenticate").and_then(Challenge::parse),
-                        s => return Err(RegistryError::Connect {
-                            host: registry.to_string(),
-                            message: format!(
+                        s => {
+                            return Err(RegistryError::Connect {
+                                host: registry.to_string(),
+                                message: format!(
                                 "GET {base}/v2/ returned {s}: not a registry (distribution API v2)"
                             ),
-                        }),
+                            })
+                        }
                     };
                     return Ok(Client {
                         agent,
@@ -304,7 +328,7 @@ impl Client {
             .read_to_end(&mut buf)
             .map_err(|e| RegistryError::Transport {
                 what: what.clone(),
-                message: e.to_string(),
+                message: describe_io(&e),
             })?;
         #[derive(serde::Deserialize)]
         struct Token {
@@ -452,7 +476,7 @@ impl Client {
             .read_to_end(&mut bytes)
             .map_err(|e| RegistryError::Transport {
                 what: what.clone(),
-                message: e.to_string(),
+                message: describe_io(&e),
             })?;
         if bytes.len() as u64 > limit {
             return Err(too_large());
@@ -466,7 +490,7 @@ impl Client {
         repo: &str,
         digest: &Digest,
     ) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
-        let what = format!("blob {digest}");
+        let what = format!("downloading blob {digest}");
         let url = format!("{}/v2/{repo}/blobs/{digest}", self.base);
         let r = self.send("GET", &url, &[], None, &what)?;
         let r = self.check(r, &what)?;
@@ -494,7 +518,7 @@ impl Client {
             .read_to_end(&mut bytes)
             .map_err(|e| RegistryError::Transport {
                 what: what.to_string(),
-                message: e.to_string(),
+                message: describe_io(&e),
             })?;
         if bytes.len() as u64 > limit {
             return Err(RegistryError::TooLarge {

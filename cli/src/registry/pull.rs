@@ -20,7 +20,7 @@ use rimg_fs::store::{StagedLayer, StoreError};
 use rimg_fs::{ContentStore, Digest};
 use serde::Deserialize;
 
-use super::client::{is_index, is_manifest, Client};
+use super::client::{describe_io, is_index, is_manifest, Client};
 use super::sources::Sources;
 use super::{
     parallel, BlobEvent, Location, Platform, Progress, RegistryError, Result, DOCKER_CONFIG,
@@ -377,7 +377,7 @@ impl<R: Read> Read for NetReader<'_, R> {
             }
             Err(e) => {
                 if e.kind() != io::ErrorKind::Interrupted && self.error.is_none() {
-                    self.error = Some(e.to_string());
+                    self.error = Some(describe_io(&e));
                 }
                 Err(e)
             }
@@ -436,7 +436,7 @@ fn fetch_layer(
     if let Err(e) = drained {
         return Err(RegistryError::Transport {
             what: format!("downloading {what}"),
-            message: e.to_string(),
+            message: describe_io(&e),
         });
     }
     if size != job.size {
