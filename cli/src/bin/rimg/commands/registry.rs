@@ -112,13 +112,11 @@ impl Shown {
             return;
         }
         match &self.bars {
-            Some((_, bars)) => {
+            Some((multi, bars)) => {
+                // The finished line goes above the bars for good; the bar goes away.
+                let _ = multi.println(format!("{}: {text}", blob.short()));
                 if let Some(b) = bars.lock().unwrap_or_else(|p| p.into_inner()).get(blob) {
-                    b.set_style(
-                        ProgressStyle::with_template("{prefix}: {msg}")
-                            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-                    );
-                    b.finish_with_message(text.to_string());
+                    b.finish_and_clear();
                 }
             }
             None => {
@@ -134,7 +132,7 @@ impl Progress for Shown {
             return;
         };
         let style = ProgressStyle::with_template(
-            "{prefix}: {msg:12} [{bar:40}] {binary_bytes}/{binary_total_bytes}",
+            "{prefix}: {msg:12} [{bar:30}] {binary_bytes}/{binary_total_bytes}",
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
@@ -221,9 +219,6 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> Result<u8> {
         &shown,
     )
     .with_context(|| format!("pulling {shown_ref}"))?;
-    if let Some((multi, _)) = &shown.bars {
-        let _ = multi.clear();
-    }
     if !a.quiet {
         outln(&format!("Digest: {}", pulled.digest))?;
         if pulled.changed {
@@ -264,9 +259,6 @@ pub fn push(ctx: &Ctx, a: PushArgs) -> Result<u8> {
         &shown,
     )
     .with_context(|| format!("pushing to {shown_ref}"))?;
-    if let Some((multi, _)) = &shown.bars {
-        let _ = multi.clear();
-    }
     outln(&format!(
         "{}: digest: {} size: {}",
         pushed.tag, pushed.digest, pushed.size
