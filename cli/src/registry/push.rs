@@ -15,10 +15,12 @@
 //! manifest format when the destination accepts it (every current registry does); Docker
 //! itself pushes schema 2, which only matters to registries too old to know OCI.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
 
 use rimg_fs::digest::HashingWriter;
 use rimg_fs::store::MAX_JSON_BYTES;
@@ -35,6 +37,8 @@ use crate::image::{
 pub const PARALLEL_UPLOADS: usize = 3;
 /// Upload chunk size; blobs up to this size go up in one request.
 pub const CHUNK: usize = 8 << 20;
+/// Block size of parallel gzip: each block becomes one gzip member.
+pub const GZIP_BLOCK: usize = 4 << 20;
 
 /// How to push.
 #[derive(Clone, Copy, Debug)]
@@ -346,9 +350,9 @@ fn compress_into(
             w
         }
         Compression::Gzip => {
-            let mut enc = flate2::write::GzEncoder::new(sink, flate2::Compression::default());
-            io::copy(src, &mut enc)?;
-            enc.finish()?
+            let mut w = sink;
+            gzip_parallel(src, &mut w)?;
+            w
         }
         Compression::Zstd => {
             let mut enc = zstd::stream::write::Encoder::new(sink, 3)?;
@@ -359,6 +363,93 @@ fn compress_into(
     let (digest, size, chunks) = sink.finish();
     chunks.finish()?;
     Ok((digest, size))
+}
+
+/// Compresses one block as a complete gzip member.
+fn gzip_block(block: &[u8]) -> io::Result<Vec<u8>> {
+    let mut enc = flate2::write::GzEncoder::new(
+        Vec::with_capacity(block.len() / 2),
+        flate2::Compression::default(),
+    );
+    enc.write_all(block)?;
+    enc.finish()
+}
+
+/// Reads until `buf` is full or the source ends.
+fn read_block(src: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match src.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// gzip on every core: the input is cut into [`GZIP_BLOCK`]-sized blocks, each compressed
+/// as its own gzip member by one of a few threads, and the members are written in order. A
+/// concatenation of gzip members is one valid gzip stream (RFC 1952; Go's, zlib's and
+/// flate2's readers read it whole), and the output depends only on the input, not on thread
+/// timing, so the blob digest is reproducible. It is what pigz's independent-block mode and
+/// containers/image's pgzip do.
+fn gzip_parallel<R: Read + Send>(src: &mut R, out: &mut impl Write) -> io::Result<()> {
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .clamp(1, 4);
+    std::thread::scope(|s| -> io::Result<()> {
+        let (work_tx, work_rx) = sync_channel::<(usize, Vec<u8>)>(threads);
+        let work_rx = Arc::new(Mutex::new(work_rx));
+        let (done_tx, done_rx) = sync_channel::<(usize, io::Result<Vec<u8>>)>(threads);
+        for _ in 0..threads {
+            let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
+            s.spawn(move || loop {
+                let job = work_rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                let Ok((i, block)) = job else { break };
+                if done_tx.send((i, gzip_block(&block))).is_err() {
+                    break;
+                }
+            });
+        }
+        drop((work_rx, done_tx));
+        let reader = s.spawn(move || -> io::Result<usize> {
+            let mut i = 0;
+            loop {
+                let mut block = vec![0u8; GZIP_BLOCK];
+                let n = read_block(src, &mut block)?;
+                if n == 0 {
+                    return Ok(i);
+                }
+                block.truncate(n);
+                if work_tx.send((i, block)).is_err() {
+                    return Ok(i);
+                }
+                i += 1;
+            }
+        });
+        let mut pending = BTreeMap::new();
+        let mut next = 0;
+        for (i, member) in done_rx {
+            pending.insert(i, member);
+            while let Some(member) = pending.remove(&next) {
+                out.write_all(&member?)?;
+                next += 1;
+            }
+        }
+        let blocks = reader
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("reader panicked")))?;
+        if blocks == 0 {
+            out.write_all(&gzip_block(&[])?)?;
+        }
+        if next != blocks {
+            return Err(io::Error::other("a compressor stopped early"));
+        }
+        Ok(())
+    })
 }
 
 /// Sends the chunks as they come: the first alone is a monolithic upload, more are PATCHes.
@@ -447,4 +538,34 @@ fn upload_compressed(
         }
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallel_gzip_is_one_reproducible_gzip_stream() {
+        let mut data = Vec::new();
+        for i in 0..(GZIP_BLOCK * 2 + 12345) {
+            data.push((i % 251) as u8 ^ (i / 7919) as u8);
+        }
+        let mut a = Vec::new();
+        gzip_parallel(&mut &data[..], &mut a).unwrap();
+        let mut b = Vec::new();
+        gzip_parallel(&mut &data[..], &mut b).unwrap();
+        assert_eq!(a, b);
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&a[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert_eq!(back, data);
+        let mut empty = Vec::new();
+        gzip_parallel(&mut &b""[..], &mut empty).unwrap();
+        let mut back = Vec::new();
+        flate2::read::MultiGzDecoder::new(&empty[..])
+            .read_to_end(&mut back)
+            .unwrap();
+        assert!(back.is_empty());
+    }
 }
