@@ -14,6 +14,7 @@
 use std::collections::BTreeSet;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver};
 
 use rimg_fs::digest::HashingReader;
 use rimg_fs::store::{StagedLayer, StoreError};
@@ -385,6 +386,32 @@ impl<R: Read> Read for NetReader<'_, R> {
     }
 }
 
+/// The receiving end of the network stage: reads the chunks it sends, in order; the end of
+/// the channel is the end of the stream.
+struct ChannelReader {
+    rx: Receiver<Vec<u8>>,
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.buf.len() {
+            match self.rx.recv() {
+                Ok(b) => {
+                    self.buf = b;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
 /// Fetches one layer blob into `rimg/tmp/`: compressed digest and size checked while it
 /// streams, decompressed, indexed and hashed in the same pass, diff_id checked at the end.
 fn fetch_layer(
@@ -415,28 +442,61 @@ fn fetch_layer(
         abort,
         progress,
     };
-    let mut hashing = HashingReader::new(net);
-    let staged = match job.compression.decoder(&mut hashing) {
-        Ok(decoder) => store.stage_layer(decoder),
-        Err(e) => Err(StoreError::ReadLayer(e)),
-    };
-    // What the decompressor left unread (padding, or everything after a bad byte) still
-    // counts towards the digest.
-    let drained = io::copy(&mut hashing, &mut io::sink());
-    let (actual, size, net) = hashing.finish();
+    // Two stages on two threads: the network side (receive, count, hash the blob) feeds the
+    // store side (decompress, index, hash the layer, write) through a bounded channel.
+    let (tx, rx) = sync_channel::<Vec<u8>>(8);
+    let (staged, received) = std::thread::scope(|s| {
+        let receiver = s.spawn(move || {
+            let mut hashing = HashingReader::new(net);
+            let mut failed = None;
+            loop {
+                let mut buf = vec![0u8; 256 << 10];
+                match hashing.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if tx.send(buf).is_err() {
+                            // The store side stopped: keep hashing what is left.
+                            let rest = io::copy(&mut hashing, &mut io::sink());
+                            if let Err(e) = rest {
+                                failed = Some(describe_io(&e));
+                            }
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        failed = Some(describe_io(&e));
+                        break;
+                    }
+                }
+            }
+            let (digest, size, net) = hashing.finish();
+            (digest, size, net.error.or(failed))
+        });
+        let mut chunks = ChannelReader {
+            rx,
+            buf: Vec::new(),
+            at: 0,
+        };
+        let staged = match job.compression.decoder(&mut chunks) {
+            Ok(decoder) => store.stage_layer(decoder),
+            Err(e) => Err(StoreError::ReadLayer(e)),
+        };
+        drop(chunks);
+        let received = receiver
+            .join()
+            .unwrap_or_else(|_| (job.blob, 0, Some("receiver panicked".into())));
+        (staged, received)
+    });
+    let (actual, size, net_error) = received;
     if abort.load(Ordering::SeqCst) {
         return Err(RegistryError::Cancelled);
     }
-    if let Some(message) = net.error {
+    if let Some(message) = net_error {
         return Err(RegistryError::Transport {
             what: format!("downloading {what}"),
             message,
-        });
-    }
-    if let Err(e) = drained {
-        return Err(RegistryError::Transport {
-            what: format!("downloading {what}"),
-            message: describe_io(&e),
         });
     }
     if size != job.size {
