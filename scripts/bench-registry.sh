@@ -44,10 +44,10 @@ start_registry() {
     rm -rf "$work/registry"
     docker-registry serve "$work/config.yml" >"$work/registry.log" 2>&1 &
     pid=$!
-    i=0
+    tries=0
     until python3 -c "import urllib.request; urllib.request.urlopen('http://$reg/v2/')" 2>/dev/null; do
-        i=$((i + 1))
-        [ "$i" -lt 100 ] || { cat "$work/registry.log" >&2; exit 1; }
+        tries=$((tries + 1))
+        [ "$tries" -lt 100 ] || { cat "$work/registry.log" >&2; exit 1; }
         sleep 0.1
     done
 }
@@ -105,8 +105,10 @@ while [ "$i" -lt "$runs" ]; do
     fi
     i=$((i + 1))
 done
-blob=$(du -m "$work/registry/docker/registry/v2/blobs" | tail -1 | cut -f1)
-echo "registry storage after one run of both pushes: $blob MB"
+sizes() {
+    python3 -c "import json,sys,urllib.request as u; r=u.Request('http://$reg/v2/$1/manifests/latest', headers={'Accept':'application/vnd.oci.image.manifest.v1+json'}); print(sum(l['size'] for l in json.load(u.urlopen(r))['layers']))"
+}
+echo "pushed layer blob: rimg $(sizes node-rimg) bytes, skopeo $(sizes node-skopeo) bytes"
 for op in push pull; do
     r=$(cut -d' ' -f1 "$work/t-rimg-$op" | median)
     s=$(cut -d' ' -f1 "$work/t-skopeo-$op" | median)

@@ -373,6 +373,20 @@ pub(crate) fn parallel<T: Send>(
     Ok(done.into_iter().map(|(_, t)| t).collect())
 }
 
+/// Reads until `buf` is full or the source ends; returns how much was read.
+pub(crate) fn read_full(src: &mut impl io::Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match src.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
 /// Joins the registry's error list (`{"errors":[{"code","message","detail"}]}`) into one line.
 pub fn error_message(body: &[u8]) -> String {
     #[derive(serde::Deserialize)]

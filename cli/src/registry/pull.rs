@@ -14,18 +14,18 @@
 use std::collections::BTreeSet;
 use std::io::{self, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{sync_channel, Receiver};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
 use rimg_fs::digest::HashingReader;
-use rimg_fs::store::{StagedLayer, StoreError};
+use rimg_fs::store::StagedLayer;
 use rimg_fs::{ContentStore, Digest};
 use serde::Deserialize;
 
 use super::client::{describe_io, is_index, is_manifest, Client};
 use super::sources::Sources;
 use super::{
-    parallel, BlobEvent, Location, Platform, Progress, RegistryError, Result, DOCKER_CONFIG,
-    DOCKER_SCHEMA1, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, OCI_INDEX,
+    parallel, read_full, BlobEvent, Location, Platform, Progress, RegistryError, Result,
+    DOCKER_CONFIG, DOCKER_SCHEMA1, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, OCI_INDEX,
 };
 use crate::image::{
     Compression, Image, ImageConfig, Images, Reference, CONFIG_MEDIA, MANIFEST_MEDIA,
@@ -386,12 +386,22 @@ impl<R: Read> Read for NetReader<'_, R> {
     }
 }
 
-/// The receiving end of the network stage: reads the chunks it sends, in order; the end of
-/// the channel is the end of the stream.
+/// The receiving end of a pipeline stage: reads the chunks (or the error) it sends, in order;
+/// the end of the channel is the end of the stream.
 struct ChannelReader {
-    rx: Receiver<Vec<u8>>,
+    rx: Receiver<io::Result<Vec<u8>>>,
     buf: Vec<u8>,
     at: usize,
+}
+
+impl ChannelReader {
+    fn new(rx: Receiver<io::Result<Vec<u8>>>) -> Self {
+        ChannelReader {
+            rx,
+            buf: Vec::new(),
+            at: 0,
+        }
+    }
 }
 
 impl Read for ChannelReader {
@@ -399,7 +409,7 @@ impl Read for ChannelReader {
         while self.at == self.buf.len() {
             match self.rx.recv() {
                 Ok(b) => {
-                    self.buf = b;
+                    self.buf = b?;
                     self.at = 0;
                 }
                 Err(_) => return Ok(0),
@@ -409,6 +419,27 @@ impl Read for ChannelReader {
         out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
         self.at += n;
         Ok(n)
+    }
+}
+
+/// Reads `src` to its end in 256 KiB chunks and sends them (then its error, if any) down
+/// `tx`, until the receiver goes away.
+fn pump(mut src: impl Read, tx: &SyncSender<io::Result<Vec<u8>>>) {
+    loop {
+        let mut buf = vec![0u8; 256 << 10];
+        match read_full(&mut src, &mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                buf.truncate(n);
+                if tx.send(Ok(buf)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        }
     }
 }
 
@@ -444,7 +475,7 @@ fn fetch_layer(
     };
     // Two stages on two threads: the network side (receive, count, hash the blob) feeds the
     // store side (decompress, index, hash the layer, write) through a bounded channel.
-    let (tx, rx) = sync_channel::<Vec<u8>>(8);
+    let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(8);
     let (staged, received) = std::thread::scope(|s| {
         let receiver = s.spawn(move || {
             let mut hashing = HashingReader::new(net);
@@ -455,7 +486,7 @@ fn fetch_layer(
                     Ok(0) => break,
                     Ok(n) => {
                         buf.truncate(n);
-                        if tx.send(buf).is_err() {
+                        if tx.send(Ok(buf)).is_err() {
                             // The store side stopped: keep hashing what is left.
                             let rest = io::copy(&mut hashing, &mut io::sink());
                             if let Err(e) = rest {
@@ -474,16 +505,20 @@ fn fetch_layer(
             let (digest, size, net) = hashing.finish();
             (digest, size, net.error.or(failed))
         });
-        let mut chunks = ChannelReader {
-            rx,
-            buf: Vec::new(),
-            at: 0,
-        };
-        let staged = match job.compression.decoder(&mut chunks) {
-            Ok(decoder) => store.stage_layer(decoder),
-            Err(e) => Err(StoreError::ReadLayer(e)),
-        };
-        drop(chunks);
+        // A third stage inflates, so hashing, indexing and writing the tar get their own.
+        let chunks = ChannelReader::new(rx);
+        let (tx2, rx2) = sync_channel::<io::Result<Vec<u8>>>(8);
+        let compression = job.compression;
+        let inflater = s.spawn(move || match compression.decoder(chunks) {
+            Ok(decoder) => pump(decoder, &tx2),
+            Err(e) => {
+                let _ = tx2.send(Err(e));
+            }
+        });
+        let mut tar = ChannelReader::new(rx2);
+        let staged = store.stage_layer(&mut tar);
+        drop(tar);
+        let _ = inflater.join();
         let received = receiver
             .join()
             .unwrap_or_else(|_| (job.blob, 0, Some("receiver panicked".into())));
