@@ -12,6 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 pub mod archives;
+pub mod containers;
 pub mod registry;
 pub mod tree;
 
@@ -99,6 +100,19 @@ impl Store {
     /// Stores `layers` (uncompressed tars, bottom first) as an image tagged `name`, through
     /// the library (the CLI imports only one-layer images). Returns the image id.
     pub fn image_from_layers(&self, layers: &[Vec<u8>], name: &str) -> String {
+        let mut config = rimg::image::ImageConfig::new_for_host();
+        config.config.cmd = Some(vec!["sh".into()]);
+        self.image_with_config(layers, config, name).id.to_string()
+    }
+
+    /// Stores `layers` as an image tagged `name` with `config` (one history entry per layer
+    /// is appended).
+    pub fn image_with_config(
+        &self,
+        layers: &[Vec<u8>],
+        mut config: rimg::image::ImageConfig,
+        name: &str,
+    ) -> rimg::image::Image {
         let images = rimg::image::Images::open(&self.root()).expect("open store");
         let mut digests = Vec::new();
         for l in layers {
@@ -110,8 +124,6 @@ impl Store {
                     .digest,
             );
         }
-        let mut config = rimg::image::ImageConfig::new_for_host();
-        config.config.cmd = Some(vec!["sh".into()]);
         for (i, _) in layers.iter().enumerate() {
             config.history.push(rimg::image::History {
                 created: Some("2026-01-01T00:00:00Z".into()),
@@ -123,8 +135,6 @@ impl Store {
         images
             .create(&digests, config, &[tag])
             .expect("create image")
-            .id
-            .to_string()
     }
 
     /// Imports the shared busybox rootfs as `name` (e.g. `busybox:latest`); returns the id.
@@ -276,4 +286,77 @@ pub fn busybox_tar() -> PathBuf {
         tar
     })
     .clone()
+}
+
+/// A rimgfs mount made by a test, unmounted on drop (also when the test fails).
+pub struct Mounted {
+    pub root: PathBuf,
+    pub mountpoint: PathBuf,
+}
+
+impl Store {
+    /// `rimgfs mount [extra...] IMAGE MOUNTPOINT`; the mount point is created beside the store.
+    pub fn mount(&self, image: &str, name: &str, extra: &[&str]) -> Mounted {
+        let mountpoint = self.path(name);
+        std::fs::create_dir_all(&mountpoint).expect("mkdir mountpoint");
+        self.rimgfs(["mount"])
+            .args(extra)
+            .arg(image)
+            .arg(&mountpoint)
+            .ok();
+        Mounted {
+            root: self.root(),
+            mountpoint,
+        }
+    }
+}
+
+impl Mounted {
+    /// A path inside the mount.
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.mountpoint.join(rel)
+    }
+
+    /// `rimgfs umount`, asserting it succeeds; consumes the guard.
+    pub fn umount(self) {
+        let out = Command::new(bin("rimgfs"))
+            .env("RIMG_ROOT", &self.root)
+            .arg("umount")
+            .arg(&self.mountpoint)
+            .output()
+            .expect("run rimgfs umount");
+        assert!(
+            out.status.success(),
+            "rimgfs umount failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let ok = Command::new(bin("rimgfs"))
+            .env("RIMG_ROOT", &self.root)
+            .arg("umount")
+            .arg(&self.mountpoint)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(&self.mountpoint)
+                .status();
+        }
+    }
+}
+
+/// Lines of /proc/mounts that mention `dir` (a test's temp dir): empty when it cleaned up.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/mounts").expect("read /proc/mounts");
+    let needle = dir.to_string_lossy().into_owned();
+    text.lines()
+        .filter(|l| l.contains(&needle))
+        .map(str::to_string)
+        .collect()
 }

@@ -2,6 +2,9 @@
 //! prints, and returns the process exit code.
 
 pub mod archive;
+pub mod commit;
+pub mod containers;
+pub mod diff;
 pub mod images;
 pub mod import;
 pub mod registry;
@@ -27,7 +30,6 @@ impl Ctx {
     }
 
     /// The store root.
-    #[allow(dead_code)]
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -45,16 +47,7 @@ impl Ctx {
 
 /// `/var/lib/rimg` as root; `$XDG_DATA_HOME/rimg` (or `~/.local/share/rimg`) otherwise.
 pub fn default_root() -> PathBuf {
-    if nix::unistd::geteuid().is_root() {
-        return PathBuf::from("/var/lib/rimg");
-    }
-    if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
-        return PathBuf::from(x).join("rimg");
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    home.join(".local/share/rimg")
+    rimg::default_root()
 }
 
 /// Writes to stdout; a closed pipe surfaces as an error that `main` turns into exit 0.
