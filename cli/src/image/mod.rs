@@ -324,6 +324,14 @@ impl Images {
                 if let Some(l) = listed.iter().find(|l| l.manifest == d) {
                     return self.load(l.clone());
                 }
+                // A registry digest recorded by pull or push (`repo@sha256:…`).
+                let repo_digest = format!("{}@{d}", r.repository());
+                if let Some(l) = listed
+                    .iter()
+                    .find(|l| l.repo_digests.contains(&repo_digest))
+                {
+                    return self.load(l.clone());
+                }
             } else {
                 let want = r.ref_name();
                 if let Some(l) = listed.iter().find(|l| {

@@ -71,6 +71,14 @@ enum Command {
     /// The monitor of a detached container (internal).
     #[command(name = "__monitor", hide = true)]
     Monitor(commands::containers::MonitorArgs),
+    /// Pull an image from a registry.
+    Pull(commands::registry::PullArgs),
+    /// Push an image to a registry.
+    Push(commands::registry::PushArgs),
+    /// Log in to a registry.
+    Login(commands::registry::LoginArgs),
+    /// Log out from a registry.
+    Logout(commands::registry::LogoutArgs),
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -100,6 +108,10 @@ enum ImageCommand {
     Load(commands::archive::LoadArgs),
     /// Save images to an archive (docker-archive or oci-archive).
     Save(commands::archive::SaveArgs),
+    /// Pull an image from a registry.
+    Pull(commands::registry::PullArgs),
+    /// Push an image to a registry.
+    Push(commands::registry::PushArgs),
 }
 
 #[derive(Subcommand)]
@@ -132,6 +144,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => {
             commands::archive::save(&ctx, a)
         }
+        Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => {
+            commands::registry::pull(&ctx, a)
+        }
+        Command::Push(a) | Command::Image(ImageCommand::Push(a)) => {
+            commands::registry::push(&ctx, a)
+        }
+        Command::Login(a) => commands::registry::login(&ctx, a),
+        Command::Logout(a) => commands::registry::logout(&ctx, a),
         Command::System(SystemCommand::Df(a)) => commands::system::df(&ctx, a),
         Command::Diff(a) => commands::diff::diff(&ctx, a),
         Command::Commit(a) => commands::commit::commit(&ctx, a),

@@ -7,6 +7,7 @@ pub mod containers;
 pub mod diff;
 pub mod images;
 pub mod import;
+pub mod registry;
 pub mod system;
 
 use std::io::{self, Write};
