@@ -2,6 +2,7 @@
 //! builder, runtime and registry client. The binaries in `src/bin/` parse flags, call into
 //! this library, and print.
 
+pub mod build;
 pub mod image;
 pub mod table;
 pub mod units;

@@ -2,6 +2,7 @@
 //! prints, and returns the process exit code.
 
 pub mod archive;
+pub mod build;
 pub mod images;
 pub mod import;
 pub mod system;
@@ -26,7 +27,6 @@ impl Ctx {
     }
 
     /// The store root.
-    #[allow(dead_code)]
     pub fn root(&self) -> &Path {
         &self.root
     }
