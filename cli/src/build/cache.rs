@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! $RIMG_ROOT/rimg/build-cache/<key hex>.json   one entry per step that ran
-//! $RIMG_ROOT/rimg/pins/build-<image id hex>    the layers a build's stages ended with
+//! $RIMG_ROOT/rimg/pins/cache-<image id hex>    the layers a build's stages ended with
 //! ```
 //!
 //! A step's key is the sha256 of: the parent state (the digest of the image config the
@@ -16,7 +16,7 @@
 //! is honoured only if every layer the entry's config names is still stored.
 //! Architecture Invariant: the layers a cache entry uses stay stored while the image of the
 //! build that wrote the entry is listed: each build pins its stages' layers under
-//! `build-<image id>`, and `image prune` drops pins whose image is gone.
+//! `cache-<image id>`, and `image prune` drops pins whose image is gone.
 
 use std::fs;
 use std::io;
@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use crate::image::{ImageConfig, Images, Result as ImageResult};
 
 /// Pins of builds are named with this prefix and the image id's hex.
-pub const BUILD_PIN_PREFIX: &str = "build-";
+pub const BUILD_PIN_PREFIX: &str = "cache-";
 
 /// One input file of a COPY/ADD step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
