@@ -2,8 +2,9 @@
 //!
 //! The pipeline, bottom up: [`digest`] names content; [`store`] keeps an OCI image layout
 //! with uncompressed layer tars; [`tar_stream`] and [`layer_index`] index each tar once as it
-//! enters the store; [`whiteout`] says what OCI whiteout names mean. The union tree, the
-//! copy-on-write upper directory and the FUSE adapter build on these.
+//! enters the store; [`whiteout`] says what OCI whiteout names mean; [`union`] merges an
+//! image's layer indexes; [`upper`] reads a container's overlayfs upper dir as changes and
+//! writes it as a layer. The FUSE adapter builds on these.
 
 pub mod digest;
 pub mod layer_index;
@@ -11,6 +12,7 @@ pub mod store;
 pub mod tar_stream;
 pub mod tar_write;
 pub mod union;
+pub mod upper;
 pub mod whiteout;
 
 pub use digest::Digest;

@@ -23,6 +23,7 @@ use super::layer::{self, DirDefaults, ImageFiles, Kind, LayerPlan, NewEntry, Sou
 use super::run::{RunRequest, Runner};
 use super::BuildError;
 use crate::image::change::{apply_change_with, join_workdir, ChangeState, CommandForm, Lexer};
+use crate::image::commit::commit_config;
 use crate::image::config::{host_arch, set_env};
 use crate::image::{History, Image, ImageConfig, Images, Reference};
 use crate::units;
@@ -543,7 +544,7 @@ impl<'a> Builder<'a> {
                     );
                     Some(layer::store_plan(self.images.store(), &plan)?)
                 };
-                let next = commit(config, layer, &text, created);
+                let next = commit(config, layer, &text, created)?;
                 self.record(parts, &next)?;
                 Ok((next, Outcome::Done))
             }
@@ -636,7 +637,7 @@ impl<'a> Builder<'a> {
         self.explain(scope, &parts);
         let mut config = state.config.clone();
         change(&mut config)?;
-        let next = commit(config, None, text, created);
+        let next = commit(config, None, text, created)?;
         self.record(parts, &next)?;
         Ok((next, Outcome::Done))
     }
@@ -692,7 +693,7 @@ impl<'a> Builder<'a> {
             Err(e @ BuildError::RunFailed { .. }) => return Err(e),
             Err(e) => return Err(step_err(ins, e)),
         };
-        let next = commit(state.config.clone(), layer, &text, created);
+        let next = commit(state.config.clone(), layer, &text, created)?;
         self.record(parts, &next)?;
         Ok((next, Outcome::Done))
     }
@@ -1005,7 +1006,7 @@ impl<'a> Builder<'a> {
             },
         );
         let digest = layer::store_plan(self.images.store(), &plan)?;
-        let next = commit(state.config.clone(), Some(digest), &shown_text, created);
+        let next = commit(state.config.clone(), Some(digest), &shown_text, created)?;
         self.record(parts, &next)?;
         Ok((next, Outcome::Done))
     }
@@ -1027,18 +1028,24 @@ fn env_value(config: &crate::image::RunConfig, name: &str) -> Option<String> {
     })
 }
 
-/// Appends a history entry (and the layer, if any) to a config.
-fn commit(mut config: ImageConfig, layer: Option<Digest>, text: &str, created: &str) -> State {
-    if let Some(l) = layer {
-        config.rootfs.diff_ids.push(l);
-    }
-    config.history.push(History {
+/// Appends a history entry (and the layer, if any) to a config, as `commit` does.
+fn commit(
+    config: ImageConfig,
+    layer: Option<Digest>,
+    text: &str,
+    created: &str,
+) -> Result<State, BuildError> {
+    let history = History {
         created: Some(created.to_string()),
         created_by: Some(text.to_string()),
-        empty_layer: layer.is_none(),
         ..Default::default()
-    });
-    State::new(config)
+    };
+    Ok(State::new(commit_config(
+        Some(&config),
+        layer.as_ref(),
+        history,
+        &[],
+    )?))
 }
 
 fn has_glob(s: &str) -> bool {

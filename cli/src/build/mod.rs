@@ -34,6 +34,9 @@ pub enum BuildError {
     /// The content store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A config could not be committed.
+    #[error(transparent)]
+    Commit(#[from] crate::image::commit::CommitError),
     /// The context cannot be read.
     #[error(transparent)]
     Context(#[from] context::ContextError),

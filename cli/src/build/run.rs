@@ -1,9 +1,18 @@
 //! RUN steps: the parent state mounted with a fresh upper directory (`rimgfs mount`), the
 //! command run in it by the runtime, and the upper directory turned into the step's layer.
 
+use std::fs;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rimg_fs::upper::{upper_changes, LayerOptions, RUNTIME_INJECTED};
 use rimg_fs::Digest;
 
 use super::BuildError;
+use crate::image::commit::{layers_tree, store_upper_layer, CommitError};
 use crate::image::{ImageConfig, Images};
 
 /// What a RUN step executes.
@@ -35,31 +44,207 @@ pub trait Runner {
     ) -> Result<Option<Digest>, BuildError>;
 }
 
-/// Runs RUN steps on a `rimgfs` mount of the parent state.
+/// Runs RUN steps on a `rimgfs` mount of the parent state: the state is written as an
+/// unlisted manifest (found by its digest), mounted with a fresh upper directory under
+/// `rimg/build/`, the command runs in it, the mount comes down, and the upper directory
+/// becomes the layer (runtime-injected paths left out, mtimes clamped to the build's epoch).
+/// Whatever happens, the mount and the directories are removed.
 #[derive(Clone, Debug)]
 pub struct MountRunner {
-    root: std::path::PathBuf,
+    root: PathBuf,
     quiet: bool,
 }
 
 impl MountRunner {
     /// A runner for the store at `root`; `quiet` discards the commands' output.
-    pub fn new(root: &std::path::Path, quiet: bool) -> Self {
+    pub fn new(root: &Path, quiet: bool) -> Self {
         MountRunner {
             root: root.to_path_buf(),
             quiet,
         }
     }
+
+    fn rimgfs(&self) -> Result<Command, BuildError> {
+        let exe = std::env::current_exe().map_err(|source| BuildError::Io {
+            op: "find",
+            path: PathBuf::from("rimgfs"),
+            source,
+        })?;
+        let mut c = Command::new(exe.with_file_name("rimgfs"));
+        c.arg("--root").arg(&self.root);
+        Ok(c)
+    }
 }
+
+/// Unmounts and removes a step's directories when dropped.
+struct Sandbox {
+    dir: PathBuf,
+    rootfs: PathBuf,
+    mounted: bool,
+    umount: Option<Command>,
+}
+
+impl Sandbox {
+    fn unmount(&mut self) -> Result<(), String> {
+        if !self.mounted {
+            return Ok(());
+        }
+        let Some(mut c) = self.umount.take() else {
+            return Ok(());
+        };
+        let out = c
+            .arg("umount")
+            .arg(&self.rootfs)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("rimgfs umount: {e}"))?;
+        self.mounted = false;
+        if !out.status.success() {
+            return Err(format!(
+                "rimgfs umount {}: {}",
+                self.rootfs.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = self.unmount();
+        let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+static SANDBOXES: AtomicU64 = AtomicU64::new(0);
 
 impl Runner for MountRunner {
     fn run(
         &self,
-        _images: &Images,
-        _parent: &ImageConfig,
-        _req: &RunRequest,
+        images: &Images,
+        parent: &ImageConfig,
+        req: &RunRequest,
     ) -> Result<Option<Digest>, BuildError> {
-        let _ = (&self.root, self.quiet);
-        Err(BuildError::NoTarget("RUN: runtime not merged yet".into()))
+        let bytes = serde_json::to_vec(parent).map_err(|e| BuildError::Io {
+            op: "serialize",
+            path: PathBuf::from("config"),
+            source: io::Error::other(e),
+        })?;
+        let image = images.write_image(&bytes)?;
+        let dir = images.store().private_dir().join("build").join(format!(
+            "{}-{}",
+            std::process::id(),
+            SANDBOXES.fetch_add(1, Ordering::Relaxed)
+        ));
+        let (upper, work, rootfs) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
+        for d in [&upper, &work, &rootfs] {
+            fs::create_dir_all(d).map_err(|source| BuildError::Io {
+                op: "create",
+                path: d.clone(),
+                source,
+            })?;
+        }
+        let mut sandbox = Sandbox {
+            dir: dir.clone(),
+            rootfs: rootfs.clone(),
+            mounted: false,
+            umount: Some(self.rimgfs()?),
+        };
+        let out = self
+            .rimgfs()?
+            .arg("mount")
+            .arg("--upper")
+            .arg(&upper)
+            .arg("--work")
+            .arg(&work)
+            .arg(image.manifest_digest.to_string())
+            .arg(&rootfs)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|source| BuildError::Io {
+                op: "run",
+                path: PathBuf::from("rimgfs"),
+                source,
+            })?;
+        if !out.status.success() {
+            return Err(BuildError::Io {
+                op: "mount",
+                path: rootfs,
+                source: io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+            });
+        }
+        sandbox.mounted = true;
+        let code = {
+            let _silence = self
+                .quiet
+                .then(Silence::new)
+                .transpose()
+                .map_err(|source| BuildError::Io {
+                    op: "redirect output",
+                    path: PathBuf::from("/dev/null"),
+                    source,
+                })?;
+            run_command(&rootfs, req)?
+        };
+        sandbox.unmount().map_err(|m| BuildError::Io {
+            op: "unmount",
+            path: rootfs.clone(),
+            source: io::Error::other(m),
+        })?;
+        if code != 0 {
+            return Err(BuildError::RunFailed {
+                command: req.shown.clone(),
+                code,
+            });
+        }
+        let lower = layers_tree(images, &parent.rootfs.diff_ids)?;
+        let opts = LayerOptions {
+            ignore: RUNTIME_INJECTED.iter().map(|s| s.to_string()).collect(),
+            mtime_clamp: Some(req.epoch),
+            ..Default::default()
+        };
+        let changes = upper_changes(&upper, &lower, &opts).map_err(CommitError::from)?;
+        if changes.is_empty() {
+            return Ok(None);
+        }
+        let layer = store_upper_layer(images, &upper, &lower, &opts)?;
+        Ok(Some(layer.digest))
     }
+}
+
+/// Points stdout and stderr at `/dev/null` until dropped (`build -q` hides RUN output).
+struct Silence {
+    saved_out: OwnedFd,
+    saved_err: OwnedFd,
+}
+
+impl Silence {
+    fn new() -> io::Result<Self> {
+        let null = fs::OpenOptions::new().write(true).open("/dev/null")?;
+        let saved_out = nix::unistd::dup(io::stdout()).map_err(io::Error::from)?;
+        let saved_err = nix::unistd::dup(io::stderr()).map_err(io::Error::from)?;
+        nix::unistd::dup2_stdout(&null).map_err(io::Error::from)?;
+        nix::unistd::dup2_stderr(&null).map_err(io::Error::from)?;
+        Ok(Silence {
+            saved_out,
+            saved_err,
+        })
+    }
+}
+
+impl Drop for Silence {
+    fn drop(&mut self) {
+        let _ = nix::unistd::dup2_stdout(&self.saved_out);
+        let _ = nix::unistd::dup2_stderr(&self.saved_err);
+    }
+}
+
+/// Runs the command in the mounted root and returns its exit code.
+fn run_command(_rootfs: &Path, _req: &RunRequest) -> Result<i32, BuildError> {
+    Err(BuildError::Io {
+        op: "run",
+        path: PathBuf::from("RUN"),
+        source: io::Error::other("the runtime is not merged yet"),
+    })
 }

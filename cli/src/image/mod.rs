@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod change;
+pub mod commit;
 pub mod config;
 pub mod reference;
 
@@ -358,6 +359,18 @@ impl Images {
                 _ => return Err(ImageError::Ambiguous(name.to_string())),
             }
         }
+        // A manifest stored but not listed (a build step's state) by its full digest.
+        if let Ok(d) = Digest::parse(name) {
+            if self.store.has_blob(&d) {
+                if let Ok(img) = self.load(Listed {
+                    manifest: d,
+                    names: Vec::new(),
+                    repo_digests: Vec::new(),
+                }) {
+                    return Ok(img);
+                }
+            }
+        }
         Err(ImageError::NotFound(name.to_string()))
     }
 
@@ -668,6 +681,10 @@ impl Images {
     /// forms (diff_ids).
     pub fn blobs_of(&self, manifest: &Digest) -> BTreeSet<Digest> {
         let mut out = BTreeSet::from([*manifest]);
+        if self.store.has_layer(manifest) {
+            // A pinned layer (the build cache pins layers): nothing else to read.
+            return out;
+        }
         if let Ok(m) = self.read_manifest(manifest) {
             if let Ok(c) = Digest::try_from(m.config().digest()) {
                 out.insert(c);

@@ -48,6 +48,8 @@ enum Command {
     Load(commands::archive::LoadArgs),
     /// Save images to an archive (docker-archive or oci-archive).
     Save(commands::archive::SaveArgs),
+    /// Show changed files: of a container, of an image's top layer, or between two images.
+    Diff(commands::diff::DiffArgs),
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -113,6 +115,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             commands::archive::save(&ctx, a)
         }
         Command::System(SystemCommand::Df(a)) => commands::system::df(&ctx, a),
+        Command::Diff(a) => commands::diff::diff(&ctx, a),
     }
 }
 
