@@ -131,7 +131,12 @@ fn web_ping_builds_with_one_history_row_per_instruction() {
         .iter()
         .map(|v| v.as_str().unwrap())
         .collect();
-    for kv in ["TARGET=blog.sixeyed.com", "METHOD=HEAD", "INTERVAL=3000"] {
+    for kv in [
+        "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        "TARGET=blog.sixeyed.com",
+        "METHOD=HEAD",
+        "INTERVAL=3000",
+    ] {
         assert!(env.contains(&kv), "{env:?}");
     }
     assert_eq!(config["Cmd"], serde_json::json!(["sh", "/web-ping/app.sh"]));
@@ -182,7 +187,7 @@ fn editing_the_app_reruns_copy_and_later_steps_only() {
     }
     assert!(outcome(&out, 5, 5).starts_with("DONE"), "{out}");
     let config = &inspect(&s, "web-ping:v3")["Config"];
-    assert_eq!(config["Env"].as_array().unwrap().len(), 3);
+    assert_eq!(config["Env"].as_array().unwrap().len(), 4);
 
     // `system df` counts the busybox layer the four images share once.
     let busybox_size = rimg_size(&s, "busybox");
@@ -403,4 +408,78 @@ fn bad_dockerfiles_name_the_line() {
         assert_eq!(err.lines().count(), 1, "{err}");
     }
     assert!(s.rimg(["images", "-q", "bad"]).ok().trim().is_empty());
+}
+
+/// Every path of an image with what a user sees of it: kind, mode, owner, size, content.
+fn tree_of(s: &Store, image: &str) -> Vec<String> {
+    let images = rimg::image::Images::open(&s.root()).unwrap();
+    let img = images.resolve(image).unwrap();
+    let files = rimg::build::layer::ImageFiles::open(images.store(), img.diff_ids()).unwrap();
+    files
+        .tree
+        .walk()
+        .into_iter()
+        .map(|(path, ino)| {
+            let n = files.tree.node(ino).unwrap();
+            let content = match n.kind {
+                rimg_fs::union::NodeKind::File => {
+                    let p = format!("/{}", String::from_utf8_lossy(&path));
+                    rimg_tests::archives::sha256(&files.read(&p, 64 << 20).unwrap())
+                }
+                rimg_fs::union::NodeKind::Symlink => String::from_utf8_lossy(&n.link).into(),
+                _ => String::new(),
+            };
+            format!(
+                "{} {:?} {:o} {}:{} {}",
+                String::from_utf8_lossy(&path),
+                n.kind,
+                n.mode,
+                n.uid,
+                n.gid,
+                content
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn podman_builds_the_same_image() {
+    rimg_tests::require_tool("podman");
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    let ctx = context(&s, "web-ping", &[("Dockerfile", WEB_PING), ("app.sh", APP)]);
+    build(&s, &ctx, &["-t", "web-ping"]);
+
+    let podman = rimg_tests::archives::Podman::new(&s);
+    podman
+        .cmd()
+        .args(["import", "-q", "-c", "CMD [\"sh\"]"])
+        .arg(rimg_tests::busybox_tar())
+        .arg("busybox")
+        .ok();
+    podman
+        .cmd()
+        .args(["build", "-q", "--network=host", "-t", "web-ping"])
+        .arg(&ctx)
+        .ok();
+    let archive = s.path("podman-web-ping.tar");
+    podman
+        .cmd()
+        .args(["save", "-q", "--format", "docker-archive", "-o"])
+        .arg(&archive)
+        .arg("localhost/web-ping:latest")
+        .ok();
+    s.rimg(["load", "-q", "-i"]).arg(&archive).ok();
+    let theirs = "localhost/web-ping:latest";
+
+    let (a, b) = (inspect(&s, "web-ping"), inspect(&s, theirs));
+    for field in ["Env", "Cmd", "WorkingDir"] {
+        assert_eq!(a["Config"][field], b["Config"][field], "{field}");
+    }
+    let history_len = |img: &str| {
+        let images = rimg::image::Images::open(&s.root()).unwrap();
+        images.resolve(img).unwrap().config.history.len()
+    };
+    assert_eq!(history_len("web-ping"), history_len(theirs));
+    assert_eq!(tree_of(&s, "web-ping"), tree_of(&s, theirs));
 }

@@ -28,6 +28,9 @@ use crate::image::config::{host_arch, set_env};
 use crate::image::{History, Image, ImageConfig, Images, Reference};
 use crate::units;
 
+/// The `PATH` a stage gets when its base sets none.
+pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// What to build.
 #[derive(Clone, Debug, Default)]
 pub struct BuildOptions {
@@ -362,11 +365,7 @@ impl<'a> Builder<'a> {
             ),
         );
         let mut config = if image_name.eq_ignore_ascii_case("scratch") {
-            let mut c = ImageConfig::new_for_host();
-            c.config.env = Some(vec![
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into(),
-            ]);
-            c
+            ImageConfig::new_for_host()
         } else if let Some(j) = self.stage_index(stages, &image_name, index) {
             self.stage_states
                 .get(&j)
@@ -398,6 +397,14 @@ impl<'a> Builder<'a> {
                     triggers.join("; ")
                 ));
             }
+        }
+        // As Docker and podman do, a base without PATH gets the default one.
+        if env_value(&config.config, "PATH").is_none() {
+            config
+                .config
+                .env
+                .get_or_insert_with(Vec::new)
+                .insert(0, DEFAULT_PATH.to_string());
         }
         for k in ["container", "container_config", "docker_version"] {
             config.extra.remove(k);
