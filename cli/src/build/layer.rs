@@ -10,6 +10,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use rimg_fs::tar_write::{EntryMeta, TarWriter};
 use rimg_fs::union::{NodeKind, UnionTree, ROOT_INO};
 use rimg_fs::{ContentStore, Digest, StoreError};
 
@@ -143,80 +144,48 @@ impl LayerPlan {
         }
     }
 
-    /// Writes the layer tar: entries in path order, GNU headers for long names, PAX records
-    /// for extended attributes.
+    /// Writes the layer tar with the store's deterministic writer: entries in path order,
+    /// PAX records for long names and extended attributes.
     pub fn write(&self, out: impl Write) -> io::Result<()> {
-        let mut b = tar::Builder::new(out);
+        let mut w = TarWriter::new(out);
         for (path, e) in &self.entries {
-            let mut h = tar::Header::new_gnu();
-            h.set_mode(e.mode);
-            h.set_uid(u64::from(e.uid));
-            h.set_gid(u64::from(e.gid));
-            h.set_mtime(u64::try_from(e.mtime).unwrap_or(0));
-            if !e.xattrs.is_empty() {
-                write_pax_xattrs(&mut b, path, &e.xattrs)?;
-            }
+            let (kind, size, link): (tar::EntryType, u64, &[u8]) = match &e.kind {
+                Kind::Dir => (tar::EntryType::Directory, 0, b""),
+                Kind::Symlink(t) => (tar::EntryType::Symlink, 0, t),
+                Kind::File { size, .. } => (tar::EntryType::Regular, *size, b""),
+            };
+            let meta = EntryMeta {
+                path: path.as_bytes(),
+                kind,
+                mode: e.mode,
+                uid: e.uid,
+                gid: e.gid,
+                mtime: e.mtime,
+                size,
+                link,
+                dev_major: 0,
+                dev_minor: 0,
+                xattrs: &e.xattrs,
+            };
             match &e.kind {
-                Kind::Dir => {
-                    h.set_entry_type(tar::EntryType::Directory);
-                    h.set_size(0);
-                    b.append_data(&mut h, format!("{path}/"), io::empty())?;
-                }
-                Kind::Symlink(target) => {
-                    h.set_entry_type(tar::EntryType::Symlink);
-                    h.set_size(0);
-                    let target = String::from_utf8_lossy(target).into_owned();
-                    b.append_link(&mut h, path, target)?;
-                }
-                Kind::File { source, size } => {
-                    h.set_entry_type(tar::EntryType::Regular);
-                    h.set_size(*size);
+                Kind::File { source, .. } => {
                     let reader: Box<dyn Read> = match source {
                         Source::Host(p) => Box::new(File::open(p)?),
                         Source::Range { file, offset } => Box::new(RangeReader {
                             file: File::open(file)?,
                             pos: *offset,
-                            left: *size,
+                            left: size,
                         }),
                         Source::Bytes(v) => Box::new(io::Cursor::new(v.clone())),
                     };
-                    let mut counted = Exact {
-                        inner: reader.take(*size),
-                        left: *size,
-                        path,
-                    };
-                    b.append_data(&mut h, path, &mut counted)?;
-                    if counted.left != 0 {
-                        return Err(io::Error::new(
-                            io::ErrorKind::UnexpectedEof,
-                            format!("{path} changed while it was being copied"),
-                        ));
-                    }
+                    w.append_entry(&meta, reader).map_err(|err| {
+                        io::Error::new(err.kind(), format!("copying {path}: {err}"))
+                    })?;
                 }
+                _ => w.append_entry(&meta, io::empty())?,
             }
         }
-        b.into_inner()?.flush()
-    }
-}
-
-/// Reads exactly `left` bytes, failing on a short source.
-struct Exact<'a, R> {
-    inner: R,
-    left: u64,
-    path: &'a str,
-}
-
-impl<R: Read> Read for Exact<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 && self.left > 0 && !buf.is_empty() {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("{} shrank while it was being copied", self.path),
-            ));
-        }
-        self.left -= n as u64;
-        Ok(n)
+        w.finish()?.flush()
     }
 }
 
@@ -240,36 +209,6 @@ impl Read for RangeReader {
         self.left -= n as u64;
         Ok(n)
     }
-}
-
-fn write_pax_xattrs<W: Write>(
-    b: &mut tar::Builder<W>,
-    path: &str,
-    xattrs: &[(Vec<u8>, Vec<u8>)],
-) -> io::Result<()> {
-    let mut data = Vec::new();
-    for (k, v) in xattrs {
-        let mut rec = b"SCHILY.xattr.".to_vec();
-        rec.extend_from_slice(k);
-        rec.push(b'=');
-        rec.extend_from_slice(v);
-        rec.push(b'\n');
-        // The length prefix counts itself.
-        let mut len = rec.len() + 2;
-        while format!("{len} ").len() + rec.len() != len {
-            len = format!("{len} ").len() + rec.len();
-        }
-        data.extend_from_slice(format!("{len} ").as_bytes());
-        data.extend_from_slice(&rec);
-    }
-    let mut h = tar::Header::new_ustar();
-    h.set_entry_type(tar::EntryType::XHeader);
-    h.set_size(data.len() as u64);
-    h.set_mode(0o644);
-    h.set_mtime(0);
-    let name = format!("PaxHeaders/{}", path.rsplit('/').next().unwrap_or(path));
-    let name: String = name.chars().take(99).collect();
-    b.append_data(&mut h, name, &data[..])
 }
 
 /// An image's files, read from its layer tars through the union tree (no mount).
