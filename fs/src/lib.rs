@@ -2,12 +2,16 @@
 //!
 //! The pipeline, bottom up: [`digest`] names content; [`store`] keeps an OCI image layout
 //! with uncompressed layer tars; [`tar_stream`] and [`layer_index`] index each tar once as it
-//! enters the store; [`whiteout`] says what OCI whiteout names mean; [`union`] merges an
-//! image's layer indexes; [`upper`] reads a container's overlayfs upper dir as changes and
-//! writes it as a layer. The FUSE adapter builds on these.
+//! enters the store; [`whiteout`] says what OCI whiteout names mean; [`union`] merges an image's
+//! layer indexes into one tree; [`fuse`] serves that tree read-only from [`mapped`] layer
+//! tars; [`overlay`] stacks the copy-on-write upper (kernel overlayfs) on top; [`upper`]
+//! reads a container's upper dir as changes and writes it as a layer.
 
 pub mod digest;
+pub mod fuse;
 pub mod layer_index;
+pub mod mapped;
+pub mod overlay;
 pub mod store;
 pub mod tar_stream;
 pub mod tar_write;

@@ -359,15 +359,27 @@ impl Images {
                 _ => return Err(ImageError::Ambiguous(name.to_string())),
             }
         }
-        // A manifest stored but not listed (a build step's state) by its full digest.
+        // An image stored but not listed (a build step's state being mounted): by its full
+        // manifest digest, or by its full id when a pin holds its manifest.
         if let Ok(d) = Digest::parse(name) {
-            if self.store.has_blob(&d) {
-                if let Ok(img) = self.load(Listed {
-                    manifest: d,
+            let unlisted = |manifest: Digest| {
+                self.load(Listed {
+                    manifest,
                     names: Vec::new(),
                     repo_digests: Vec::new(),
-                }) {
+                })
+                .ok()
+            };
+            if self.store.has_blob(&d) && !self.store.has_layer(&d) {
+                if let Some(img) = unlisted(d) {
                     return Ok(img);
+                }
+                for (_, pinned) in self.pins()? {
+                    for m in pinned.into_iter().filter(|m| !self.store.has_layer(m)) {
+                        if let Some(img) = unlisted(m).filter(|i| i.id == d) {
+                            return Ok(img);
+                        }
+                    }
                 }
             }
         }
