@@ -380,7 +380,7 @@ COPY *.txt /docs/
     assert_eq!(config["Labels"]["version"], "2.5");
     assert_eq!(config["WorkingDir"], "/src");
     let hist = s.rimg(["history", "--no-trunc", "stage"]).ok();
-    assert!(hist.contains("ARG VERSION=2.5"), "{hist}");
+    assert!(hist.contains("ARG VERSION") && hist.contains("ARG FLAVOR"), "{hist}");
 }
 
 #[test]
@@ -482,4 +482,133 @@ fn podman_builds_the_same_image() {
     };
     assert_eq!(history_len("web-ping"), history_len(theirs));
     assert_eq!(tree_of(&s, "web-ping"), tree_of(&s, theirs));
+}
+
+/// The paths of layer `n` (0 = bottom) of an image, sorted.
+fn layer_paths(s: &Store, image: &str, n: usize) -> Vec<String> {
+    let images = rimg::image::Images::open(&s.root()).unwrap();
+    let img = images.resolve(image).unwrap();
+    let index = images.store().layer_index(&img.diff_ids()[n]).unwrap();
+    let mut paths: Vec<String> = index
+        .entries()
+        .iter()
+        .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// Nothing of a build is left mounted or staged.
+fn assert_clean(s: &Store) {
+    let ls = s.rimgfs(["ls"]).ok();
+    assert_eq!(ls.lines().count(), 1, "mounts left behind: {ls}");
+    let build_dir = s.root().join("rimg/build");
+    let left: Vec<_> = fs::read_dir(&build_dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "sandboxes left behind: {left:?}");
+}
+
+#[test]
+fn run_steps_change_lower_files_and_diff_shows_it() {
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    let ctx = context(
+        &s,
+        "run5",
+        &[(
+            "Dockerfile",
+            "FROM busybox\n\
+             RUN echo one > /one\n\
+             RUN mkdir -p /data && seq 1 1000 > /data/numbers\n\
+             RUN rm /etc/group && echo changed >> /etc/passwd\n\
+             ARG WHO=builder\n\
+             RUN cp /bin/busybox /data/bb && echo \"$WHO\" > /data/who\n\
+             RUN rm /one && touch /two && echo streamed-output\n",
+        )],
+    );
+    let out = build(&s, &ctx, &["-t", "run5"]);
+    assert!(out.contains("streamed-output"), "RUN output streams: {out}");
+    let base_layers = 1;
+    assert_eq!(layer_paths(&s, "run5", base_layers), ["one"]);
+    assert_eq!(
+        layer_paths(&s, "run5", base_layers + 1),
+        ["data", "data/numbers"]
+    );
+    assert_eq!(
+        layer_paths(&s, "run5", base_layers + 2),
+        ["etc", "etc/.wh.group", "etc/passwd"]
+    );
+    assert_eq!(
+        layer_paths(&s, "run5", base_layers + 3),
+        ["data", "data/bb", "data/who"]
+    );
+    assert_eq!(layer_paths(&s, "run5", base_layers + 4), [".wh.one", "two"]);
+    let diff = s.rimg(["diff", "busybox", "run5"]).ok();
+    assert_eq!(
+        diff.lines().collect::<Vec<_>>(),
+        [
+            "A /data",
+            "A /data/bb",
+            "A /data/numbers",
+            "A /data/who",
+            "C /etc",
+            "D /etc/group",
+            "C /etc/passwd",
+            "A /two"
+        ]
+    );
+    assert_eq!(read_file(&s, "run5", "/data/who").unwrap(), b"builder\n");
+    let passwd = read_file(&s, "run5", "/etc/passwd").unwrap();
+    assert!(String::from_utf8_lossy(&passwd).ends_with("changed\n"));
+    let hist = s.rimg(["history", "--no-trunc", "run5"]).ok();
+    assert!(
+        hist.contains("RUN |1 WHO=builder /bin/sh -c cp /bin/busybox /data/bb"),
+        "{hist}"
+    );
+    assert_clean(&s);
+
+    // Cached: no RUN executes again.
+    let again = build(&s, &ctx, &["-t", "run5"]);
+    assert!(!again.contains("streamed-output"), "{again}");
+    // A different build arg value misses from its RUN on.
+    let other = build(&s, &ctx, &["-t", "run5b", "--build-arg", "WHO=other"]);
+    assert_eq!(outcome(&other, 5, 7), "CACHED", "{other}");
+    assert!(outcome(&other, 6, 7).starts_with("DONE"), "{other}");
+    assert_eq!(read_file(&s, "run5b", "/data/who").unwrap(), b"other\n");
+    assert_clean(&s);
+}
+
+#[test]
+fn a_failing_run_stops_the_build_with_its_code() {
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    let ctx = context(
+        &s,
+        "fail",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo before > /before\nRUN false\nRUN echo never\n",
+        )],
+    );
+    let out = s
+        .rimg(["build", "--progress", "plain", "-t", "failing"])
+        .arg(&ctx)
+        .output();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        stderr.trim(),
+        "Error: The command '/bin/sh -c false' returned a non-zero code: 1"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("never"));
+    let ctx2 = context(
+        &s,
+        "fail7",
+        &[("Dockerfile", "FROM busybox\nRUN exit 7\n")],
+    );
+    let out = s.rimg(["build", "-q", "-t", "failing"]).arg(&ctx2).output();
+    assert_eq!(out.status.code(), Some(7));
+    assert!(s.rimg(["images", "-q", "failing"]).ok().trim().is_empty());
+    assert_clean(&s);
 }

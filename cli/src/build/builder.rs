@@ -475,12 +475,11 @@ impl<'a> Builder<'a> {
                             None => self.global_args.get(&name).cloned().flatten(),
                         },
                     };
-                    match &value {
-                        Some(v) => {
-                            shown.push(format!("{name}={v}"));
-                            scope.args.insert(name, v.clone());
-                        }
-                        None => shown.push(name),
+                    // As Docker: the value is not part of the step (a new value misses
+                    // where it is first used, not here).
+                    shown.push(name.clone());
+                    if let Some(v) = value {
+                        scope.args.insert(name, v);
                     }
                 }
                 let text = format!("ARG {}", shown.join(" "));
