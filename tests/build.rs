@@ -380,7 +380,10 @@ COPY *.txt /docs/
     assert_eq!(config["Labels"]["version"], "2.5");
     assert_eq!(config["WorkingDir"], "/src");
     let hist = s.rimg(["history", "--no-trunc", "stage"]).ok();
-    assert!(hist.contains("ARG VERSION") && hist.contains("ARG FLAVOR"), "{hist}");
+    assert!(
+        hist.contains("ARG VERSION") && hist.contains("ARG FLAVOR"),
+        "{hist}"
+    );
 }
 
 #[test]
@@ -602,13 +605,114 @@ fn a_failing_run_stops_the_build_with_its_code() {
         "Error: The command '/bin/sh -c false' returned a non-zero code: 1"
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("never"));
-    let ctx2 = context(
-        &s,
-        "fail7",
-        &[("Dockerfile", "FROM busybox\nRUN exit 7\n")],
-    );
+    let ctx2 = context(&s, "fail7", &[("Dockerfile", "FROM busybox\nRUN exit 7\n")]);
     let out = s.rimg(["build", "-q", "-t", "failing"]).arg(&ctx2).output();
     assert_eq!(out.status.code(), Some(7));
     assert!(s.rimg(["images", "-q", "failing"]).ok().trim().is_empty());
     assert_clean(&s);
+}
+
+/// A tiny HTTP server answering 200 to every request; counts them.
+struct Http {
+    port: u16,
+    hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Http {
+    fn start() -> Self {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let h = hits.clone();
+        std::thread::spawn(move || {
+            for mut c in l.incoming().flatten() {
+                let mut buf = [0u8; 4096];
+                let _ = c.read(&mut buf);
+                h.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let _ = c.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            }
+        });
+        Http { port, hits }
+    }
+}
+
+/// Removes the container when dropped, also when an assertion fails.
+struct Container<'a>(&'a Store, &'static str);
+
+impl Drop for Container<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.rimg(["rm", "-f", self.1]).output();
+    }
+}
+
+#[test]
+fn the_built_web_ping_pings_a_local_server() {
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    let ctx = context(&s, "web-ping", &[("Dockerfile", WEB_PING), ("app.sh", APP)]);
+    build(&s, &ctx, &["-t", "web-ping"]);
+    let server = Http::start();
+    let _c = Container(&s, "wp");
+    s.rimg(["run", "-d", "--name", "wp", "-e"])
+        .arg(format!("TARGET=127.0.0.1:{}", server.port))
+        .arg("web-ping")
+        .ok();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server.hits.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "web-ping never pinged"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let logs = s.rimg(["logs", "wp"]).ok();
+        if logs.contains("Got response status: 200") {
+            assert!(logs.contains(&format!(
+                "** web-ping ** Pinging: 127.0.0.1:{}; method: HEAD; 3000ms intervals",
+                server.port
+            )));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "logs: {logs}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn onbuild_triggers_run_in_the_child_build() {
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    let base = context(
+        &s,
+        "base",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nONBUILD COPY a.txt /from-trigger.txt\nONBUILD ENV TRIGGERED=yes\n",
+        )],
+    );
+    build(&s, &base, &["-t", "onbuild-base"]);
+    assert_eq!(
+        inspect(&s, "onbuild-base")["Config"]["OnBuild"],
+        serde_json::json!(["COPY a.txt /from-trigger.txt", "ENV TRIGGERED=yes"])
+    );
+    let child = context(
+        &s,
+        "child",
+        &[
+            ("Dockerfile", "FROM onbuild-base\nCMD [\"true\"]\n"),
+            ("a.txt", "a\n"),
+        ],
+    );
+    let out = build(&s, &child, &["-t", "child"]);
+    assert!(
+        out.contains("running the base's trigger ONBUILD COPY a.txt"),
+        "{out}"
+    );
+    assert_eq!(read_file(&s, "child", "/from-trigger.txt").unwrap(), b"a\n");
+    let config = &inspect(&s, "child")["Config"];
+    assert!(config["Env"].to_string().contains("TRIGGERED=yes"));
+    assert!(config["OnBuild"].is_null(), "{config}");
 }

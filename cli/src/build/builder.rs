@@ -390,13 +390,21 @@ impl<'a> Builder<'a> {
                 ));
             }
         }
-        if let Some(triggers) = config.config.on_build.take() {
-            if !triggers.is_empty() {
-                self.progress.note(&format!(
-                    "[Warning] the base image's ONBUILD triggers are not run: {}",
-                    triggers.join("; ")
-                ));
-            }
+        // The base's ONBUILD triggers run right after FROM (and are not inherited).
+        let triggers = config.config.on_build.take().unwrap_or_default();
+        let mut trigger_ins = Vec::new();
+        for t in &triggers {
+            let parsed = dockerfile::parse(&format!("FROM scratch\n{t}\n"))
+                .ok()
+                .and_then(|d| d.instructions.into_iter().nth(1))
+                .ok_or_else(|| {
+                    step_err(stage.from, format!("bad ONBUILD trigger in the base: {t}"))
+                })?;
+            trigger_ins.push(Instruction {
+                line: stage.from.line,
+                text: format!("ONBUILD {}", parsed.text),
+                ..parsed
+            });
         }
         // As Docker and podman do, a base without PATH gets the default one.
         if env_value(&config.config, "PATH").is_none() {
@@ -427,6 +435,13 @@ impl<'a> Builder<'a> {
             change: ChangeState::default(),
             missed: self.opts.no_cache,
         };
+        for ins in &trigger_ins {
+            self.progress
+                .note(&format!("running the base's trigger {}", ins.text));
+            let (next, _) =
+                self.dispatch(stages, index, ins, &state, &mut scope, epoch, &created)?;
+            state = next;
+        }
         for ins in stage.body {
             self.step += 1;
             let started = Instant::now();
