@@ -674,6 +674,16 @@ impl<'a> Builder<'a> {
         if ins.flags.iter().any(|f| f.name == "security") {
             return Err(step_err(ins, "RUN --security is not supported"));
         }
+        let no_network = match ins.flag("network") {
+            None | Some("default") | Some("host") => false,
+            Some("none") => true,
+            Some(other) => {
+                return Err(step_err(
+                    ins,
+                    format!("RUN --network={other} is not supported (use default, host or none)"),
+                ))
+            }
+        };
         let shell = state.config.config.shell.clone().unwrap_or_default();
         let form = CommandForm::parse(&ins.args);
         let argv = form.to_argv(&shell);
@@ -686,6 +696,9 @@ impl<'a> Builder<'a> {
             }
         }
         let mut text = String::from("RUN ");
+        if no_network {
+            text.push_str("--network=none ");
+        }
         if !arg_env.is_empty() {
             text.push_str(&format!("|{} {} ", arg_env.len(), arg_env.join(" ")));
         }
@@ -708,6 +721,7 @@ impl<'a> Builder<'a> {
                 .unwrap_or_else(|| "/".into()),
             user: state.config.config.user.clone().unwrap_or_default(),
             epoch,
+            no_network,
         };
         let layer = match self.runner.run(self.images, &state.config, &req) {
             Ok(l) => l,

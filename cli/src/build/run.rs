@@ -30,6 +30,8 @@ pub struct RunRequest {
     pub shown: String,
     /// Timestamps in the layer are clamped to this (seconds since the epoch).
     pub epoch: i64,
+    /// `RUN --network=none`: only a loopback interface (else the host's network).
+    pub no_network: bool,
 }
 
 /// Executes RUN steps.
