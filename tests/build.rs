@@ -716,3 +716,52 @@ fn onbuild_triggers_run_in_the_child_build() {
     assert!(config["Env"].to_string().contains("TRIGGERED=yes"));
     assert!(config["OnBuild"].is_null(), "{config}");
 }
+
+#[test]
+fn variable_scopes_follow_docker() {
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    let ctx = context(
+        &s,
+        "scopes",
+        &[(
+            "Dockerfile",
+            "ARG V=global\n\
+             FROM busybox\n\
+             ENV NOT_REDECLARED=\"[$V]\"\n\
+             ARG V\n\
+             ENV REDECLARED=$V\n\
+             ARG A=from-arg\n\
+             ENV A=from-env\n\
+             ARG A=second-arg\n\
+             ENV SEEN=$A ALT=${MISSING:-dflt} SET=${V:+yes} ESC=\\$V QUOTED='$V'\n\
+             LABEL \"multi word\"=\"a b\"\n\
+             WORKDIR rel\n\
+             WORKDIR ../other\n\
+             USER ${V}\n",
+        )],
+    );
+    build(&s, &ctx, &["-t", "scopes"]);
+    let config = &inspect(&s, "scopes")["Config"];
+    let env: Vec<String> = config["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    for want in [
+        "NOT_REDECLARED=[]",
+        "REDECLARED=global",
+        "A=from-env",
+        "SEEN=from-env",
+        "ALT=dflt",
+        "SET=yes",
+        "ESC=$V",
+        "QUOTED=$V",
+    ] {
+        assert!(env.iter().any(|e| e == want), "{want} not in {env:?}");
+    }
+    assert_eq!(config["Labels"]["multi word"], "a b");
+    assert_eq!(config["WorkingDir"], "/other");
+    assert_eq!(config["User"], "global");
+}
