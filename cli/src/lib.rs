@@ -3,8 +3,10 @@
 //! this library, and print.
 
 pub mod build;
+pub mod container;
 pub mod image;
 pub mod mount;
+pub mod runtime;
 pub mod table;
 pub mod units;
 

@@ -4,16 +4,19 @@
 use std::fs;
 use std::io;
 use std::os::fd::OwnedFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rimg_fs::union::{NodeKind, UnionTree};
 use rimg_fs::upper::{upper_changes, LayerOptions, RUNTIME_INJECTED};
 use rimg_fs::Digest;
 
 use super::BuildError;
 use crate::image::commit::{layers_tree, store_upper_layer, CommitError};
 use crate::image::{ImageConfig, Images};
+use crate::runtime::{run_in_rootfs, Network, ProcessSpec, RuntimeError};
 
 /// What a RUN step executes.
 #[derive(Clone, Debug)]
@@ -201,6 +204,11 @@ impl Runner for MountRunner {
             });
         }
         let lower = layers_tree(images, &parent.rootfs.diff_ids)?;
+        drop_injected(&upper, &lower).map_err(|source| BuildError::Io {
+            op: "clean",
+            path: upper.clone(),
+            source,
+        })?;
         let opts = LayerOptions {
             ignore: RUNTIME_INJECTED.iter().map(|s| s.to_string()).collect(),
             mtime_clamp: Some(req.epoch),
@@ -213,6 +221,56 @@ impl Runner for MountRunner {
         let layer = store_upper_layer(images, &upper, &lower, &opts)?;
         Ok(Some(layer.digest))
     }
+}
+
+/// Removes from a RUN's upper dir what the runtime made only to mount over (`/etc/hosts`,
+/// `/proc`, … where the image has none) and the directories copied up just to hold them, so
+/// the step's layer holds what the command did and nothing else.
+fn drop_injected(upper: &Path, lower: &UnionTree) -> io::Result<()> {
+    let mut parents: Vec<&str> = Vec::new();
+    for injected in RUNTIME_INJECTED {
+        let rel = injected.trim_start_matches('/');
+        if lower.resolve(rel.as_bytes()).is_some() {
+            continue;
+        }
+        let p = upper.join(rel);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => fs::remove_dir_all(&p)?,
+            Ok(_) => fs::remove_file(&p)?,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        }
+        if let Some((parent, _)) = rel.rsplit_once('/') {
+            parents.push(parent);
+        }
+    }
+    for parent in parents {
+        let p = upper.join(parent);
+        let Ok(meta) = fs::symlink_metadata(&p) else {
+            continue;
+        };
+        let empty = meta.is_dir() && fs::read_dir(&p)?.next().is_none();
+        let opaque = xattr_is_set(&p);
+        let same = lower
+            .resolve(parent.as_bytes())
+            .and_then(|i| lower.node(i))
+            .is_some_and(|n| {
+                n.kind == NodeKind::Dir
+                    && n.mode == (meta.mode() & 0o7777)
+                    && n.uid == meta.uid()
+                    && n.gid == meta.gid()
+            });
+        if empty && !opaque && same {
+            fs::remove_dir(&p)?;
+        }
+    }
+    Ok(())
+}
+
+/// Whether overlayfs marked the directory opaque.
+fn xattr_is_set(p: &Path) -> bool {
+    let mut buf = [0u8; 8];
+    rustix::fs::getxattr(p, rimg_fs::upper::OPAQUE_XATTR, &mut buf[..]).is_ok()
 }
 
 /// Points stdout and stderr at `/dev/null` until dropped (`build -q` hides RUN output).
@@ -242,11 +300,33 @@ impl Drop for Silence {
     }
 }
 
-/// Runs the command in the mounted root and returns its exit code.
-fn run_command(_rootfs: &Path, _req: &RunRequest) -> Result<i32, BuildError> {
-    Err(BuildError::Io {
-        op: "run",
-        path: PathBuf::from("RUN"),
-        source: io::Error::other("the runtime is not merged yet"),
+/// Runs the command in the mounted root with the built-in runtime and returns its exit code.
+fn run_command(rootfs: &Path, req: &RunRequest) -> Result<i32, BuildError> {
+    let spec = ProcessSpec {
+        argv: req.argv.clone(),
+        env: req.env.clone(),
+        cwd: req.cwd.clone(),
+        user: req.user.clone(),
+        hostname: "buildkitsandbox".into(),
+        tty: false,
+        interactive: false,
+        network: if req.no_network {
+            Network::None
+        } else {
+            Network::Host
+        },
+    };
+    run_in_rootfs(rootfs, &spec).map_err(|e| match e {
+        // The command could not start (not found, not executable): Docker reports it as
+        // the RUN failing with the runtime's code.
+        RuntimeError::Start { code, message } => BuildError::RunFailed {
+            command: format!("{} ({message})", req.shown),
+            code,
+        },
+        other => BuildError::Io {
+            op: "run",
+            path: rootfs.to_path_buf(),
+            source: io::Error::other(other.to_string()),
+        },
     })
 }
