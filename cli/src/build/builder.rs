@@ -11,9 +11,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use rimg_fs::Digest;
+use rimg_fs::{Digest, LayerIndex};
 
 use super::cache::{BuildCache, Entry, FileKey, KeyParts};
 use super::context::{clean_rel, Context, HostKind};
@@ -125,7 +126,9 @@ pub struct Builder<'a> {
     total: usize,
     cached: usize,
     ran: usize,
-    files_cache: HashMap<Digest, ImageFiles>,
+    files_cache: HashMap<Digest, Rc<ImageFiles>>,
+    /// Layer indexes read so far (a base's is read once per build).
+    index_cache: HashMap<Digest, LayerIndex>,
 }
 
 fn step_err(ins: &Instruction, message: impl std::fmt::Display) -> BuildError {
@@ -175,6 +178,7 @@ impl<'a> Builder<'a> {
             cached: 0,
             ran: 0,
             files_cache: HashMap::new(),
+            index_cache: HashMap::new(),
             opts,
         })
     }
@@ -336,14 +340,24 @@ impl<'a> Builder<'a> {
             .or_else(|| name.parse::<usize>().ok().filter(|&n| n < before))
     }
 
-    fn files(&mut self, state: &State) -> Result<&ImageFiles, BuildError> {
-        if !self.files_cache.contains_key(&state.id) {
-            let f = ImageFiles::open(self.images.store(), &state.config.rootfs.diff_ids)?;
-            self.files_cache.insert(state.id, f);
+    /// The files of a state (its union tree), built once per state from indexes read once.
+    fn files(&mut self, state: &State) -> Result<Rc<ImageFiles>, BuildError> {
+        if let Some(f) = self.files_cache.get(&state.id) {
+            return Ok(f.clone());
         }
-        self.files_cache
-            .get(&state.id)
-            .ok_or_else(|| BuildError::NoTarget("internal: files".into()))
+        let store = self.images.store();
+        let mut indexes = Vec::with_capacity(state.config.rootfs.diff_ids.len());
+        for d in &state.config.rootfs.diff_ids {
+            if !self.index_cache.contains_key(d) {
+                self.index_cache.insert(*d, store.layer_index(d)?);
+            }
+            if let Some(i) = self.index_cache.get(d) {
+                indexes.push(i.clone());
+            }
+        }
+        let f = Rc::new(ImageFiles::from_indexes(store, &indexes));
+        self.files_cache.insert(state.id, f.clone());
+        Ok(f)
     }
 
     fn run_stage(&mut self, stages: &[Stage], index: usize) -> Result<State, BuildError> {
@@ -556,7 +570,7 @@ impl<'a> Builder<'a> {
                         },
                     );
                     plan.add_parents(
-                        Some(files),
+                        Some(&files),
                         DirDefaults {
                             uid: 0,
                             gid: 0,
@@ -859,7 +873,7 @@ impl<'a> Builder<'a> {
         self.explain(scope, &parts);
 
         // Plan the layer.
-        let lower = self.files(state)?.clone();
+        let lower = self.files(state)?;
         let owner = match &chown {
             Some(c) => Some(layer::resolve_owner(Some(&lower), c).map_err(|m| step_err(ins, m))?),
             None => None,
@@ -889,7 +903,7 @@ impl<'a> Builder<'a> {
 
         match &from_state {
             Some(fs) => {
-                let src_files = self.files(fs)?.clone();
+                let src_files = self.files(fs)?;
                 let mut matched: Vec<(String, u64)> = Vec::new();
                 for s in &sources {
                     let found = image_glob(&src_files, s);

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use rimg_fs::tar_write::{EntryMeta, TarWriter};
 use rimg_fs::union::{NodeKind, UnionTree, ROOT_INO};
-use rimg_fs::{ContentStore, Digest, StoreError};
+use rimg_fs::{ContentStore, Digest, LayerIndex, StoreError};
 
 /// Where a new file's bytes come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -226,10 +226,15 @@ impl ImageFiles {
         for d in layers {
             indexes.push(store.layer_index(d)?);
         }
-        Ok(ImageFiles {
-            tree: UnionTree::build(&indexes),
-            blobs: layers.iter().map(|d| store.blob_path(d)).collect(),
-        })
+        Ok(Self::from_indexes(store, &indexes))
+    }
+
+    /// Builds the tree from layer indexes already read (bottom first).
+    pub fn from_indexes(store: &ContentStore, indexes: &[LayerIndex]) -> Self {
+        ImageFiles {
+            tree: UnionTree::build(indexes),
+            blobs: indexes.iter().map(|i| store.blob_path(&i.digest)).collect(),
+        }
     }
 
     /// The inode at `path` (absolute or relative), following symlinks in every component
