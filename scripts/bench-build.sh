@@ -25,17 +25,24 @@ cleanup() {
 trap cleanup EXIT
 printf '[containers]\ndefault_ulimits = []\n' >"$work/containers.conf"
 export RIMG_ROOT="$work/store"
-podman() {
-    CONTAINERS_CONF="$work/containers.conf" command podman --root "$work/podman/root" \
-        --runroot "$work/podman/run" --storage-driver overlay --runtime runc "$@"
-}
+# A wrapper (a file, so /usr/bin/time can run it) for podman with a private store.
+cat >"$work/podman.sh" <<EOF
+#!/bin/sh
+CONTAINERS_CONF="$work/containers.conf" exec podman --root "$work/podman/root" \\
+    --runroot "$work/podman/run" --storage-driver overlay --runtime runc "\$@"
+EOF
+chmod +x "$work/podman.sh"
+podman() { "$work/podman.sh" "$@"; }
 
 # The same bases in both stores.
 RIMG=$RIMG scripts/make-busybox-image.sh busybox:latest >/dev/null
 "$RIMG" save -o "$work/busybox.tar" busybox
 podman load -q -i "$work/busybox.tar" >/dev/null
+podman tag busybox:latest docker.io/library/busybox:latest
 "$RIMG" import -c 'CMD ["node"]' "$tar" node:latest >/dev/null
-podman import -q -c 'CMD ["node"]' "$tar" node:latest >/dev/null
+id=$(podman import -q -c 'CMD ["node"]' "$tar" node:latest)
+# FROM node must find the local image, not try Docker Hub.
+podman tag "$id" docker.io/library/node:latest
 
 mkdir -p "$work/web-ping" "$work/run5"
 cat >"$work/web-ping/Dockerfile" <<'EOF'
@@ -91,15 +98,15 @@ median() {
 
 # Warm both (page cache, podman's first-run setup).
 "$RIMG" build -q -t web-ping "$work/web-ping" >/dev/null
-podman build -q --network=host -t web-ping "$work/web-ping" >/dev/null
+podman build -q --pull=never --network=host -t web-ping "$work/web-ping" >/dev/null
 i=0
 while [ "$i" -lt "$runs" ]; do
     measure rimg-first "$RIMG" build -q --no-cache -t web-ping "$work/web-ping"
-    measure podman-first podman build -q --no-cache --network=host -t web-ping "$work/web-ping"
+    measure podman-first "$work/podman.sh" build -q --no-cache --pull=never --network=host -t web-ping "$work/web-ping"
     measure rimg-cached "$RIMG" build -q -t web-ping "$work/web-ping"
-    measure podman-cached podman build -q --network=host -t web-ping "$work/web-ping"
+    measure podman-cached "$work/podman.sh" build -q --pull=never --network=host -t web-ping "$work/web-ping"
     measure rimg-run5 "$RIMG" build -q --no-cache -t run5 "$work/run5"
-    measure podman-run5 podman build -q --no-cache --network=host -t run5 "$work/run5"
+    measure podman-run5 "$work/podman.sh" build -q --no-cache --pull=never --network=host -t run5 "$work/run5"
     i=$((i + 1))
 done
 echo "medians of $runs runs:"
