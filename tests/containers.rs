@@ -474,3 +474,35 @@ fn run_rm_true_leaves_nothing_and_logs_record_foreground_runs() {
     assert!(container_dirs(&s).is_empty());
     assert_no_mounts(s.dir.path());
 }
+
+#[test]
+fn signals_reach_the_container_and_stdin_flows_with_i() {
+    use std::io::{BufRead, BufReader};
+    let s = store();
+    let _c = Cleanup(&s);
+    let out = s
+        .rimg(["run", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z"])
+        .stdin_bytes(b"hello\n");
+    assert_eq!(stdout(&out), "HELLO\n", "{}", stderr(&out));
+    // Without -i the container's stdin is /dev/null.
+    let out = s
+        .rimg(["run", "--rm", "busybox", "cat"])
+        .stdin_bytes(b"ignored\n");
+    assert_eq!(stdout(&out), "");
+
+    let mut child = std::process::Command::new(bin("rimg"))
+        .env("RIMG_ROOT", s.root())
+        .args(["run", "--rm", "busybox", "sh", "-c"])
+        .arg("trap 'echo got TERM; exit 5' TERM; echo ready; while true; do sleep 0.1; done")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert_eq!(lines.next().unwrap().unwrap(), "ready");
+    sh(&format!("kill -TERM {}", child.id()));
+    assert_eq!(lines.next().unwrap().unwrap(), "got TERM");
+    assert_eq!(child.wait().unwrap().code(), Some(5));
+    assert!(container_dirs(&s).is_empty());
+    assert_no_mounts(s.dir.path());
+}

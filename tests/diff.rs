@@ -8,9 +8,11 @@ use std::path::Path;
 
 use rimg::image::commit::{commit_upper, image_tree, CommitError};
 use rimg::image::{History, Image, ImageConfig, Images, Reference as Tag};
+use rimg_fs::upper::RUNTIME_INJECTED;
 use rimg_fs::upper::{upper_changes, Change, LayerOptions, UpperError};
+use rimg_tests::archives::{DockerImage, Podman};
 use rimg_tests::tree::{hardlink_groups, snapshot, Layer, Reference};
-use rimg_tests::{require_tool, sh, Store};
+use rimg_tests::{busybox_tar, require_tool, sh, Store};
 
 /// Runs a shell workload (stopping at the first failure) in `dir`.
 #[track_caller]
@@ -176,6 +178,25 @@ fn diff_stat_and_json() {
     assert!(err.contains("--format"), "{err}");
 }
 
+/// Every kind of change, on [`workload_layers`].
+const WORKLOAD: &str = "echo new > created
+echo more >> home/user/notes
+: > home/user/big
+chmod 600 etc/passwd
+chown 1000:1000 etc/group
+echo fresh > etc/new-name && mv etc/new-name etc/old-name
+rm var/log/a.log
+rmdir srv/gone
+mkdir srv/new
+ln -s ../etc/passwd srv/link
+ln bin/tool bin/tool-link2
+setfattr -n user.note -v hello home/user/notes
+setfattr -n user.dir -v 1 opt
+rm -rf opt/app
+rm -rf var/log/sub && mkdir var/log/sub && echo c2 > var/log/sub/c.log
+mkfifo srv/fifo
+setfattr -x user.comment etc/labelled";
+
 /// A base with something for every operation of the workload, over two layers.
 fn workload_layers() -> Vec<Vec<u8>> {
     let l1 = Layer::new()
@@ -210,33 +231,21 @@ fn workload_layers() -> Vec<Vec<u8>> {
     vec![l1, l2]
 }
 
-#[test]
-fn every_kind_of_change_lists_like_docker_and_commits_to_the_same_tree() {
+/// A store with image `base` of [`workload_layers`], and the reference mount of the same
+/// layers after [`WORKLOAD`] ran on it.
+fn base_and_reference_after_workload() -> (Store, Reference) {
     require_tool("setfattr");
     let s = Store::new();
     s.image_with_config(&workload_layers(), ImageConfig::new_for_host(), "base");
     let r = Reference::mount(&workload_layers(), true);
+    workload(&r.mountpoint, WORKLOAD);
+    (s, r)
+}
+
+#[test]
+fn every_kind_of_change_lists_like_docker_and_commits_to_the_same_tree() {
+    let (s, r) = base_and_reference_after_workload();
     let upper = r.upper.clone().expect("upper");
-    workload(
-        &r.mountpoint,
-        "echo new > created
-         echo more >> home/user/notes
-         : > home/user/big
-         chmod 600 etc/passwd
-         chown 1000:1000 etc/group
-         echo fresh > etc/new-name && mv etc/new-name etc/old-name
-         rm var/log/a.log
-         rmdir srv/gone
-         mkdir srv/new
-         ln -s ../etc/passwd srv/link
-         ln bin/tool bin/tool-link2
-         setfattr -n user.note -v hello home/user/notes
-         setfattr -n user.dir -v 1 opt
-         rm -rf opt/app
-         rm -rf var/log/sub && mkdir var/log/sub && echo c2 > var/log/sub/c.log
-         mkfifo srv/fifo
-         setfattr -x user.comment etc/labelled",
-    );
     let changes = changes_of(&s, "base", &upper, &LayerOptions::default());
     assert_eq!(
         lines(&changes),
@@ -250,8 +259,8 @@ fn every_kind_of_change_lists_like_docker_and_commits_to_the_same_tree() {
             "C /etc/labelled",
             "C /etc/old-name",
             "C /etc/passwd",
-            "C /home",
-            "C /home/user",
+            // Only modified files below: overlayfs restored /home/user's mtime after each
+            // copy-up, and podman does not list such directories either.
             "C /home/user/big",
             "C /home/user/notes",
             "C /opt",
@@ -374,4 +383,110 @@ fn unchanged_container_commits_a_valid_empty_layer_and_ignored_paths_stay_out() 
     )
     .unwrap_err();
     assert!(err.to_string().contains("RUN true"), "{err}");
+}
+
+/// The same workload in a podman container (over busybox + the workload layers, loaded into
+/// podman from a docker-archive): rimg's list for podman's own upper dir is podman's list, but
+/// for the documented differences.
+#[test]
+fn lists_what_podman_diff_lists_for_the_same_container() {
+    require_tool("podman");
+    let s = Store::new();
+    let mut layers = vec![fs::read(busybox_tar()).expect("busybox tar")];
+    layers.extend(workload_layers());
+    s.image_from_layers(&layers, "base");
+    let archive = s.path("base.tar");
+    fs::write(&archive, DockerImage::new(&layers, "base:latest").build()).expect("write");
+    let podman = Podman::new(&s);
+    podman.cmd().args(["load", "-q", "-i"]).arg(&archive).ok();
+    let _cleanup = PodmanCleanup(&podman);
+    podman
+        .cmd()
+        .args([
+            "run",
+            "--name",
+            "c",
+            "--network=host",
+            "--ulimit",
+            "host",
+            "base",
+        ])
+        .args(["sh", "-ec"])
+        // busybox has no setfattr: the workload without its xattr lines, from /.
+        .arg(
+            std::iter::once("cd /")
+                .chain(WORKLOAD.lines().filter(|l| !l.starts_with("setfattr")))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+        .ok();
+    let podman_list = podman.cmd().args(["diff", "c"]).ok();
+    let upper = podman
+        .cmd()
+        .args(["inspect", "c", "--format", "{{.GraphDriver.Data.UpperDir}}"])
+        .ok();
+    // podman's runtime injects /etc/mtab and /run/.containerenv besides rimg's list.
+    let mut opts = LayerOptions::for_container();
+    opts.ignore
+        .extend(["/etc/mtab".to_string(), "/run".to_string()]);
+    assert_eq!(opts.ignore.len(), RUNTIME_INJECTED.len() + 2);
+    let rimg_list = lines(&changes_of(&s, "base", Path::new(upper.trim()), &opts));
+
+    let podman_set: std::collections::BTreeSet<&str> = podman_list.lines().collect();
+    let rimg_set: std::collections::BTreeSet<&str> = rimg_list.iter().map(String::as_str).collect();
+    let only_podman: Vec<&str> = podman_set.difference(&rimg_set).copied().collect();
+    let only_rimg: Vec<&str> = rimg_set.difference(&podman_set).copied().collect();
+    // podman: /etc changed because its runtime created /etc/hosts there; an opaque directory
+    // printed as deleted (moby#37880). rimg: the directory changed, and the lower file the
+    // opaque directory hides deleted.
+    assert_eq!(
+        only_podman,
+        ["C /etc", "D /var/log/sub"],
+        "podman:\n{podman_list}"
+    );
+    assert_eq!(
+        only_rimg,
+        ["C /var/log/sub", "D /var/log/sub/d.log"],
+        "podman:\n{podman_list}"
+    );
+    assert!(rimg_set.len() > 15, "{rimg_list:?}");
+}
+
+/// Removes the test's podman containers and images, also when an assertion failed.
+struct PodmanCleanup<'a>(&'a Podman);
+
+impl Drop for PodmanCleanup<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.cmd().args(["rm", "-af"]).output();
+        let _ = self.0.cmd().args(["rmi", "-af"]).output();
+    }
+}
+
+/// The stack containers run on: rimgfs (FUSE lower + kernel overlayfs upper). Its upper dir
+/// must diff as the reference's does, and commit to the tree the mount showed, also after
+/// the mount is gone (a stopped container).
+#[test]
+fn rimgfs_upper_dirs_diff_and_commit_like_the_reference() {
+    let (s, r) = base_and_reference_after_workload();
+    let upper = s.path("upper");
+    let m = s.mount("base", "rw", &["--upper", upper.to_str().expect("utf-8")]);
+    workload(&m.mountpoint, WORKLOAD);
+    let merged = snapshot(&m.mountpoint);
+    let links = hardlink_groups(&m.mountpoint);
+    m.umount();
+
+    let ours = changes_of(&s, "base", &upper, &LayerOptions::default());
+    let reference = changes_of(
+        &s,
+        "base",
+        r.upper.as_ref().expect("upper"),
+        &LayerOptions::default(),
+    );
+    assert_eq!(lines(&ours), lines(&reference));
+    assert!(ours.len() > 20);
+
+    let img = commit(&s, "base", &upper, "base:from-rimgfs").expect("commit");
+    let committed = Reference::mount(&stored_layers(&s, &img), false);
+    assert_eq!(snapshot(&committed.mountpoint), merged);
+    assert_eq!(hardlink_groups(&committed.mountpoint), links);
 }

@@ -11,12 +11,16 @@
 //!   rimgfs, so renamed lower directories are copied up whole and copied-up files hold their
 //!   data: no `trusted.overlay.redirect` or `trusted.overlay.metacopy` entry needs reading.
 //!
-//! The change list is Docker's (`docker diff`, `podman diff`): `A` added, `C` changed, `D`
-//! deleted, in the order a depth-first walk with sorted names gives (`/a`, `/a/b`, `/a-b`).
-//! A path is `C` when it exists in the lower tree and the upper holds it (a file copied up is
-//! changed even if its bytes are the same, as in Docker), and every directory holding a change
-//! is `C`. An opaque directory over a lower directory is `C` plus a `D` for each lower child it
-//! hides (Docker printed `D` for the directory itself until moby#37880).
+//! The change list is podman's (`podman diff`, Docker's `docker diff` on overlay2): `A` added,
+//! `C` changed, `D` deleted, in the order a depth-first walk with sorted names gives (`/a`,
+//! `/a/b`, `/a-b`). A path is `C` when it exists in the lower tree and the upper holds it (a
+//! file copied up is changed even if its bytes are the same), a directory also when its mode,
+//! owner, xattrs or mtime differ. Every directory above an added or deleted path, above a path
+//! whose kind changed, or above a changed directory is `C`; a modified file alone does not make
+//! its directory `C` (overlayfs restores the parent's mtime after a copy-up, and podman 4.3
+//! lists `C /bin/busybox` after a chmod without `C /bin`). An opaque directory over a lower
+//! directory is `C` plus a `D` for each lower child it hides, where podman prints `D dir` and
+//! then `A` for what is inside (moby#37880).
 //!
 //! Everything in the upper dir is read with `lstat`/`openat(O_NOFOLLOW)` relative to the open
 //! directory above it: a symlink inside the upper (`/etc -> /`) is recorded as a symlink and
@@ -496,7 +500,8 @@ struct Differ<'a> {
 
 /// What a directory's walk found.
 struct DirSummary {
-    /// Some change was listed at or below one of its children.
+    /// A change that makes its directories `C` was listed below: an added or deleted path,
+    /// a path whose kind changed, or a changed directory.
     listed: bool,
     /// It holds an ignored or excluded entry.
     skipped_child: bool,
@@ -583,7 +588,8 @@ impl Differ<'_> {
                         _ => 0,
                     };
                     self.push(kind, rel, size);
-                    sum.listed = true;
+                    sum.listed |= kind == ChangeKind::Added
+                        || lower_node.is_some_and(|n| n.kind == NodeKind::Dir);
                 }
             }
             rel.truncate(len);
@@ -614,8 +620,9 @@ impl Differ<'_> {
 /// The changes that turn image tree `old` into image tree `new` (`rimg diff IMAGE1 IMAGE2`),
 /// in Docker's order, with sizes. Files are compared by attributes, then (when their size and
 /// mtime are equal but their data lives elsewhere) byte by byte from the stored layer tars of
-/// `store`. Directories count as changed when their mode, owner or xattrs differ or they hold
-/// a change (not for their mtime, as Docker's `ChangesDirs`).
+/// `store`. Directories count as changed when their mode, owner or xattrs differ (not their
+/// mtime, as in Docker's `ChangesDirs`) or, as in [`upper_changes`], when they hold an added or
+/// deleted path, a path whose kind changed, or a changed directory.
 pub fn tree_changes(
     old: &UnionTree,
     new: &UnionTree,
@@ -696,7 +703,8 @@ impl TreeDiff<'_> {
         });
     }
 
-    /// Both trees' directories at `rel`; returns whether anything below changed.
+    /// Both trees' directories at `rel`; returns whether a change that makes its directories
+    /// `C` was found below (see `DirSummary::listed`).
     fn dir(&mut self, rel: &mut Vec<u8>, o: u64, n: u64) -> Result<bool> {
         let (Some(od), Some(nd)) = (self.old.node(o), self.new.node(n)) else {
             return Ok(false);
@@ -763,9 +771,9 @@ impl TreeDiff<'_> {
                     }
                     return Ok(true);
                 }
+                // A modified file does not make its directory changed, as in container diffs.
                 if self.differs(on, nn)? {
                     self.push(ChangeKind::Changed, rel, entry_size(nn));
-                    return Ok(true);
                 }
                 Ok(false)
             }
@@ -1179,13 +1187,24 @@ mod tests {
                 ],
             ),
             (
-                "a parent holding only a copied-up file is still C",
+                "a parent holding only a copied-up file is not C (its mtime was restored)",
                 &[
                     Op::Dir("diamol"),
                     Op::File("diamol/ch03.txt", b"changed"),
                     Op::Settle("diamol"),
                 ],
-                &["C /diamol", "C /diamol/ch03.txt"],
+                &["C /diamol/ch03.txt"],
+            ),
+            (
+                "every directory above a new path or a changed directory is C",
+                &[
+                    Op::Dir("o/sub"),
+                    Op::File("o/sub/new", b"n"),
+                    Op::Settle("o"),
+                    Op::File("etc/passwd", b"x"),
+                    Op::Settle("etc"),
+                ],
+                &["C /etc/passwd", "C /o", "C /o/sub", "A /o/sub/new"],
             ),
             (
                 "opaque dir over a lower dir: C plus D for each hidden child",
@@ -1430,8 +1449,8 @@ mod tests {
             store.layer_index(&l).unwrap(),
         ]);
         let got = tree_changes(&old, &new, &store).unwrap();
-        assert_eq!(lines(&got), ["C /d", "C /d/diff"]);
-        assert_eq!(got[1].size, 4);
+        assert_eq!(lines(&got), ["C /d/diff"]);
+        assert_eq!(got[0].size, 4);
         assert!(tree_changes(&new, &new, &store).unwrap().is_empty());
     }
 

@@ -60,6 +60,10 @@ pub fn run_container(
     if let Err(e) = begun {
         let e = MonitorError::from(e);
         started(Err(&e));
+        drop(lock);
+        if c.config.auto_remove {
+            let _ = containers.remove(c);
+        }
         return Err(e);
     }
     let result = supervise(c, attach, started);

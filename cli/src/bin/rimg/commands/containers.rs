@@ -350,6 +350,13 @@ fn start_detached(ctx: &Ctx, c: &Container) -> Result<()> {
 
 /// `rimg run`.
 pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
+    if !a.detach
+        && a.flags.tty
+        && a.flags.interactive
+        && !nix::unistd::isatty(io::stdin().as_fd()).unwrap_or(false)
+    {
+        return Err(fail(1, "the input device is not a TTY"));
+    }
     let (containers, mut c) = create_container(ctx, a.flags)?;
     if a.detach {
         start_detached(ctx, &c)?;
