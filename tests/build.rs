@@ -608,9 +608,14 @@ fn a_failing_run_stops_the_build_with_its_code() {
         "Error: The command '/bin/sh -c false' returned a non-zero code: 1"
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("never"));
-    let ctx2 = context(&s, "fail7", &[("Dockerfile", "FROM busybox\nRUN exit 7\n")]);
+    let ctx2 = context(
+        &s,
+        "fail7",
+        &[("Dockerfile", "FROM busybox\nRUN echo loud && exit 7\n")],
+    );
     let out = s.rimg(["build", "-q", "-t", "failing"]).arg(&ctx2).output();
     assert_eq!(out.status.code(), Some(7));
+    assert!(out.stdout.is_empty(), "-q hides RUN output");
     assert!(s.rimg(["images", "-q", "failing"]).ok().trim().is_empty());
     assert_clean(&s);
 }
