@@ -608,6 +608,16 @@ fn a_failing_run_stops_the_build_with_its_code() {
         "Error: The command '/bin/sh -c false' returned a non-zero code: 1"
     );
     assert!(!String::from_utf8_lossy(&out.stdout).contains("never"));
+    // The step before the failure stays cached through an rmi's garbage collection.
+    s.busybox("other:latest");
+    s.rimg(["rmi", "other"]).ok();
+    fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\nRUN echo before > /before\nRUN true\n",
+    )
+    .unwrap();
+    let fixed = build(&s, &ctx, &["-t", "fixed"]);
+    assert_eq!(outcome(&fixed, 2, 3), "CACHED", "{fixed}");
     let ctx2 = context(
         &s,
         "fail7",

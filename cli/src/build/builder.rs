@@ -222,7 +222,19 @@ impl<'a> Builder<'a> {
         // Keep garbage collection off the layers written until they are referenced.
         let _lease = self.images.store().lease()?;
         for &i in &needed {
-            let state = self.run_stage(&stages, i)?;
+            let state = match self.run_stage(&stages, i) {
+                Ok(s) => s,
+                Err(e) => {
+                    // Keep what the steps before the failure wrote until the next prune, as
+                    // Docker keeps a failed build's cache (best effort: the error matters).
+                    let layers: Vec<Digest> = self.stage_layers.iter().copied().collect();
+                    if !layers.is_empty() {
+                        let name = Digest::of(format!("{layers:?}").as_bytes());
+                        let _ = self.cache.pin_build(self.images, &name, &layers);
+                    }
+                    return Err(e);
+                }
+            };
             self.stage_layers
                 .extend(state.config.rootfs.diff_ids.iter().copied());
             self.stage_states.insert(i, state);
@@ -467,6 +479,8 @@ impl<'a> Builder<'a> {
                 Outcome::Done => self.ran += 1,
             }
             self.progress.done(self.step, outcome, started.elapsed());
+            self.stage_layers
+                .extend(next.config.rootfs.diff_ids.iter().copied());
             state = next;
         }
         Ok(state)
