@@ -2,6 +2,7 @@
 //! builder, runtime and registry client ([`registry`]). The binaries in `src/bin/` parse flags, call into
 //! this library, and print.
 
+pub mod build;
 pub mod container;
 pub mod image;
 pub mod mount;

@@ -367,6 +367,30 @@ impl Images {
                 _ => return Err(ImageError::Ambiguous(name.to_string())),
             }
         }
+        // An image stored but not listed (a build step's state being mounted): by its full
+        // manifest digest, or by its full id when a pin holds its manifest.
+        if let Ok(d) = Digest::parse(name) {
+            let unlisted = |manifest: Digest| {
+                self.load(Listed {
+                    manifest,
+                    names: Vec::new(),
+                    repo_digests: Vec::new(),
+                })
+                .ok()
+            };
+            if self.store.has_blob(&d) && !self.store.has_layer(&d) {
+                if let Some(img) = unlisted(d) {
+                    return Ok(img);
+                }
+                for (_, pinned) in self.pins()? {
+                    for m in pinned.into_iter().filter(|m| !self.store.has_layer(m)) {
+                        if let Some(img) = unlisted(m).filter(|i| i.id == d) {
+                            return Ok(img);
+                        }
+                    }
+                }
+            }
+        }
         Err(ImageError::NotFound(name.to_string()))
     }
 
@@ -691,6 +715,10 @@ impl Images {
     /// forms (diff_ids).
     pub fn blobs_of(&self, manifest: &Digest) -> BTreeSet<Digest> {
         let mut out = BTreeSet::from([*manifest]);
+        if self.store.has_layer(manifest) {
+            // A pinned layer (the build cache pins layers): nothing else to read.
+            return out;
+        }
         if let Ok(m) = self.read_manifest(manifest) {
             if let Ok(c) = Digest::try_from(m.config().digest()) {
                 out.insert(c);

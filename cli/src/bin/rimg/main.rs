@@ -30,6 +30,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Build an image from a Dockerfile.
+    Build(commands::build::BuildArgs),
     /// Create an image from a rootfs tarball.
     Import(commands::import::ImportArgs),
     /// List images.
@@ -89,6 +91,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ImageCommand {
+    /// Build an image from a Dockerfile.
+    Build(commands::build::BuildArgs),
     /// List images.
     #[command(alias = "list")]
     Ls(commands::images::ImagesArgs),
@@ -123,6 +127,7 @@ enum SystemCommand {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let ctx = Ctx::new(cli.root);
     match cli.command {
+        Command::Build(a) | Command::Image(ImageCommand::Build(a)) => commands::build::run(&ctx, a),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => {
             commands::import::run(&ctx, a)
         }
