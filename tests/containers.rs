@@ -506,3 +506,49 @@ fn signals_reach_the_container_and_stdin_flows_with_i() {
     assert!(container_dirs(&s).is_empty());
     assert_no_mounts(s.dir.path());
 }
+
+#[test]
+fn the_library_resolves_a_container_and_pauses_it() {
+    let s = store();
+    let _c = Cleanup(&s);
+    let id = s
+        .rimg([
+            "run",
+            "-d",
+            "--name",
+            "paused",
+            "busybox",
+            "sh",
+            "-c",
+            "echo x > /made; sleep 300",
+        ])
+        .ok()
+        .trim()
+        .to_string();
+    let images = rimg::image::Images::open(&s.root()).unwrap();
+    let containers = rimg::container::Containers::open(&images).unwrap();
+    let mut c = containers.resolve("paused").unwrap();
+    assert_eq!(c.id(), id);
+    assert_eq!(containers.resolve(&id[..4]).unwrap().id(), id);
+    assert_eq!(c.command(), ["sh", "-c", "echo x > /made; sleep 300"]);
+    assert_eq!(c.image_id(), &images.resolve("busybox").unwrap().id);
+    assert!(eventually(10, || c.upper_dir().join("made").is_file()));
+    c.pause().unwrap();
+    let pid = state(&s, &id)["pid"].as_i64().unwrap();
+    let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    assert!(
+        st.rsplit(')').next().unwrap().trim_start().starts_with('T'),
+        "{st}"
+    );
+    let ps = s.rimg(["ps", "--format", "{{.Status}}"]).ok();
+    assert!(ps.ends_with("(Paused)\n"), "{ps}");
+    c.unpause().unwrap();
+    let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    assert!(
+        !st.rsplit(')').next().unwrap().trim_start().starts_with('T'),
+        "{st}"
+    );
+    assert_eq!(c.status(), rimg::container::Status::Running);
+    s.rimg(["rm", "-f", "paused"]).ok();
+    assert_no_mounts(s.dir.path());
+}
