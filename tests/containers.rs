@@ -58,6 +58,11 @@ fn state(s: &Store, id: &str) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
 
+/// `rimg run -d ARGS...`: the container's full id.
+fn detached(s: &Store, args: &[&str]) -> String {
+    s.rimg(["run", "-d"]).args(args).ok().trim().to_string()
+}
+
 /// Polls `f` until it is true or `secs` pass.
 fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -269,24 +274,19 @@ fn a_pty_is_allocated_with_t() {
 fn a_detached_counter_logs_lists_stops_and_is_removed() {
     let s = store();
     let _c = Cleanup(&s);
-    let id = s
-        .rimg([
-            "run",
-            "-d",
+    let id = detached(
+        &s,
+        &[
             "--name",
             "counter",
             "-e",
             "INTERVAL=0.1",
             "app",
-        ])
-        .args([
             "sh",
             "-c",
             "i=0; while true; do echo \"count $i\"; i=$((i+1)); sleep $INTERVAL; done",
-        ])
-        .ok()
-        .trim()
-        .to_string();
+        ],
+    );
     assert_eq!(id.len(), 64, "run -d prints the full id: {id}");
     // With the image's INTERVAL=5 there would be one line in this time.
     assert!(
@@ -356,20 +356,17 @@ fn a_detached_counter_logs_lists_stops_and_is_removed() {
 fn names_and_id_prefixes_resolve_and_rm_of_a_running_container_needs_f() {
     let s = store();
     let _c = Cleanup(&s);
-    let id = s
-        .rimg([
-            "run",
-            "-d",
+    let id = detached(
+        &s,
+        &[
             "--name",
             "sleeper",
             "busybox",
             "sh",
             "-c",
             "echo up; sleep 300",
-        ])
-        .ok()
-        .trim()
-        .to_string();
+        ],
+    );
     assert!(eventually(10, || s.rimg(["logs", &id[..5]]).ok() == "up\n"));
     assert_eq!(s.rimg(["logs", &id]).ok(), "up\n");
     assert_eq!(s.rimg(["logs", "sleeper"]).ok(), "up\n");
@@ -413,11 +410,7 @@ fn names_and_id_prefixes_resolve_and_rm_of_a_running_container_needs_f() {
 fn a_container_whose_monitor_was_killed_is_cleaned_up_by_rm_f() {
     let s = store();
     let _c = Cleanup(&s);
-    let id = s
-        .rimg(["run", "-d", "--name", "orphan", "busybox", "sleep", "300"])
-        .ok()
-        .trim()
-        .to_string();
+    let id = detached(&s, &["--name", "orphan", "busybox", "sleep", "300"]);
     let st = state(&s, &id);
     let monitor = st["monitor_pid"].as_i64().unwrap();
     let pid = st["pid"].as_i64().unwrap();
@@ -511,20 +504,17 @@ fn signals_reach_the_container_and_stdin_flows_with_i() {
 fn the_library_resolves_a_container_and_pauses_it() {
     let s = store();
     let _c = Cleanup(&s);
-    let id = s
-        .rimg([
-            "run",
-            "-d",
+    let id = detached(
+        &s,
+        &[
             "--name",
             "paused",
             "busybox",
             "sh",
             "-c",
             "echo x > /made; sleep 300",
-        ])
-        .ok()
-        .trim()
-        .to_string();
+        ],
+    );
     let images = rimg::image::Images::open(&s.root()).unwrap();
     let containers = rimg::container::Containers::open(&images).unwrap();
     let mut c = containers.resolve("paused").unwrap();
