@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod change;
+pub mod commit;
 pub mod config;
 pub mod reference;
 

@@ -46,6 +46,10 @@ enum Command {
     Load(commands::archive::LoadArgs),
     /// Save images to an archive (docker-archive or oci-archive).
     Save(commands::archive::SaveArgs),
+    /// Create a new image from a container's changes.
+    Commit(commands::commit::CommitArgs),
+    /// Show changed files: of a container, of an image's top layer, or between two images.
+    Diff(commands::diff::DiffArgs),
     /// Create and run a container from an image.
     Run(commands::containers::RunArgs),
     /// Create a container without starting it.
@@ -129,6 +133,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             commands::archive::save(&ctx, a)
         }
         Command::System(SystemCommand::Df(a)) => commands::system::df(&ctx, a),
+        Command::Diff(a) => commands::diff::diff(&ctx, a),
+        Command::Commit(a) => commands::commit::commit(&ctx, a),
         Command::Run(a) => commands::containers::run(&ctx, a),
         Command::Create(a) => commands::containers::create(&ctx, a),
         Command::Start(a) => commands::containers::start(&ctx, a),

@@ -2,7 +2,9 @@
 //! prints, and returns the process exit code.
 
 pub mod archive;
+pub mod commit;
 pub mod containers;
+pub mod diff;
 pub mod images;
 pub mod import;
 pub mod system;
