@@ -262,6 +262,16 @@ fn a_pty_is_allocated_with_t() {
     ));
     let lines: Vec<&str> = out.lines().map(|l| l.trim_end_matches('\r')).collect();
     assert_eq!(lines, ["/dev/pts/0", "xterm", "stdin-tty"], "{out:?}");
+    // exec -t gets its pty from the container's own devpts too.
+    detached(&s, &["--name", "ttyless", "busybox", "sleep", "300"]);
+    let out = sh(&format!(
+        "RIMG_ROOT={} script -qec '{} exec -t ttyless sh -c \"tty; ls -1 /dev/pts\"' /dev/null",
+        s.root().display(),
+        bin("rimg").display()
+    ));
+    let lines: Vec<&str> = out.lines().map(|l| l.trim_end_matches('\r')).collect();
+    assert_eq!(lines, ["/dev/pts/0", "0", "ptmx"], "{out:?}");
+    s.rimg(["rm", "-f", "ttyless"]).ok();
     // Without -t the output is a pipe.
     let out = s
         .rimg(["run", "--rm", "busybox", "sh", "-c", "tty; true"])
