@@ -591,6 +591,16 @@ impl Images {
     /// Pins `digests` (manifests, configs or layers) under `name` so garbage collection keeps
     /// them: containers pin their image, mounts their layers, the build cache its layers.
     pub fn pin(&self, name: &str, digests: &[Digest]) -> Result<()> {
+        self.write_pin(name, digests, true)
+    }
+
+    /// [`Images::pin`] for runtime state (mounts): atomic but not fsynced, since a crash
+    /// ends what it protects.
+    pub fn pin_volatile(&self, name: &str, digests: &[Digest]) -> Result<()> {
+        self.write_pin(name, digests, false)
+    }
+
+    fn write_pin(&self, name: &str, digests: &[Digest], durable: bool) -> Result<()> {
         let dir = self.pins_dir();
         fs::create_dir_all(&dir).map_err(|source| ImageError::Io {
             op: "create",
@@ -598,8 +608,12 @@ impl Images {
             source,
         })?;
         let text: String = digests.iter().map(|d| format!("{d}\n")).collect();
-        self.store
-            .write_file(&dir.join(pin_file_name(name)), text.as_bytes())?;
+        let path = dir.join(pin_file_name(name));
+        if durable {
+            self.store.write_file(&path, text.as_bytes())?;
+        } else {
+            self.store.write_volatile_file(&path, text.as_bytes())?;
+        }
         Ok(())
     }
 
