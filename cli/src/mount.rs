@@ -149,6 +149,8 @@ pub struct MountRequest {
     pub dev: bool,
     /// FUSE worker threads (0: automatic).
     pub threads: usize,
+    /// Benchmark knobs, as `key=value,...` (see [`rimg_fs::fuse::Tuning::parse`]).
+    pub tuning: Option<String>,
 }
 
 /// A mount's state as `rimgfs ls` shows it.
@@ -363,6 +365,9 @@ impl<'a> Stacks<'a> {
                 cmd.arg(flag);
             }
         }
+        if let Some(t) = &req.tuning {
+            cmd.arg("--tune").arg(t);
+        }
         cmd.arg(&rec.image_id)
             .arg(target)
             .stdin(Stdio::null())
@@ -471,13 +476,13 @@ pub fn serve(
     }
     let tree = UnionTree::build(&indexes);
     drop(indexes);
-    let fs = LayerFs::new(tree, maps);
+    let fs = LayerFs::new(tree, maps, opts.tuning);
     let session = fuse::mount(fs, target, opts).map_err(|source| StackError::Fuse {
         path: target.to_path_buf(),
         cause: source,
     })?;
     // Larger sequential reads than the FUSE handshake allows; best effort.
-    let _ = fuse::raise_read_ahead(target, fuse::MAX_READ / 1024);
+    let _ = fuse::raise_read_ahead(target, opts.tuning.read_ahead_kb);
     overlay::make_private(target)?;
     ready()?;
     fuse::run(session).map_err(|source| StackError::Fuse {
