@@ -1096,6 +1096,8 @@ mod tests {
         /// Sets a path's mtime to the lower layers' (what copy-up leaves).
         Settle(&'a str),
         Xattr(&'a str, &'a str, &'a [u8]),
+        /// A character device with this major and minor number, mode 0600.
+        CharDevice(&'a str, u32, u32),
     }
 
     fn make_upper(ops: &[Op<'_>]) -> tempfile::TempDir {
@@ -1130,6 +1132,14 @@ mod tests {
                     rfs::utimensat(CWD, p(f), &times, AtFlags::SYMLINK_NOFOLLOW).unwrap()
                 }
                 Op::Xattr(f, k, v) => rfs::lsetxattr(p(f), k, v, XattrFlags::empty()).unwrap(),
+                Op::CharDevice(f, major, minor) => rfs::mknodat(
+                    CWD,
+                    p(f),
+                    FileType::CharacterDevice,
+                    Mode::from_raw_mode(0o600),
+                    rfs::makedev(major, minor),
+                )
+                .unwrap(),
             }
         }
         dir
@@ -1356,6 +1366,7 @@ mod tests {
             Op::Xattr("data", "trusted.overlay.origin", b"x"),
             Op::Dir("proc"),
             Op::File("etc/hosts", b"injected"),
+            Op::CharDevice("etc/null", 1, 3),
         ]);
         std::fs::hard_link(up.path().join("data"), up.path().join("etc/data-link")).unwrap();
         let mut out = Vec::new();
@@ -1371,6 +1382,7 @@ mod tests {
                 "diamol Symlink 777 -> /",
                 "etc Dir 755",
                 "etc/data-link Hardlink 644 -> data",
+                "etc/null CharDevice 600",
                 "etc/.wh.some-file File 600 \"\"",
                 "o Dir 750",
                 "o/.wh..wh..opq File 750 \"\"",
@@ -1401,6 +1413,7 @@ mod tests {
                 "C /diamol",
                 "C /etc",
                 "A /etc/data-link",
+                "A /etc/null",
                 "D /etc/some-file",
                 "C /o",
                 "D /o/a",
