@@ -113,10 +113,10 @@ impl fmt::Display for Change {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LayerOptions {
     /// Paths (`/tmp/x`) left out with everything below them (`commit --exclude`): their upper
-    /// entries, whiteouts included, are neither listed nor committed.
+    /// entries, whiteouts included, are neither listed nor committed, and a directory holding
+    /// one is not `C` for its mtime alone (creating them changed it).
     pub exclude: Vec<String>,
-    /// Runtime-injected paths ([`RUNTIME_INJECTED`]), treated as `exclude`; in addition a
-    /// directory whose only difference is the mtime its injected children gave it is not `C`.
+    /// Runtime-injected paths ([`RUNTIME_INJECTED`]), left out exactly as `exclude`.
     pub ignore: Vec<String>,
     /// `SOURCE_DATE_EPOCH`: committed mtimes later than this are written as this.
     pub mtime_clamp: Option<i64>,
