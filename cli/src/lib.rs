@@ -2,8 +2,10 @@
 //! builder, runtime and registry client. The binaries in `src/bin/` parse flags, call into
 //! this library, and print.
 
+pub mod container;
 pub mod image;
 pub mod mount;
+pub mod runtime;
 pub mod table;
 pub mod units;
 

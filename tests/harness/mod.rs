@@ -12,6 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 pub mod archives;
+pub mod containers;
 pub mod tree;
 
 /// The workspace root.

@@ -46,8 +46,31 @@ enum Command {
     Load(commands::archive::LoadArgs),
     /// Save images to an archive (docker-archive or oci-archive).
     Save(commands::archive::SaveArgs),
+    /// Create a new image from a container's changes.
+    Commit(commands::commit::CommitArgs),
     /// Show changed files: of a container, of an image's top layer, or between two images.
     Diff(commands::diff::DiffArgs),
+    /// Create and run a container from an image.
+    Run(commands::containers::RunArgs),
+    /// Create a container without starting it.
+    Create(commands::containers::CreateArgs),
+    /// Start stopped or created containers.
+    Start(commands::containers::StartArgs),
+    /// List containers.
+    Ps(commands::containers::PsArgs),
+    /// Show a container's output.
+    Logs(commands::containers::LogsArgs),
+    /// Stop running containers (stop signal, then SIGKILL).
+    Stop(commands::containers::StopArgs),
+    /// Send a signal to running containers.
+    Kill(commands::containers::KillArgs),
+    /// Remove containers.
+    Rm(commands::containers::RmArgs),
+    /// Run a command in a running container.
+    Exec(commands::containers::ExecArgs),
+    /// The monitor of a detached container (internal).
+    #[command(name = "__monitor", hide = true)]
+    Monitor(commands::containers::MonitorArgs),
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -111,6 +134,17 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::System(SystemCommand::Df(a)) => commands::system::df(&ctx, a),
         Command::Diff(a) => commands::diff::diff(&ctx, a),
+        Command::Commit(a) => commands::commit::commit(&ctx, a),
+        Command::Run(a) => commands::containers::run(&ctx, a),
+        Command::Create(a) => commands::containers::create(&ctx, a),
+        Command::Start(a) => commands::containers::start(&ctx, a),
+        Command::Ps(a) => commands::containers::ps(&ctx, a),
+        Command::Logs(a) => commands::containers::logs(&ctx, a),
+        Command::Stop(a) => commands::containers::stop(&ctx, a),
+        Command::Kill(a) => commands::containers::kill(&ctx, a),
+        Command::Rm(a) => commands::containers::rm(&ctx, a),
+        Command::Exec(a) => commands::containers::exec(&ctx, a),
+        Command::Monitor(a) => commands::containers::monitor(&ctx, a),
     }
 }
 

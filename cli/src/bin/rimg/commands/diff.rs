@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
+use rimg::container::{ContainerError, Containers};
 use rimg::image::commit::{image_tree, layers_tree};
 use rimg::image::{Image, ImageError, Images};
 use rimg::units::human_size;
@@ -37,10 +38,21 @@ pub struct ContainerLayers {
     pub image: Image,
 }
 
-/// HOOK(lead): finds a container by name or id prefix. Until containers are wired in, no
-/// argument names one and `rimg diff` treats every argument as an image.
-fn resolve_container(_ctx: &Ctx, _images: &Images, _name: &str) -> Result<Option<ContainerLayers>> {
-    Ok(None)
+/// The container named `name` (name, id or id prefix), if one is.
+fn resolve_container(_ctx: &Ctx, images: &Images, name: &str) -> Result<Option<ContainerLayers>> {
+    let containers = Containers::open(images)?;
+    let c = match containers.resolve(name) {
+        Ok(c) => c,
+        Err(ContainerError::NotFound(_)) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let image = images
+        .resolve(&c.image_id().to_string())
+        .with_context(|| format!("the image of container {}", c.name()))?;
+    Ok(Some(ContainerLayers {
+        upper: c.upper_dir(),
+        image,
+    }))
 }
 
 /// Lists the changes.

@@ -2,6 +2,8 @@
 //! prints, and returns the process exit code.
 
 pub mod archive;
+pub mod commit;
+pub mod containers;
 pub mod diff;
 pub mod images;
 pub mod import;
@@ -27,7 +29,6 @@ impl Ctx {
     }
 
     /// The store root.
-    #[allow(dead_code)]
     pub fn root(&self) -> &Path {
         &self.root
     }
