@@ -21,6 +21,7 @@ pid=""
 cleanup() {
     [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
     rm -rf "$work"
+    return 0
 }
 trap cleanup EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -52,17 +53,17 @@ start_registry() {
     done
 }
 
-# measure NAME COMMAND...: appends "seconds max_rss_kb" to $work/t-NAME.
+# measure NAME COMMAND...: appends "seconds max_rss_kb cpu_seconds" to $work/t-NAME.
 measure() {
     name=$1
     shift
     sync
-    /usr/bin/time -f '%e %M' -o "$work/one" "$@" >/dev/null 2>"$work/err" || {
+    /usr/bin/time -f '%e %M %U %S' -o "$work/one" "$@" >/dev/null 2>"$work/err" || {
         cat "$work/err" >&2
         exit 1
     }
-    cat "$work/one" >>"$work/t-$name"
-    printf '%-12s %6ss %8s KiB\n' "$name" $(cat "$work/one")
+    awk '{ printf "%s %s %.2f\n", $1, $2, $3 + $4 }' "$work/one" >>"$work/t-$name"
+    tail -1 "$work/t-$name" | awk -v n="$name" '{ printf "%-12s %6ss %8s KiB %6ss CPU\n", n, $1, $2, $3 }'
 }
 
 median() {
@@ -114,6 +115,8 @@ for op in push pull; do
     s=$(cut -d' ' -f1 "$work/t-skopeo-$op" | median)
     rm_=$(cut -d' ' -f2 "$work/t-rimg-$op" | median)
     sm=$(cut -d' ' -f2 "$work/t-skopeo-$op" | median)
-    echo "$op median: rimg ${r}s ${rm_} KiB, skopeo ${s}s ${sm} KiB"
-    echo "$r $s" | awk -v op="$op" '{ printf "rimg/skopeo %s time ratio: %.2f (goal <= 1.00)\n", op, $1 / $2 }'
+    rc=$(cut -d' ' -f3 "$work/t-rimg-$op" | median)
+    sc=$(cut -d' ' -f3 "$work/t-skopeo-$op" | median)
+    echo "$op median: rimg ${r}s ${rm_} KiB ${rc}s CPU, skopeo ${s}s ${sm} KiB ${sc}s CPU"
+    echo "$r $s $rc $sc" | awk -v op="$op" '{ printf "rimg/skopeo %s ratio: wall %.2f, CPU %.2f (goal <= 1.00)\n", op, $1 / $2, $3 / $4 }'
 done
