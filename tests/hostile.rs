@@ -217,6 +217,23 @@ fn walk_mounted(s: &Store, image: &str, name: &str) -> String {
         "cd {mp} && find . -printf '%y %p\\n' | LC_ALL=C sort"
     ));
     sh(&format!("tar -C {mp} -cf - . | wc -c"));
+    // The daemon's peak memory after serving every entry.
+    let ls = s.rimgfs(["ls"]).ok();
+    let pid = ls
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(mp.as_str()))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .unwrap_or_else(|| panic!("{mp} not in rimgfs ls:\n{ls}"))
+        .to_string();
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let hwm: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap();
+    assert!(hwm <= MAX_RSS_KB, "{name}: rimgfs peaked at {hwm} KiB");
+    eprintln!("{name}: rimgfs daemon peak {hwm} KiB");
     m.umount();
     listing
 }
