@@ -5,10 +5,11 @@
 #                                               UPPER_BENCH=path/to/upper-bench skip the build)
 # Two podman containers are made from the busybox tar (scripts/make-busybox-image.sh): one
 # writes 10,000 files (100 dirs x 100), one 100 MB (10 files of 10 MB of random data). The
-# rimg side is cli/examples/upper-bench.rs, which does what `rimg diff CONTAINER` and `rimg
+# library side is cli/examples/upper-bench.rs, which does what `rimg diff CONTAINER` and `rimg
 # commit CONTAINER` do (open the store, build the image's union tree from the layer indexes,
 # then rimg_fs::upper::upper_changes, or rimg::image::commit::commit_upper), pointed at those
-# containers' upper dirs over the same busybox tar imported into a rimg store.
+# containers' upper dirs over the same busybox tar imported into a rimg store. The same two
+# workloads also run in rimg containers (`rimg run`), timed with `rimg diff` / `rimg commit`.
 # Timing is wall clock in ms (date +%s%N around the process); RSS from GNU time. Every commit
 # run starts from a store (rimg) or image list (podman) without the committed image, after sync.
 set -eu
@@ -16,7 +17,7 @@ cd "$(dirname "$0")/.."
 runs=${1:-5}
 sh scripts/setup.sh
 if [ -z "${RIMG:-}" ] || [ -z "${UPPER_BENCH:-}" ]; then
-    cargo build --release -q -p rimg --bin rimg --example upper-bench
+    cargo build --release -q -p rimg --bins --example upper-bench
 fi
 rimg=${RIMG:-$PWD/target/release/rimg}
 bench=${UPPER_BENCH:-$PWD/target/release/examples/upper-bench}
@@ -30,6 +31,7 @@ printf '#!/bin/sh\nexec podman --root %s --runroot %s --storage-driver overlay -
 chmod +x "$pod"
 pod() { "$pod" "$@"; }
 cleanup() {
+    RIMG_ROOT=$work/rimg "$rimg" rm -f files big >/dev/null 2>&1 || true
     pod rm -af >/dev/null 2>&1 || true
     pod rmi -af >/dev/null 2>&1 || true
     rm -rf "$work"
@@ -44,13 +46,16 @@ RIMG=$work/keep-tar scripts/make-busybox-image.sh >/dev/null
 pod import -q "$work/busybox.tar" busybox >/dev/null
 RIMG_ROOT=$work/rimg "$rimg" import -c 'CMD ["sh"]' "$work/busybox.tar" busybox >/dev/null
 
-run() {
-    pod run --name "$1" --network=host --ulimit host busybox sh -c "$2"
-}
-run files 'i=0; while [ $i -lt 100 ]; do mkdir -p /data/d$i; j=0;
+files_job='i=0; while [ $i -lt 100 ]; do mkdir -p /data/d$i; j=0;
     while [ $j -lt 100 ]; do echo $i.$j >/data/d$i/f$j; j=$((j + 1)); done; i=$((i + 1)); done'
-run big 'mkdir /big; for i in 0 1 2 3 4 5 6 7 8 9; do
+big_job='mkdir /big; for i in 0 1 2 3 4 5 6 7 8 9; do
     dd if=/dev/urandom of=/big/f$i bs=1M count=10 2>/dev/null; done'
+r() { RIMG_ROOT=$work/rimg "$rimg" "$@"; }
+for c in files big; do
+    eval "job=\$${c}_job"
+    pod run --name "$c" --network=host --ulimit host busybox sh -c "$job"
+    r run --name "$c" busybox sh -c "$job"
+done
 upper_files=$(pod inspect files --format '{{.GraphDriver.Data.UpperDir}}')
 upper_big=$(pod inspect big --format '{{.GraphDriver.Data.UpperDir}}')
 
@@ -61,6 +66,7 @@ pod diff files | sort >"$work/podman.list"
 "$bench" "$work/rimg" diff busybox "$upper_files" | sort >"$work/rimg.list"
 echo "changes listed: podman $(wc -l <"$work/podman.list"), rimg $(wc -l <"$work/rimg.list");" \
     "only podman: $(comm -23 "$work/podman.list" "$work/rimg.list" | tr '\n' ' ')"
+echo "rimg diff of its own container: $(r diff files | wc -l) changes"
 [ "$(comm -13 "$work/podman.list" "$work/rimg.list" | wc -l)" = 0 ] || {
     echo "rimg lists changes podman does not:" >&2
     comm -13 "$work/podman.list" "$work/rimg.list" >&2
@@ -91,21 +97,27 @@ median() {
 i=0
 while [ "$i" -lt "$runs" ]; do
     measure podman-diff "$pod" diff files
-    measure rimg-diff "$bench" "$work/rimg" diff busybox "$upper_files"
+    measure lib-diff "$bench" "$work/rimg" diff busybox "$upper_files"
+    measure rimg-diff env RIMG_ROOT="$work/rimg" "$rimg" diff files
     sync
     measure podman-commit "$pod" commit -q big "bench:c$i"
     pod rmi "bench:c$i" >/dev/null
     sync
-    measure rimg-commit "$bench" "$work/rimg" commit busybox "$upper_big" "bench:c$i"
-    RIMG_ROOT=$work/rimg "$rimg" rmi "bench:c$i" >/dev/null
+    measure lib-commit "$bench" "$work/rimg" commit busybox "$upper_big" "bench:c$i"
+    r rmi "bench:c$i" >/dev/null
+    sync
+    measure rimg-commit env RIMG_ROOT="$work/rimg" "$rimg" commit big "bench:c$i"
+    r rmi "bench:c$i" >/dev/null
     i=$((i + 1))
 done
 
 for what in diff commit; do
-    r=$(cut -d' ' -f1 "$work/t-rimg-$what" | median)
     p=$(cut -d' ' -f1 "$work/t-podman-$what" | median)
-    rm_=$(cut -d' ' -f2 "$work/t-rimg-$what" | median)
     pm=$(cut -d' ' -f2 "$work/t-podman-$what" | median)
-    echo "$what median: rimg ${r} ms ${rm_} KiB, podman ${p} ms ${pm} KiB" |
-        awk -v r="$r" -v p="$p" '{ printf "%s, ratio %.2f (goal <= 0.50)\n", $0, r / p }'
+    for who in lib rimg; do
+        t=$(cut -d' ' -f1 "$work/t-$who-$what" | median)
+        m=$(cut -d' ' -f2 "$work/t-$who-$what" | median)
+        echo "$what median: $who ${t} ms ${m} KiB, podman ${p} ms ${pm} KiB" |
+            awk -v r="$t" -v p="$p" '{ printf "%s, ratio %.2f (goal <= 0.50)\n", $0, r / p }'
+    done
 done

@@ -58,6 +58,11 @@ fn state(s: &Store, id: &str) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap()
 }
 
+/// `rimg run -d ARGS...`: the container's full id.
+fn detached(s: &Store, args: &[&str]) -> String {
+    s.rimg(["run", "-d"]).args(args).ok().trim().to_string()
+}
+
 /// Polls `f` until it is true or `secs` pass.
 fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -257,6 +262,16 @@ fn a_pty_is_allocated_with_t() {
     ));
     let lines: Vec<&str> = out.lines().map(|l| l.trim_end_matches('\r')).collect();
     assert_eq!(lines, ["/dev/pts/0", "xterm", "stdin-tty"], "{out:?}");
+    // exec -t gets its pty from the container's own devpts too.
+    detached(&s, &["--name", "ttyless", "busybox", "sleep", "300"]);
+    let out = sh(&format!(
+        "RIMG_ROOT={} script -qec '{} exec -t ttyless sh -c \"tty; ls -1 /dev/pts\"' /dev/null",
+        s.root().display(),
+        bin("rimg").display()
+    ));
+    let lines: Vec<&str> = out.lines().map(|l| l.trim_end_matches('\r')).collect();
+    assert_eq!(lines, ["/dev/pts/0", "0", "ptmx"], "{out:?}");
+    s.rimg(["rm", "-f", "ttyless"]).ok();
     // Without -t the output is a pipe.
     let out = s
         .rimg(["run", "--rm", "busybox", "sh", "-c", "tty; true"])
@@ -269,24 +284,19 @@ fn a_pty_is_allocated_with_t() {
 fn a_detached_counter_logs_lists_stops_and_is_removed() {
     let s = store();
     let _c = Cleanup(&s);
-    let id = s
-        .rimg([
-            "run",
-            "-d",
+    let id = detached(
+        &s,
+        &[
             "--name",
             "counter",
             "-e",
             "INTERVAL=0.1",
             "app",
-        ])
-        .args([
             "sh",
             "-c",
             "i=0; while true; do echo \"count $i\"; i=$((i+1)); sleep $INTERVAL; done",
-        ])
-        .ok()
-        .trim()
-        .to_string();
+        ],
+    );
     assert_eq!(id.len(), 64, "run -d prints the full id: {id}");
     // With the image's INTERVAL=5 there would be one line in this time.
     assert!(
@@ -356,20 +366,17 @@ fn a_detached_counter_logs_lists_stops_and_is_removed() {
 fn names_and_id_prefixes_resolve_and_rm_of_a_running_container_needs_f() {
     let s = store();
     let _c = Cleanup(&s);
-    let id = s
-        .rimg([
-            "run",
-            "-d",
+    let id = detached(
+        &s,
+        &[
             "--name",
             "sleeper",
             "busybox",
             "sh",
             "-c",
             "echo up; sleep 300",
-        ])
-        .ok()
-        .trim()
-        .to_string();
+        ],
+    );
     assert!(eventually(10, || s.rimg(["logs", &id[..5]]).ok() == "up\n"));
     assert_eq!(s.rimg(["logs", &id]).ok(), "up\n");
     assert_eq!(s.rimg(["logs", "sleeper"]).ok(), "up\n");
@@ -413,11 +420,7 @@ fn names_and_id_prefixes_resolve_and_rm_of_a_running_container_needs_f() {
 fn a_container_whose_monitor_was_killed_is_cleaned_up_by_rm_f() {
     let s = store();
     let _c = Cleanup(&s);
-    let id = s
-        .rimg(["run", "-d", "--name", "orphan", "busybox", "sleep", "300"])
-        .ok()
-        .trim()
-        .to_string();
+    let id = detached(&s, &["--name", "orphan", "busybox", "sleep", "300"]);
     let st = state(&s, &id);
     let monitor = st["monitor_pid"].as_i64().unwrap();
     let pid = st["pid"].as_i64().unwrap();
@@ -504,5 +507,48 @@ fn signals_reach_the_container_and_stdin_flows_with_i() {
     assert_eq!(lines.next().unwrap().unwrap(), "got TERM");
     assert_eq!(child.wait().unwrap().code(), Some(5));
     assert!(container_dirs(&s).is_empty());
+    assert_no_mounts(s.dir.path());
+}
+
+#[test]
+fn the_library_resolves_a_container_and_pauses_it() {
+    let s = store();
+    let _c = Cleanup(&s);
+    let id = detached(
+        &s,
+        &[
+            "--name",
+            "paused",
+            "busybox",
+            "sh",
+            "-c",
+            "echo x > /made; sleep 300",
+        ],
+    );
+    let images = rimg::image::Images::open(&s.root()).unwrap();
+    let containers = rimg::container::Containers::open(&images).unwrap();
+    let mut c = containers.resolve("paused").unwrap();
+    assert_eq!(c.id(), id);
+    assert_eq!(containers.resolve(&id[..4]).unwrap().id(), id);
+    assert_eq!(c.command(), ["sh", "-c", "echo x > /made; sleep 300"]);
+    assert_eq!(c.image_id(), &images.resolve("busybox").unwrap().id);
+    assert!(eventually(10, || c.upper_dir().join("made").is_file()));
+    c.pause().unwrap();
+    let pid = state(&s, &id)["pid"].as_i64().unwrap();
+    let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    assert!(
+        st.rsplit(')').next().unwrap().trim_start().starts_with('T'),
+        "{st}"
+    );
+    let ps = s.rimg(["ps", "--format", "{{.Status}}"]).ok();
+    assert!(ps.ends_with("(Paused)\n"), "{ps}");
+    c.unpause().unwrap();
+    let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    assert!(
+        !st.rsplit(')').next().unwrap().trim_start().starts_with('T'),
+        "{st}"
+    );
+    assert_eq!(c.status(), rimg::container::Status::Running);
+    s.rimg(["rm", "-f", "paused"]).ok();
     assert_no_mounts(s.dir.path());
 }

@@ -257,3 +257,40 @@ fn a_tty_is_allocated_inside_the_container() {
     assert_eq!(lines[1], "xterm");
     let _ = std::io::stdin().as_fd();
 }
+
+#[test]
+fn proc_sys_is_read_only_and_kernel_files_are_masked() {
+    let r = Rootfs::new();
+    let (code, out, err) = run(
+        &r,
+        &spec(&[
+            "sh",
+            "-c",
+            "echo 1 > /proc/sys/kernel/printk_ratelimit || echo refused; wc -c < /proc/keys; wc -c < /proc/timer_list; cat /proc/sys/kernel/ostype",
+        ]),
+    )
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out, "refused\n0\n0\nLinux\n", "{err}");
+    assert!(err.contains("Read-only file system"), "{err}");
+}
+
+#[test]
+fn root_in_the_container_has_only_dockers_default_capabilities() {
+    let r = Rootfs::new();
+    let (code, out, err) = run(
+        &r,
+        &spec(&[
+            "sh",
+            "-c",
+            "grep -E '^Cap(Eff|Bnd)' /proc/self/status; mount -t tmpfs t /mnt || echo no-mount",
+        ]),
+    )
+    .unwrap();
+    assert_eq!(code, 0, "{err}");
+    // Docker's default set: 0x00000000a80425fb.
+    assert_eq!(
+        out, "CapEff:\t00000000a80425fb\nCapBnd:\t00000000a80425fb\nno-mount\n",
+        "{err}"
+    );
+}

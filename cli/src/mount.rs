@@ -275,7 +275,7 @@ impl<'a> Stacks<'a> {
             fs::create_dir_all(l).map_err(io_err("creating", l))?;
         }
         self.images
-            .pin(&format!("{MOUNT_PIN_PREFIX}{id}"), &[image.manifest_digest])?;
+            .pin_volatile(&format!("{MOUNT_PIN_PREFIX}{id}"), &[image.manifest_digest])?;
         Ok(MountRecord {
             id,
             image: req.image.clone(),
@@ -407,7 +407,7 @@ impl<'a> Stacks<'a> {
         })?;
         self.images
             .store()
-            .write_file(&p, &bytes)
+            .write_volatile_file(&p, &bytes)
             .map_err(ImageError::from)?;
         Ok(())
     }

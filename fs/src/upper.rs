@@ -113,10 +113,10 @@ impl fmt::Display for Change {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct LayerOptions {
     /// Paths (`/tmp/x`) left out with everything below them (`commit --exclude`): their upper
-    /// entries, whiteouts included, are neither listed nor committed.
+    /// entries, whiteouts included, are neither listed nor committed, and a directory holding
+    /// one is not `C` for its mtime alone (creating them changed it).
     pub exclude: Vec<String>,
-    /// Runtime-injected paths ([`RUNTIME_INJECTED`]), treated as `exclude`; in addition a
-    /// directory whose only difference is the mtime its injected children gave it is not `C`.
+    /// Runtime-injected paths ([`RUNTIME_INJECTED`]), left out exactly as `exclude`.
     pub ignore: Vec<String>,
     /// `SOURCE_DATE_EPOCH`: committed mtimes later than this are written as this.
     pub mtime_clamp: Option<i64>,
@@ -1096,6 +1096,8 @@ mod tests {
         /// Sets a path's mtime to the lower layers' (what copy-up leaves).
         Settle(&'a str),
         Xattr(&'a str, &'a str, &'a [u8]),
+        /// A character device with this major and minor number, mode 0600.
+        CharDevice(&'a str, u32, u32),
     }
 
     fn make_upper(ops: &[Op<'_>]) -> tempfile::TempDir {
@@ -1130,6 +1132,14 @@ mod tests {
                     rfs::utimensat(CWD, p(f), &times, AtFlags::SYMLINK_NOFOLLOW).unwrap()
                 }
                 Op::Xattr(f, k, v) => rfs::lsetxattr(p(f), k, v, XattrFlags::empty()).unwrap(),
+                Op::CharDevice(f, major, minor) => rfs::mknodat(
+                    CWD,
+                    p(f),
+                    FileType::CharacterDevice,
+                    Mode::from_raw_mode(0o600),
+                    rfs::makedev(major, minor),
+                )
+                .unwrap(),
             }
         }
         dir
@@ -1356,6 +1366,7 @@ mod tests {
             Op::Xattr("data", "trusted.overlay.origin", b"x"),
             Op::Dir("proc"),
             Op::File("etc/hosts", b"injected"),
+            Op::CharDevice("etc/null", 1, 3),
         ]);
         std::fs::hard_link(up.path().join("data"), up.path().join("etc/data-link")).unwrap();
         let mut out = Vec::new();
@@ -1371,6 +1382,7 @@ mod tests {
                 "diamol Symlink 777 -> /",
                 "etc Dir 755",
                 "etc/data-link Hardlink 644 -> data",
+                "etc/null CharDevice 600",
                 "etc/.wh.some-file File 600 \"\"",
                 "o Dir 750",
                 "o/.wh..wh..opq File 750 \"\"",
@@ -1401,6 +1413,7 @@ mod tests {
                 "C /diamol",
                 "C /etc",
                 "A /etc/data-link",
+                "A /etc/null",
                 "D /etc/some-file",
                 "C /o",
                 "D /o/a",

@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 
 pub mod archives;
 pub mod containers;
+pub mod registry;
 pub mod tree;
 
 /// The workspace root.

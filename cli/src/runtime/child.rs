@@ -253,6 +253,7 @@ fn prepare_and_exec(plan: &Plan<'_>) -> Result<std::convert::Infallible, Failure
             format!("chdir to cwd ({cwd:?}) set in config.json failed: {e}"),
         )
     })?;
+    sys::drop_capabilities().map_err(|e| setup(format!("dropping capabilities: {e}")))?;
     let groups: Vec<Gid> = user.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     setgroups(&groups).map_err(|e| setup(format!("setgroups: {e}")))?;
     setgid(Gid::from_raw(user.gid)).map_err(|e| setup(format!("setgid: {e}")))?;

@@ -269,13 +269,12 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Process, RuntimeError> {
         report: report_w,
         pid_out: pid_w,
     };
-    nix::sys::prctl::set_child_subreaper(true).map_err(sys_err("prctl"))?;
+    let subreaper = Subreaper::enter()?;
     let forked = sys::fork();
     let intermediate = match forked {
         Ok(sys::Forked::Child) => child::intermediate(plan),
         Ok(sys::Forked::Parent(pid)) => pid,
         Err(e) => {
-            let _ = nix::sys::prctl::set_child_subreaper(false);
             return Err(RuntimeError::Sys {
                 op: "fork",
                 source: e,
@@ -284,7 +283,7 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Process, RuntimeError> {
     };
     drop(plan);
     let _ = waitpid(intermediate, None);
-    let _ = nix::sys::prctl::set_child_subreaper(false);
+    drop(subreaper);
     let pid_text = String::from_utf8_lossy(&read_all(pid_r)).into_owned();
     let pid = pid_text.trim().parse::<i32>().ok().map(Pid::from_raw);
     let pty = match (&p_sock, pid) {
@@ -324,6 +323,34 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Process, RuntimeError> {
         stdout: p_stdout,
         stderr: p_stderr,
     })
+}
+
+/// How many spawns of this process are between fork and the intermediate's exit.
+static SPAWNING: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+
+/// This process is a child subreaper while any of its threads spawns a container process,
+/// so the container process, orphaned when the intermediate exits, becomes our child.
+struct Subreaper;
+
+impl Subreaper {
+    fn enter() -> Result<Self, RuntimeError> {
+        let mut n = SPAWNING.lock().unwrap_or_else(|e| e.into_inner());
+        if *n == 0 {
+            nix::sys::prctl::set_child_subreaper(true).map_err(sys_err("prctl"))?;
+        }
+        *n += 1;
+        Ok(Subreaper)
+    }
+}
+
+impl Drop for Subreaper {
+    fn drop(&mut self) {
+        let mut n = SPAWNING.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            let _ = nix::sys::prctl::set_child_subreaper(false);
+        }
+    }
 }
 
 /// Which of the container's output streams a chunk came from.

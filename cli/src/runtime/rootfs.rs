@@ -1,6 +1,7 @@
 //! The container's view of the filesystem, built by the container's first process inside
 //! its new mount namespace (so nothing here is visible on the host, and everything goes away
-//! with the namespace): the rootfs bind-mounted onto itself, `/proc`, a read-only `/sys`, a
+//! with the namespace): the rootfs bind-mounted onto itself, `/proc` (with runc's masked and
+//! read-only paths: `/proc/sys` cannot change the host's sysctls), a read-only `/sys`, a
 //! minimal `/dev` on tmpfs, `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` bind-mounted
 //! from files kept outside the rootfs, then `pivot_root` into it.
 //!
@@ -115,6 +116,52 @@ fn populate_dev(dev: &Path) -> Result<(), String> {
     Ok(())
 }
 
+/// What runc hides under /proc (kernel memory, keys, timers) and what it makes read-only
+/// (sysctls, which with the host network would change the host's).
+const PROC_MASKED: [&str; 8] = [
+    "acpi",
+    "kcore",
+    "keys",
+    "latency_stats",
+    "timer_list",
+    "timer_stats",
+    "sched_debug",
+    "scsi",
+];
+const PROC_READ_ONLY: [&str; 5] = ["bus", "fs", "irq", "sys", "sysrq-trigger"];
+
+fn protect_proc(proc: &Path, null: &Path) -> Result<(), String> {
+    for name in PROC_MASKED {
+        let p = proc.join(name);
+        match fs::symlink_metadata(&p) {
+            Ok(m) if m.is_dir() => mnt(
+                Some(Path::new("tmpfs")),
+                &p,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY,
+                None,
+            )?,
+            Ok(_) => mnt(Some(null), &p, None, MsFlags::MS_BIND, None)?,
+            Err(_) => {}
+        }
+    }
+    for name in PROC_READ_ONLY {
+        let p = proc.join(name);
+        if fs::symlink_metadata(&p).is_err() {
+            continue;
+        }
+        mnt(Some(&p), &p, None, MsFlags::MS_BIND | MsFlags::MS_REC, None)?;
+        mnt(
+            None,
+            &p,
+            None,
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY,
+            None,
+        )?;
+    }
+    Ok(())
+}
+
 /// Builds the container's mounts over `rootfs` and pivots into it. `etc_dir` holds the
 /// [`ETC_FILES`]. Runs in the container's first process, in its new mount namespace.
 pub(crate) fn enter(rootfs: &Path, etc_dir: &Path) -> Result<(), String> {
@@ -162,6 +209,7 @@ pub(crate) fn enter(rootfs: &Path, etc_dir: &Path) -> Result<(), String> {
         Some("mode=755,size=65536k"),
     )?;
     populate_dev(&dev)?;
+    protect_proc(&proc, &dev.join("null"))?;
     for name in ETC_FILES {
         let src = etc_dir.join(name);
         if !src.is_file() {

@@ -30,6 +30,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Build an image from a Dockerfile.
+    Build(commands::build::BuildArgs),
     /// Create an image from a rootfs tarball.
     Import(commands::import::ImportArgs),
     /// List images.
@@ -71,6 +73,14 @@ enum Command {
     /// The monitor of a detached container (internal).
     #[command(name = "__monitor", hide = true)]
     Monitor(commands::containers::MonitorArgs),
+    /// Pull an image from a registry.
+    Pull(commands::registry::PullArgs),
+    /// Push an image to a registry.
+    Push(commands::registry::PushArgs),
+    /// Log in to a registry.
+    Login(commands::registry::LoginArgs),
+    /// Log out from a registry.
+    Logout(commands::registry::LogoutArgs),
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -81,6 +91,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ImageCommand {
+    /// Build an image from a Dockerfile.
+    Build(commands::build::BuildArgs),
     /// List images.
     #[command(alias = "list")]
     Ls(commands::images::ImagesArgs),
@@ -100,6 +112,10 @@ enum ImageCommand {
     Load(commands::archive::LoadArgs),
     /// Save images to an archive (docker-archive or oci-archive).
     Save(commands::archive::SaveArgs),
+    /// Pull an image from a registry.
+    Pull(commands::registry::PullArgs),
+    /// Push an image to a registry.
+    Push(commands::registry::PushArgs),
 }
 
 #[derive(Subcommand)]
@@ -113,6 +129,7 @@ enum SystemCommand {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let ctx = Ctx::new(cli.root);
     match cli.command {
+        Command::Build(a) | Command::Image(ImageCommand::Build(a)) => commands::build::run(&ctx, a),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => {
             commands::import::run(&ctx, a)
         }
@@ -134,6 +151,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => {
             commands::archive::save(&ctx, a)
         }
+        Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => {
+            commands::registry::pull(&ctx, a)
+        }
+        Command::Push(a) | Command::Image(ImageCommand::Push(a)) => {
+            commands::registry::push(&ctx, a)
+        }
+        Command::Login(a) => commands::registry::login(&ctx, a),
+        Command::Logout(a) => commands::registry::logout(&ctx, a),
         Command::System(SystemCommand::Df(a)) => commands::system::df(&ctx, a),
         Command::System(SystemCommand::Check(a)) => commands::system::check(&ctx, a),
         Command::Diff(a) => commands::diff::diff(&ctx, a),

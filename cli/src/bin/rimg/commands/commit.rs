@@ -51,6 +51,7 @@ pub fn commit(ctx: &Ctx, a: CommitArgs) -> Result<u8> {
         .resolve(&c.image_id().to_string())
         .with_context(|| format!("the image of container {}", c.name()))?;
     let mut opts = LayerOptions::for_container();
+    opts.mtime_clamp = rimg::units::source_date_epoch();
     opts.exclude = a
         .exclude
         .iter()
