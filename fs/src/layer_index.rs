@@ -370,7 +370,7 @@ impl IndexBuilder {
 
     /// Adds the next tar entry.
     pub fn push(&mut self, raw: RawEntry) -> Result<(), IndexError> {
-        let shown = |p: &[u8]| String::from_utf8_lossy(p).into_owned();
+        let shown = |p: &[u8]| crate::tar_stream::show(p);
         let path = raw.path;
         if path.is_empty() && raw.kind != EntryType::Directory {
             return Err(IndexError::RootNotDirectory);
@@ -465,8 +465,8 @@ impl IndexBuilder {
                 Some(Seen::Dir) => break,
                 Some(Seen::Other(_)) => {
                     return Err(IndexError::ParentNotDirectory {
-                        path: String::from_utf8_lossy(path).into_owned(),
-                        parent: String::from_utf8_lossy(p).into_owned(),
+                        path: crate::tar_stream::show(path),
+                        parent: crate::tar_stream::show(p),
                     })
                 }
                 None => {

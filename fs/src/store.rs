@@ -33,6 +33,12 @@ use crate::tar_stream::TarStream;
 pub const LAYOUT_VERSION: &str = "1.0.0";
 /// The annotation that names a manifest in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// Free space a write into the store always leaves on its filesystem: a layer that would eat
+/// into it (a gzip bomb, a runaway stream) is refused rather than filling the disk.
+pub const MIN_FREE_BYTES: u64 = 1 << 30;
+/// The environment variable that caps one blob written into the store (bytes, or with a
+/// `K`/`M`/`G`/`T` suffix). Unset: no cap but [`MIN_FREE_BYTES`].
+pub const MAX_LAYER_SIZE_ENV: &str = "RIMG_MAX_LAYER_SIZE";
 /// The largest JSON document (manifest, config, index) rimg reads into memory.
 pub const MAX_JSON_BYTES: u64 = 16 << 20;
 
@@ -77,6 +83,23 @@ pub enum StoreError {
     /// reported as a source: error chains print each cause once.)
     #[error("invalid layer: {0}")]
     Layer(IndexError),
+    /// A blob being written grew over the `RIMG_MAX_LAYER_SIZE` cap.
+    #[error("layer is over the {limit}-byte limit ({MAX_LAYER_SIZE_ENV})")]
+    OverLimit {
+        /// The cap.
+        limit: u64,
+    },
+    /// Writing on would leave the store's filesystem with less than [`MIN_FREE_BYTES`].
+    #[error("the store's filesystem has {free} bytes free: refusing to write a layer past {written} bytes (rimg keeps {MIN_FREE_BYTES} free)")]
+    DiskFull {
+        /// Bytes free when the write stopped.
+        free: u64,
+        /// Bytes of the blob written so far.
+        written: u64,
+    },
+    /// The `RIMG_MAX_LAYER_SIZE` value is not a size.
+    #[error("{MAX_LAYER_SIZE_ENV}={0:?} is not a size (bytes, or a number with K, M, G or T)")]
+    BadLimit(String),
     /// Reading a layer from its source failed (a truncated or corrupt compressed stream).
     #[error("reading layer: {0}")]
     ReadLayer(io::Error),
@@ -328,11 +351,12 @@ impl ContentStore {
     /// Streams any blob into `rimg/tmp/`, hashing it; nothing is visible until
     /// [`ContentStore::publish_blob`]. Dropping the result removes the file.
     pub fn stage_blob(&self, src: impl Read) -> Result<StagedBlob> {
-        let mut tmp = self.temp_file()?;
+        let tmp = self.temp_file()?;
         let mut r = HashingReader::new(src);
         {
-            let mut w = BufWriter::with_capacity(1 << 20, &mut tmp.file);
-            io::copy(&mut r, &mut w).map_err(io_err("write", &tmp.path))?;
+            let guard = SpaceGuard::new(&tmp.file, max_layer_size()?);
+            let mut w = BufWriter::with_capacity(1 << 20, guard);
+            io::copy(&mut r, &mut w).map_err(|e| guard_err(e, io_err("write", &tmp.path)))?;
             w.flush().map_err(io_err("write", &tmp.path))?;
         }
         let (digest, size, _) = r.finish();
@@ -347,16 +371,17 @@ impl ContentStore {
     /// pass; nothing is visible until [`ContentStore::publish_layer`]. Dropping the result
     /// removes its files.
     pub fn stage_layer(&self, src: impl Read) -> Result<StagedLayer> {
-        let mut tmp = self.temp_file()?;
+        let tmp = self.temp_file()?;
         let tmp_path = tmp.path.clone();
+        let limit = max_layer_size()?;
         let read_err = |e: crate::tar_stream::TarError| match e {
-            crate::tar_stream::TarError::Io(source) => StoreError::ReadLayer(source),
+            crate::tar_stream::TarError::Io(source) => guard_err(source, StoreError::ReadLayer),
             other => StoreError::Layer(other.into()),
         };
         let (digest, size, builder) = {
             let tee = TeeReader {
                 src,
-                sink: BufWriter::with_capacity(1 << 20, &mut tmp.file),
+                sink: BufWriter::with_capacity(1 << 20, SpaceGuard::new(&tmp.file, limit)),
             };
             let mut stream = TarStream::new(HashingReader::new(tee));
             let mut builder = IndexBuilder::new();
@@ -365,7 +390,9 @@ impl ContentStore {
             }
             let (size, hashing) = stream.finish().map_err(read_err)?;
             let (digest, _, mut tee) = hashing.finish();
-            tee.sink.flush().map_err(io_err("write", &tmp_path))?;
+            tee.sink
+                .flush()
+                .map_err(|e| guard_err(e, io_err("write", &tmp_path)))?;
             (digest, size, builder)
         };
         let index = builder.finish(digest, size);
@@ -689,6 +716,98 @@ impl Drop for TempFile {
         if !self.persisted {
             let _ = fs::remove_file(&self.path);
         }
+    }
+}
+
+/// The `RIMG_MAX_LAYER_SIZE` cap, if set.
+fn max_layer_size() -> Result<Option<u64>> {
+    let Some(v) = std::env::var_os(MAX_LAYER_SIZE_ENV) else {
+        return Ok(None);
+    };
+    let v = v.to_string_lossy().into_owned();
+    let t = v.trim();
+    let (num, mult) = match t.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => {
+            let shift = match c.to_ascii_uppercase() {
+                'K' => 10,
+                'M' => 20,
+                'G' => 30,
+                'T' => 40,
+                _ => return Err(StoreError::BadLimit(v)),
+            };
+            (&t[..i], 1u64 << shift)
+        }
+        _ => (t, 1),
+    };
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mult))
+        .map(Some)
+        .ok_or(StoreError::BadLimit(v))
+}
+
+/// Writes into a temp file of the store, refusing to grow it past a cap or to leave the
+/// filesystem with less than [`MIN_FREE_BYTES`] (checked every [`SpaceGuard::CHECK_EVERY`]
+/// bytes, so a stream that expands without end stops within that much of the limit).
+struct SpaceGuard<'a> {
+    file: &'a File,
+    limit: Option<u64>,
+    written: u64,
+    next_check: u64,
+}
+
+impl<'a> SpaceGuard<'a> {
+    const CHECK_EVERY: u64 = 64 << 20;
+
+    fn new(file: &'a File, limit: Option<u64>) -> Self {
+        SpaceGuard {
+            file,
+            limit,
+            written: 0,
+            next_check: 0,
+        }
+    }
+}
+
+impl Write for SpaceGuard<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let after = self.written + buf.len() as u64;
+        if let Some(limit) = self.limit {
+            if after > limit {
+                return Err(io::Error::other(StoreError::OverLimit { limit }));
+            }
+        }
+        if after >= self.next_check {
+            let st = rustix::fs::fstatvfs(self.file)?;
+            let free = st.f_bavail.saturating_mul(st.f_frsize);
+            if free < MIN_FREE_BYTES + buf.len() as u64 {
+                return Err(io::Error::other(StoreError::DiskFull {
+                    free,
+                    written: self.written,
+                }));
+            }
+            self.next_check = after + Self::CHECK_EVERY;
+        }
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
+/// A [`SpaceGuard`] refusal carried through an `io::Error` becomes its own store error;
+/// anything else goes through `other`.
+fn guard_err(e: io::Error, other: impl FnOnce(io::Error) -> StoreError) -> StoreError {
+    match e.get_ref().and_then(|i| i.downcast_ref::<StoreError>()) {
+        Some(StoreError::OverLimit { limit }) => StoreError::OverLimit { limit: *limit },
+        Some(StoreError::DiskFull { free, written }) => StoreError::DiskFull {
+            free: *free,
+            written: *written,
+        },
+        _ => other(e),
     }
 }
 

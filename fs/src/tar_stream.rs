@@ -71,8 +71,14 @@ pub enum TarError {
     #[error("tar entry {0:?} has a NUL byte in its name")]
     NulInName(String),
     /// A path is longer than [`MAX_PATH_BYTES`] or has a component longer than [`MAX_NAME_BYTES`].
-    #[error("tar entry name is too long: {0:?}")]
-    NameTooLong(String),
+    /// (The name is shown cut to its first 100 bytes, so the error stays one short line.)
+    #[error("tar entry name is too long ({len} bytes): {shown:?}")]
+    NameTooLong {
+        /// The start of the name.
+        shown: String,
+        /// Its full length.
+        len: usize,
+    },
     /// An entry type rimg does not store (sparse, multi-volume, unknown).
     #[error("tar entry {path:?} has unsupported type {typeflag:?}")]
     UnsupportedType {
@@ -323,7 +329,7 @@ impl<R: Read> TarStream<R> {
                 p
             }
         };
-        let shown = String::from_utf8_lossy(&raw_name).into_owned();
+        let shown = show(&raw_name);
         if raw_name.contains(&0) {
             return Err(TarError::NulInName(shown));
         }
@@ -337,9 +343,7 @@ impl<R: Read> TarStream<R> {
             None => cstr(&block[157..257]).to_vec(),
         };
         if link.contains(&0) {
-            return Err(TarError::NulInName(
-                String::from_utf8_lossy(&link).into_owned(),
-            ));
+            return Err(TarError::NulInName(show(&link)));
         }
         let typeflag = block[156];
         let kind = match typeflag {
@@ -528,16 +532,20 @@ pub fn round_up(n: u64) -> u64 {
 /// Normalizes a tar path: drops leading `/`, empty and `.` components; refuses `..`,
 /// over-long names and NUL bytes. The root is the empty path.
 pub fn normalize_path(raw: &[u8]) -> Result<Vec<u8>, TarError> {
-    let shown = || String::from_utf8_lossy(raw).into_owned();
+    let shown = || show(raw);
     if raw.contains(&0) {
         return Err(TarError::NulInName(shown()));
     }
+    let too_long = || TarError::NameTooLong {
+        shown: shown(),
+        len: raw.len(),
+    };
     let mut out = Vec::with_capacity(raw.len());
     for comp in raw.split(|&b| b == b'/') {
         match comp {
             b"" | b"." => {}
             b".." => return Err(TarError::Escapes(shown())),
-            c if c.len() > MAX_NAME_BYTES => return Err(TarError::NameTooLong(shown())),
+            c if c.len() > MAX_NAME_BYTES => return Err(too_long()),
             c => {
                 if !out.is_empty() {
                     out.push(b'/');
@@ -547,9 +555,19 @@ pub fn normalize_path(raw: &[u8]) -> Result<Vec<u8>, TarError> {
         }
     }
     if out.len() > MAX_PATH_BYTES {
-        return Err(TarError::NameTooLong(shown()));
+        return Err(too_long());
     }
     Ok(out)
+}
+
+/// A name for an error message: lossy UTF-8, cut after 100 bytes so that a hostile name of
+/// megabytes still makes a one-line error.
+pub fn show(raw: &[u8]) -> String {
+    let mut s = String::from_utf8_lossy(&raw[..raw.len().min(100)]).into_owned();
+    if raw.len() > 100 {
+        s.push('…');
+    }
+    s
 }
 
 fn cstr(field: &[u8]) -> &[u8] {

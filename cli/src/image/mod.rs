@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod change;
+pub mod check;
 pub mod commit;
 pub mod config;
 pub mod reference;
@@ -813,7 +814,7 @@ fn descriptor(media: &str, size: u64, d: &Digest) -> Result<Descriptor> {
     Ok(Descriptor::new(MediaType::from(media), size, digest))
 }
 
-fn digest_of(m: &Descriptor) -> Option<Digest> {
+pub(crate) fn digest_of(m: &Descriptor) -> Option<Digest> {
     Digest::try_from(m.digest()).ok()
 }
 

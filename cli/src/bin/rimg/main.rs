@@ -122,6 +122,8 @@ enum ImageCommand {
 enum SystemCommand {
     /// Show disk usage.
     Df(commands::system::DfArgs),
+    /// Verify every blob, layer index and reference; --repair removes what is broken.
+    Check(commands::system::CheckArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -158,6 +160,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Login(a) => commands::registry::login(&ctx, a),
         Command::Logout(a) => commands::registry::logout(&ctx, a),
         Command::System(SystemCommand::Df(a)) => commands::system::df(&ctx, a),
+        Command::System(SystemCommand::Check(a)) => commands::system::check(&ctx, a),
         Command::Diff(a) => commands::diff::diff(&ctx, a),
         Command::Commit(a) => commands::commit::commit(&ctx, a),
         Command::Run(a) => commands::containers::run(&ctx, a),

@@ -1,15 +1,16 @@
-//! `system df`: disk usage, with shared layers counted once.
+//! `system df`: disk usage, with shared layers counted once; `system check`: verifies the
+//! store (see `rimg::image::check`).
 
 use std::collections::BTreeSet;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
-use rimg::image::{Image, CONTAINER_PIN_PREFIX};
+use rimg::image::{check, Image, CONTAINER_PIN_PREFIX};
 use rimg::table::render;
 use rimg::units::{ago, human_size, human_size4};
 use rimg_fs::Digest;
 
-use super::{out, Ctx};
+use super::{out, outln, Ctx};
 
 /// Flags of `rimg system df`.
 #[derive(Args)]
@@ -212,4 +213,56 @@ pub fn df(ctx: &Ctx, a: DfArgs) -> Result<u8> {
     ));
     out(&s)?;
     Ok(0)
+}
+
+/// Flags of `rimg system check`.
+#[derive(Args)]
+pub struct CheckArgs {
+    /// Remove what is broken (corrupt blobs, damaged images' index.json entries,
+    /// unreferenced blobs, temp files) and rebuild bad layer indexes.
+    #[arg(long)]
+    pub repair: bool,
+}
+
+/// Verifies every blob, layer index and reference; one line per problem, exit 1 if any
+/// (after `--repair`, exit 0 once everything broken was removed).
+pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<u8> {
+    let images = ctx.images()?;
+    let gc = images
+        .store()
+        .gc()
+        .context("waiting for other rimg commands")?;
+    let report = check::check(&images, &gc).context("checking the store")?;
+    for p in &report.problems {
+        outln(&p.to_string())?;
+    }
+    if !a.repair {
+        let garbage = report.unreferenced.len() + report.temp_files;
+        if garbage > 0 {
+            outln(&format!(
+                "{} unreferenced blobs and {} temporary files ({}): not damage",
+                report.unreferenced.len(),
+                report.temp_files,
+                "rimg system check --repair or rimg image prune removes them"
+            ))?;
+        }
+        outln(&format!(
+            "checked {} blobs and {} images: {}",
+            report.blobs,
+            report.images,
+            match report.problems.len() {
+                0 => "no problems".to_string(),
+                n => format!("{n} problems"),
+            }
+        ))?;
+        return Ok(u8::from(!report.problems.is_empty()));
+    }
+    for line in check::repair(&images, &report, &gc).context("repairing the store")? {
+        outln(&line)?;
+    }
+    let after = check::check(&images, &gc).context("checking the store again")?;
+    for p in &after.problems {
+        outln(&format!("still broken: {p}"))?;
+    }
+    Ok(u8::from(!after.problems.is_empty()))
 }

@@ -1,0 +1,195 @@
+//! Crashes and concurrency (issue 8): `kill -9` at many points of `import`, `load`, `commit`
+//! and `tag` (a loop over kill delays spread over a whole run), after each of which every
+//! command works, no blob is stored under a name its bytes do not hash to, and
+//! `rimg system check` finds no damage (garbage only); then commits, an `rmi` and many `tag`s
+//! at once on one store lose no tag and delete no blob an image uses. interrupted.rs kills
+//! import and load at a few points while feeding stdin; this file sweeps the kill point over
+//! time and adds commit, tag and the store check.
+
+use std::ffi::OsString;
+use std::process::Stdio;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use rimg_tests::archives::{corrupt_blobs, DockerImage};
+use rimg_tests::containers::Cleanup;
+use rimg_tests::{busybox_tar, Store};
+
+/// Budget of killed runs per command.
+const BUDGET: Duration = Duration::from_secs(30);
+
+/// `rimg system check` finds no damage; returns its output.
+#[track_caller]
+fn sound(s: &Store, when: &str) -> String {
+    assert_eq!(corrupt_blobs(&s.root()), Vec::<String>::new(), "{when}");
+    let out = s.rimg(["system", "check"]).output();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{when}: system check:\n{text}");
+    s.rimg(["images"]).ok();
+    text
+}
+
+/// Runs `args` once to time it, then again and again, each killed (SIGKILL) after a delay
+/// that sweeps from 0 to past the run's length, checking the store after each kill; stops
+/// after [`BUDGET`]. Returns how many runs were killed before they finished.
+fn sweep(s: &Store, args: &[OsString], after_each: &dyn Fn(&Store)) -> usize {
+    let t0 = Instant::now();
+    s.rimg(args).ok();
+    let full = t0.elapsed();
+    after_each(s);
+    let start = Instant::now();
+    let mut killed = 0;
+    let mut i = 0u32;
+    while start.elapsed() < BUDGET {
+        // 0%, 7%, 14%, … 120% of a run, then again with an offset.
+        let pct = (i * 7) % 127 + i / 18;
+        i += 1;
+        let delay = full * pct / 100;
+        let mut child = s
+            .rimg(args)
+            .0
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        thread::sleep(delay);
+        if child.try_wait().unwrap().is_none() {
+            killed += 1;
+        }
+        let _ = child.kill();
+        child.wait().unwrap();
+        sound(s, &format!("after a kill at {delay:?} of {args:?}"));
+        after_each(s);
+    }
+    // And the command still works to the end.
+    s.rimg(args).ok();
+    sound(s, &format!("after a full {args:?}"));
+    killed
+}
+
+fn os(args: &[&str]) -> Vec<OsString> {
+    args.iter().map(OsString::from).collect()
+}
+
+#[test]
+fn kill_9_during_import_and_load() {
+    let s = Store::new();
+    let mut args = os(&["import"]);
+    args.push(busybox_tar().into());
+    args.push("bb:1".into());
+    let n = sweep(&s, &args, &|_| {});
+    eprintln!("import: {n} runs killed before the end");
+    let layers = [std::fs::read(busybox_tar()).unwrap()];
+    let archive = s.path("bb-archive.tar");
+    std::fs::write(&archive, DockerImage::new(&layers, "loaded:1").build()).unwrap();
+    let mut args = os(&["load", "-i"]);
+    args.push(archive.into());
+    let n = sweep(&s, &args, &|_| {});
+    eprintln!("load: {n} runs killed before the end");
+    s.rimg(["run", "--rm", "loaded:1", "true"]).ok();
+}
+
+#[test]
+fn kill_9_during_commit_and_tag() {
+    let s = Store::new();
+    let _c = Cleanup(&s);
+    s.busybox("busybox:latest");
+    s.rimg([
+        "run",
+        "--name",
+        "c",
+        "busybox",
+        "sh",
+        "-c",
+        "mkdir /data && for i in 1 2 3 4 5 6; do head -c 1048576 /dev/urandom > /data/f$i; done && rm /bin/ls",
+    ])
+    .ok();
+    let n = sweep(&s, &os(&["commit", "c", "snap:1"]), &|_| {});
+    eprintln!("commit: {n} runs killed before the end");
+    let out = s.rimg([
+        "run",
+        "--rm",
+        "snap:1",
+        "sh",
+        "-c",
+        "ls /data 2>&1; wc -c /data/f6",
+    ]);
+    let out = out.output();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("1048576 /data/f6"), "{text}");
+    let n = sweep(&s, &os(&["tag", "snap:1", "again:1"]), &|s| {
+        // A killed tag leaves either the old or the new index.json, never a broken one.
+        let images = s.rimg(["images"]).ok();
+        assert!(images.contains("snap"), "{images}");
+    });
+    eprintln!("tag: {n} runs killed before the end");
+    let images = s.rimg(["images"]).ok();
+    assert!(images.contains("again"), "{images}");
+}
+
+#[test]
+fn commits_rmi_and_tags_at_once_lose_nothing() {
+    let s = Store::new();
+    let _c = Cleanup(&s);
+    s.busybox("busybox:latest");
+    s.rimg(["tag", "busybox", "victim:1"]).ok();
+    s.rimg(["import", "-c", "CMD [\"sh\"]"])
+        .arg(busybox_tar())
+        .arg("other:1")
+        .env("SOURCE_DATE_EPOCH", "1")
+        .ok();
+    for c in ["c1", "c2"] {
+        s.rimg([
+            "run",
+            "--name",
+            c,
+            "busybox",
+            "sh",
+            "-c",
+            &format!("head -c 3000000 /dev/urandom > /{c}; echo {c} > /id"),
+        ])
+        .ok();
+    }
+    thread::scope(|sc| {
+        let mut hs = Vec::new();
+        for c in ["c1", "c2"] {
+            let s = &s;
+            hs.push(sc.spawn(move || {
+                s.rimg(["commit", c, &format!("{c}-img:1")]).ok();
+            }));
+        }
+        hs.push(sc.spawn(|| {
+            s.rimg(["rmi", "other:1"]).ok();
+        }));
+        for i in 0..16 {
+            let s = &s;
+            hs.push(sc.spawn(move || {
+                s.rimg(["tag", "busybox", &format!("t{i}:1")]).ok();
+            }));
+        }
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+    let images = s
+        .rimg(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .ok();
+    for i in 0..16 {
+        assert!(
+            images.lines().any(|l| l == format!("t{i}:1")),
+            "lost tag t{i}:\n{images}"
+        );
+    }
+    assert!(!images.contains("other:1"), "{images}");
+    for c in ["c1", "c2"] {
+        let out = s
+            .rimg(["run", "--rm", &format!("{c}-img:1"), "cat", "/id"])
+            .ok();
+        assert_eq!(out.trim(), c);
+    }
+    s.rimg(["run", "--rm", "victim:1", "true"]).ok();
+    let report = sound(&s, "after commits, rmi and tags at once");
+    assert!(report.contains("no problems"), "{report}");
+}

@@ -1,0 +1,174 @@
+//! `rimg system check [--repair]` (issue 8): damage is found, one line each, exit 1; repair
+//! removes what is broken and never what an intact image uses.
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use rimg_tests::archives::{corrupt_blobs, tmp_files};
+use rimg_tests::tree::Layer;
+use rimg_tests::Store;
+
+fn layer(tag: &str) -> Vec<u8> {
+    Layer::new()
+        .dir("etc", 0o755)
+        .file("etc/tag", tag.as_bytes(), 0o644)
+        .build()
+}
+
+/// A store with busybox and a two-layer image sharing nothing with it.
+fn store() -> (Store, String, String) {
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    s.image_from_layers(&[layer("a"), layer("b")], "two:1");
+    let layer_of = |name: &str, i: usize| {
+        let v: serde_json::Value = serde_json::from_str(&s.rimg(["inspect", name]).ok()).unwrap();
+        v[0]["RootFS"]["Layers"][i].as_str().unwrap().to_string()
+    };
+    let bb_layer = layer_of("busybox:latest", 0);
+    let two_layer = layer_of("two:1", 1);
+    (s, bb_layer, two_layer)
+}
+
+fn blob(s: &Store, d: &str) -> std::path::PathBuf {
+    s.root()
+        .join("blobs/sha256")
+        .join(d.trim_start_matches("sha256:"))
+}
+
+fn index(s: &Store, d: &str) -> std::path::PathBuf {
+    s.root()
+        .join("rimg/indexes/sha256")
+        .join(d.trim_start_matches("sha256:"))
+}
+
+fn check(s: &Store, args: &[&str]) -> (i32, String) {
+    let out = s.rimg(["system", "check"]).args(args).output();
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr),
+    )
+}
+
+#[test]
+fn a_clean_store_checks_clean() {
+    let (s, _, _) = store();
+    let (code, out) = check(&s, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("no problems"), "{out}");
+}
+
+#[test]
+fn a_corrupt_layer_is_found_and_repair_keeps_the_other_images() {
+    let (s, bb, two) = store();
+    let p = blob(&s, &two);
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut bytes = fs::read(&p).unwrap();
+    bytes[600] ^= 1;
+    fs::write(&p, bytes).unwrap();
+    let (code, out) = check(&s, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("blob {two}: content does not match its digest")),
+        "{out}"
+    );
+    assert!(
+        out.contains("image two:1 (manifest") && out.contains(&format!("layer {two} is corrupt")),
+        "{out}"
+    );
+    let (code, out) = check(&s, &["--repair"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("removed corrupt blob {two}")),
+        "{out}"
+    );
+    assert!(out.contains("removed index.json entry two:1"), "{out}");
+    assert!(out.contains("removed unreferenced blob"), "{out}");
+    assert!(blob(&s, &bb).exists(), "busybox's layer was removed");
+    assert_eq!(check(&s, &[]).0, 0);
+    assert!(corrupt_blobs(&s.root()).is_empty());
+    let images = s.rimg(["images"]).ok();
+    assert!(
+        images.contains("busybox") && !images.contains("two"),
+        "{images}"
+    );
+    s.rimg(["run", "--rm", "busybox", "true"]).ok();
+}
+
+#[test]
+fn bad_and_missing_layer_indexes_are_rebuilt() {
+    let (s, bb, two) = store();
+    fs::remove_file(index(&s, &bb)).unwrap();
+    let p = index(&s, &two);
+    fs::set_permissions(&p, fs::Permissions::from_mode(0o644)).unwrap();
+    let mut bytes = fs::read(&p).unwrap();
+    bytes.truncate(bytes.len() / 2);
+    fs::write(&p, bytes).unwrap();
+    let (code, out) = check(&s, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("layer {bb}: no layer index")),
+        "{out}"
+    );
+    assert!(out.contains(&format!("layer index of {two}:")), "{out}");
+    let (code, out) = check(&s, &["--repair"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!("rebuilt the layer index of {bb}")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("rebuilt the layer index of {two}")),
+        "{out}"
+    );
+    assert_eq!(check(&s, &[]).0, 0);
+    s.rimg(["run", "--rm", "busybox", "cat", "/etc/passwd"])
+        .ok();
+}
+
+#[test]
+fn garbage_is_not_damage_and_repair_removes_it() {
+    let (s, _, _) = store();
+    s.rimg(["rmi", "two:1"]).ok();
+    fs::write(s.root().join("rimg/tmp/123-leftover"), b"partial").unwrap();
+    // An unreferenced layer, as a kill between storing a layer and naming it leaves.
+    let images = rimg::image::Images::open(&s.root()).unwrap();
+    images
+        .store()
+        .ingest_layer(&layer("orphan")[..], None)
+        .unwrap();
+    let (code, out) = check(&s, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains("1 unreferenced blobs and 1 temporary files"),
+        "{out}"
+    );
+    let (code, out) = check(&s, &["--repair"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("removed unreferenced blob"), "{out}");
+    assert!(out.contains("removed 1 temporary files"), "{out}");
+    assert!(tmp_files(&s.root()).is_empty());
+    assert!(!check(&s, &[]).1.contains("unreferenced"));
+}
+
+#[test]
+fn records_of_containers_whose_image_is_gone_are_reported() {
+    let (s, _, _) = store();
+    s.rimg(["create", "--name", "c1", "two:1", "true"]).ok();
+    // Remove the image's config blob behind rimg's back.
+    let v: serde_json::Value = serde_json::from_str(&s.rimg(["inspect", "two:1"]).ok()).unwrap();
+    let config = v[0]["Id"].as_str().unwrap().to_string();
+    fs::remove_file(blob(&s, config.trim())).unwrap();
+    let (code, out) = check(&s, &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("record container-"), "{out}");
+    assert!(
+        out.contains(&format!("config {} is missing", config.trim())),
+        "{out}"
+    );
+    let (code, out) = check(&s, &["--repair"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("still broken: record container-"), "{out}");
+    s.rimg(["rm", "c1"]).ok();
+    assert_eq!(check(&s, &["--repair"]).0, 0);
+    assert_eq!(check(&s, &[]).0, 0);
+}
