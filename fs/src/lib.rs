@@ -2,11 +2,15 @@
 //!
 //! The pipeline, bottom up: [`digest`] names content; [`store`] keeps an OCI image layout
 //! with uncompressed layer tars; [`tar_stream`] and [`layer_index`] index each tar once as it
-//! enters the store; [`whiteout`] says what OCI whiteout names mean. The union tree, the
-//! copy-on-write upper directory and the FUSE adapter build on these.
+//! enters the store; [`whiteout`] says what OCI whiteout names mean; [`union`] merges an image's
+//! layer indexes into one tree; [`fuse`] serves that tree read-only from [`mapped`] layer
+//! tars; [`overlay`] stacks the copy-on-write upper (kernel overlayfs) on top.
 
 pub mod digest;
+pub mod fuse;
 pub mod layer_index;
+pub mod mapped;
+pub mod overlay;
 pub mod store;
 pub mod tar_stream;
 pub mod tar_write;

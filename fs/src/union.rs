@@ -9,7 +9,9 @@
 //!   anything replaces it, subtree included;
 //! - an entry below a path that is not a directory in the layers beneath replaces that path
 //!   with a directory (symlinks are never followed: the tree cannot point outside itself);
-//! - hard links of a layer share one inode, and `nlink` counts the names left at the end.
+//! - hard links of a layer share one inode, and `nlink` is the number of names it has in its
+//!   own layer (what overlayfs reports from the extracted layer, even when a later layer
+//!   removes or replaces some of those names).
 //!
 //! Inode numbers are dense and deterministic (breadth-first, names sorted), so the same image
 //! always gets the same numbers. The root is inode 1.
@@ -98,6 +100,8 @@ pub struct UnionTree {
 struct Building {
     node: Node,
     entries: BTreeMap<Vec<u8>, usize>,
+    /// Names this inode has in the layer that made it: what its `nlink` is there.
+    layer_names: u32,
 }
 
 fn implied_dir(parent: usize) -> Building {
@@ -121,6 +125,7 @@ fn implied_dir(parent: usize) -> Building {
             children: Vec::new(),
         },
         entries: BTreeMap::new(),
+        layer_names: 1,
     }
 }
 
@@ -129,6 +134,15 @@ struct Builder {
 }
 
 impl Builder {
+    /// A name of node `old` was replaced by an entry of layer `layer`: if `old` came from
+    /// that same layer, it has one name fewer there.
+    fn replaced_in_layer(&mut self, old: usize, layer: u32) {
+        let n = &mut self.nodes[old];
+        if n.node.layer == Some(layer) && n.node.kind != NodeKind::Dir {
+            n.layer_names = n.layer_names.saturating_sub(1);
+        }
+    }
+
     /// The directory node at `path` (components), creating implied directories and replacing
     /// non-directories on the way.
     fn dir_at(&mut self, path: &[u8]) -> usize {
@@ -236,7 +250,10 @@ impl UnionTree {
                             .filter(|&n| n != usize::MAX)
                     };
                     if let Some(t) = target {
-                        b.nodes[d].entries.insert(name.to_vec(), t);
+                        if let Some(old) = b.nodes[d].entries.insert(name.to_vec(), t) {
+                            b.replaced_in_layer(old, li);
+                        }
+                        b.nodes[t].layer_names += 1;
                         inode_of[ei] = t;
                     }
                     continue;
@@ -252,7 +269,9 @@ impl UnionTree {
                         let mut fresh = implied_dir(d);
                         fresh.node.kind = node_kind(e.kind);
                         b.nodes.push(fresh);
-                        b.nodes[d].entries.insert(name.to_vec(), n);
+                        if let Some(old) = b.nodes[d].entries.insert(name.to_vec(), n) {
+                            b.replaced_in_layer(old, li);
+                        }
                         n
                     }
                 };
@@ -282,12 +301,6 @@ impl UnionTree {
                 }
             }
         }
-        let mut names: Vec<u32> = vec![0; b.nodes.len()];
-        for &old in &order {
-            for &child in b.nodes[old].entries.values() {
-                names[child] += 1;
-            }
-        }
         let mut nodes = Vec::with_capacity(order.len());
         for &old in &order {
             let src = &b.nodes[old];
@@ -306,7 +319,7 @@ impl UnionTree {
                     .count();
                 node.nlink = 2 + subdirs as u32;
             } else {
-                node.nlink = names[old].max(1);
+                node.nlink = src.layer_names.max(1);
             }
             nodes.push(node);
         }
@@ -544,7 +557,8 @@ mod tests {
         let a = t.resolve(b"a").unwrap();
         assert_eq!(t.resolve(b"b"), Some(a));
         assert_eq!(t.resolve(b"c"), None);
-        assert_eq!(t.node(a).unwrap().nlink, 2);
+        // As overlayfs shows the extracted lower layer: three names there.
+        assert_eq!(t.node(a).unwrap().nlink, 3);
     }
 
     #[test]

@@ -276,3 +276,76 @@ pub fn busybox_tar() -> PathBuf {
     })
     .clone()
 }
+
+/// A rimgfs mount made by a test, unmounted on drop (also when the test fails).
+pub struct Mounted {
+    pub root: PathBuf,
+    pub mountpoint: PathBuf,
+}
+
+impl Store {
+    /// `rimgfs mount [extra...] IMAGE MOUNTPOINT`; the mount point is created beside the store.
+    pub fn mount(&self, image: &str, name: &str, extra: &[&str]) -> Mounted {
+        let mountpoint = self.path(name);
+        std::fs::create_dir_all(&mountpoint).expect("mkdir mountpoint");
+        self.rimgfs(["mount"])
+            .args(extra)
+            .arg(image)
+            .arg(&mountpoint)
+            .ok();
+        Mounted {
+            root: self.root(),
+            mountpoint,
+        }
+    }
+}
+
+impl Mounted {
+    /// A path inside the mount.
+    pub fn join(&self, rel: &str) -> PathBuf {
+        self.mountpoint.join(rel)
+    }
+
+    /// `rimgfs umount`, asserting it succeeds; consumes the guard.
+    pub fn umount(self) {
+        let out = Command::new(bin("rimgfs"))
+            .env("RIMG_ROOT", &self.root)
+            .arg("umount")
+            .arg(&self.mountpoint)
+            .output()
+            .expect("run rimgfs umount");
+        assert!(
+            out.status.success(),
+            "rimgfs umount failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let ok = Command::new(bin("rimgfs"))
+            .env("RIMG_ROOT", &self.root)
+            .arg("umount")
+            .arg(&self.mountpoint)
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !ok {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(&self.mountpoint)
+                .status();
+        }
+    }
+}
+
+/// Lines of /proc/mounts that mention `dir` (a test's temp dir): empty when it cleaned up.
+pub fn mounts_under(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string("/proc/mounts").expect("read /proc/mounts");
+    let needle = dir.to_string_lossy().into_owned();
+    text.lines()
+        .filter(|l| l.contains(&needle))
+        .map(str::to_string)
+        .collect()
+}

@@ -44,16 +44,7 @@ impl Ctx {
 
 /// `/var/lib/rimg` as root; `$XDG_DATA_HOME/rimg` (or `~/.local/share/rimg`) otherwise.
 pub fn default_root() -> PathBuf {
-    if nix::unistd::geteuid().is_root() {
-        return PathBuf::from("/var/lib/rimg");
-    }
-    if let Some(x) = std::env::var_os("XDG_DATA_HOME") {
-        return PathBuf::from(x).join("rimg");
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    home.join(".local/share/rimg")
+    rimg::default_root()
 }
 
 /// Writes to stdout; a closed pipe surfaces as an error that `main` turns into exit 0.

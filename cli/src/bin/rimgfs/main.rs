@@ -1,0 +1,252 @@
+//! `rimgfs`: mounts an image as a lazy union of its stored tar layers (read-only FUSE),
+//! with a kernel overlayfs copy-on-write upper directory on top.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand};
+use nix::sys::signal::{SigSet, Signal};
+
+use rimg::image::Images;
+use rimg::mount::{self, MountRecord, MountRequest, MountState, Stacks};
+use rimg::table;
+use rimg_fs::fuse::FuseOptions;
+use rimg_fs::overlay;
+
+/// The command line.
+#[derive(Parser)]
+#[command(
+    name = "rimgfs",
+    version,
+    about = "Mount container images straight from their stored tar layers"
+)]
+struct Cli {
+    /// The store: an OCI image layout (default /var/lib/rimg as root).
+    #[arg(long, global = true, env = "RIMG_ROOT", value_name = "DIR")]
+    root: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Mount IMAGE at MOUNTPOINT: its layers as a read-only union, writes going to an upper dir.
+    Mount(MountArgs),
+    /// Unmount a rimgfs mount (both layers; also when its daemon is gone).
+    #[command(alias = "unmount")]
+    Umount {
+        /// The mount point.
+        mountpoint: PathBuf,
+    },
+    /// List the mounts rimgfs serves.
+    Ls,
+    /// Serve an image's FUSE layer (started by `mount`).
+    #[command(hide = true)]
+    Serve(ServeArgs),
+}
+
+#[derive(clap::Args)]
+struct MountArgs {
+    /// The copy-on-write upper directory (default: a fresh one under the store).
+    #[arg(long, value_name = "DIR")]
+    upper: Option<PathBuf>,
+    /// The overlay work directory (default: beside the upper directory).
+    #[arg(long, value_name = "DIR")]
+    work: Option<PathBuf>,
+    /// Mount only the read-only layer stack, without an upper directory.
+    #[arg(long)]
+    read_only: bool,
+    /// Stay in the foreground serving the mount until it is unmounted or interrupted.
+    #[arg(long, short = 'f')]
+    foreground: bool,
+    /// Mount options: allow_other, suid, dev (comma-separated).
+    #[arg(short = 'o', value_name = "OPTIONS", value_delimiter = ',')]
+    options: Vec<String>,
+    /// FUSE worker threads (default: one per CPU, at most 4).
+    #[arg(long, default_value_t = 0, hide = true)]
+    threads: usize,
+    /// The image: name[:tag], id or id prefix.
+    image: String,
+    /// Where to mount it (an existing directory).
+    mountpoint: PathBuf,
+}
+
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[arg(long)]
+    id: String,
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
+    #[arg(long)]
+    allow_other: bool,
+    #[arg(long)]
+    suid: bool,
+    #[arg(long)]
+    dev: bool,
+    image_id: String,
+    target: PathBuf,
+}
+
+fn open(root: &Path) -> Result<Images> {
+    Images::open(root).with_context(|| format!("opening store {}", root.display()))
+}
+
+fn mount_request(a: &MountArgs) -> Result<MountRequest> {
+    let mut req = MountRequest {
+        image: a.image.clone(),
+        mountpoint: a.mountpoint.clone(),
+        upper: a.upper.clone(),
+        work: a.work.clone(),
+        read_only: a.read_only,
+        threads: a.threads,
+        ..Default::default()
+    };
+    for o in &a.options {
+        match o.as_str() {
+            "allow_other" => req.allow_other = true,
+            "suid" => req.suid = true,
+            "dev" => req.dev = true,
+            "" => {}
+            other => bail!("unknown mount option {other:?} (supported: allow_other, suid, dev)"),
+        }
+    }
+    if a.read_only && (a.upper.is_some() || a.work.is_some()) {
+        bail!("--read-only mounts have no upper directory: drop --upper/--work");
+    }
+    Ok(req)
+}
+
+fn cmd_mount(root: &Path, a: MountArgs) -> Result<()> {
+    let req = mount_request(&a)?;
+    let images = open(root)?;
+    if a.foreground {
+        return mount_foreground(&images, &req);
+    }
+    let exe = std::env::current_exe().context("finding the rimgfs executable")?;
+    let rec = Stacks::new(&images).mount(&req, &exe)?;
+    if rec.fresh_upper {
+        if let Some(u) = &rec.upper {
+            println!("{}", u.display());
+        }
+    }
+    Ok(())
+}
+
+/// `--foreground`: serve in this process; SIGINT/SIGTERM/SIGHUP (or `rimgfs umount`)
+/// unmount and return.
+fn mount_foreground(images: &Images, req: &MountRequest) -> Result<()> {
+    let stacks = Stacks::new(images);
+    let rec = stacks.prepare(req)?;
+    // Block the signals before the FUSE threads start, so only our waiter sees them.
+    let mut signals = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        signals.add(s);
+    }
+    signals.thread_block().context("blocking signals")?;
+    let opts = FuseOptions {
+        allow_other: req.allow_other,
+        suid: req.suid,
+        dev: req.dev,
+        threads: req.threads,
+        fsname: format!("rimgfs:{}", rec.id),
+    };
+    let target = rec.fuse_target().to_path_buf();
+    let result = mount::serve(images, &rec.image_id, &target, &opts, || {
+        stacks.stack(&rec, req)?;
+        if rec.fresh_upper {
+            if let Some(u) = &rec.upper {
+                println!("{}", u.display());
+            }
+        }
+        let (mp, tgt, writable) = (rec.mountpoint.clone(), target.clone(), rec.lower.is_some());
+        std::thread::spawn(move || {
+            if signals.wait().is_ok() {
+                if writable {
+                    let _ = overlay::unmount(&mp, true);
+                }
+                let _ = overlay::unmount(&tgt, true);
+            }
+        });
+        Ok(())
+    });
+    stacks.finished(&rec);
+    Ok(result?)
+}
+
+fn cmd_umount(root: &Path, mountpoint: &Path) -> Result<()> {
+    let images = open(root)?;
+    Stacks::new(&images).unmount(mountpoint)?;
+    Ok(())
+}
+
+fn cmd_ls(root: &Path) -> Result<()> {
+    let images = open(root)?;
+    let mut rows = Vec::new();
+    for (rec, state) in Stacks::new(&images).list()? {
+        let status = match state {
+            MountState::Mounted => "mounted",
+            MountState::DaemonDead => "daemon dead (rimgfs umount to recover)",
+            MountState::Gone => continue,
+        };
+        rows.push(vec![
+            rec.image.clone(),
+            rec.mountpoint.display().to_string(),
+            upper_shown(&rec),
+            rec.pid.to_string(),
+            status.to_string(),
+        ]);
+    }
+    let mut out = std::io::stdout().lock();
+    out.write_all(
+        table::render(&["IMAGE", "MOUNTPOINT", "UPPER", "PID", "STATUS"], &rows).as_bytes(),
+    )?;
+    Ok(())
+}
+
+fn upper_shown(rec: &MountRecord) -> String {
+    match &rec.upper {
+        Some(u) => u.display().to_string(),
+        None => "(read-only)".to_string(),
+    }
+}
+
+fn cmd_serve(root: &Path, a: ServeArgs) -> Result<()> {
+    let images = open(root)?;
+    let opts = FuseOptions {
+        allow_other: a.allow_other,
+        suid: a.suid,
+        dev: a.dev,
+        threads: a.threads,
+        fsname: format!("rimgfs:{}", a.id),
+    };
+    mount::serve(&images, &a.image_id, &a.target, &opts, || {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", mount::ready_line());
+        let _ = out.flush();
+        Ok(())
+    })?;
+    Ok(())
+}
+
+fn run(cli: Cli) -> Result<()> {
+    let root = cli.root.unwrap_or_else(rimg::default_root);
+    match cli.command {
+        Command::Mount(a) => cmd_mount(&root, a),
+        Command::Umount { mountpoint } => cmd_umount(&root, &mountpoint),
+        Command::Ls => cmd_ls(&root),
+        Command::Serve(a) => cmd_serve(&root, a),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("Error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

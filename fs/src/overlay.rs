@@ -1,0 +1,276 @@
+//! The copy-on-write upper: a writable layer stacked on the read-only FUSE view.
+//!
+//! Today that is kernel overlayfs ([`KernelOverlay`]): writes, copy-up, renames and deletes
+//! are the kernel's, and the upper dir is in overlayfs format (whiteout = char device 0:0,
+//! opaque dir = xattr `trusted.overlay.opaque="y"`), as podman and Docker's overlay2 leave
+//! it. [`CopyOnWrite`] is the seam for a pure-FUSE mode on hosts without overlayfs.
+//!
+//! Also here: the mount-table helpers both layers need (is a path a mount point, private
+//! propagation, unmounting a mount whose daemon is gone).
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+
+/// Why a mount or unmount failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    /// The kernel refused the overlay mount.
+    #[error("kernel overlayfs refused to mount {target}: {cause} (is the overlay module loaded, and are upper and work dirs on one filesystem that supports trusted xattrs?)")]
+    Overlay {
+        /// The mount point.
+        target: PathBuf,
+        /// The kernel's answer.
+        cause: Errno,
+    },
+    /// Unmounting failed.
+    #[error("cannot unmount {target}: {cause}")]
+    Unmount {
+        /// The mount point.
+        target: PathBuf,
+        /// The kernel's answer.
+        cause: Errno,
+    },
+    /// Changing mount propagation failed.
+    #[error("cannot make {target} a private mount: {cause}")]
+    Propagation {
+        /// The mount point.
+        target: PathBuf,
+        /// The kernel's answer.
+        cause: Errno,
+    },
+    /// A path could not be used.
+    #[error("{op} {path}: {cause}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        cause: io::Error,
+    },
+    /// A path cannot be passed to overlayfs.
+    #[error("path {0} cannot be used in overlayfs mount options")]
+    BadPath(PathBuf),
+}
+
+/// A writable layer over a read-only lower directory.
+pub trait CopyOnWrite {
+    /// Mounts at `target` the union of `lower` (read-only) under `upper`, using `work` as
+    /// scratch space on the same filesystem as `upper`.
+    fn mount(
+        &self,
+        lower: &Path,
+        upper: &Path,
+        work: &Path,
+        target: &Path,
+    ) -> Result<(), MountError>;
+}
+
+/// Kernel overlayfs.
+#[derive(Clone, Debug, Default)]
+pub struct KernelOverlay {
+    /// Honour setuid bits.
+    pub suid: bool,
+    /// Allow device nodes.
+    pub dev: bool,
+}
+
+impl CopyOnWrite for KernelOverlay {
+    fn mount(
+        &self,
+        lower: &Path,
+        upper: &Path,
+        work: &Path,
+        target: &Path,
+    ) -> Result<(), MountError> {
+        for (dir, op) in [(upper, "creating upper dir"), (work, "creating work dir")] {
+            fs::create_dir_all(dir).map_err(|source| MountError::Io {
+                op,
+                path: dir.to_path_buf(),
+                cause: source,
+            })?;
+        }
+        // redirect_dir, metacopy and index off: the upper dir stays in the plain format that
+        // diff and commit read (and that Docker's overlay2 leaves).
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={},redirect_dir=off,index=off,metacopy=off",
+            escape(lower)?,
+            escape(upper)?,
+            escape(work)?
+        );
+        let mut flags = MsFlags::empty();
+        if !self.suid {
+            flags |= MsFlags::MS_NOSUID;
+        }
+        if !self.dev {
+            flags |= MsFlags::MS_NODEV;
+        }
+        mount(
+            Some("overlay"),
+            target,
+            Some("overlay"),
+            flags,
+            Some(data.as_str()),
+        )
+        .map_err(|source| MountError::Overlay {
+            target: target.to_path_buf(),
+            cause: source,
+        })?;
+        make_private(target)
+    }
+}
+
+/// Escapes the characters overlayfs treats specially in path options.
+fn escape(p: &Path) -> Result<String, MountError> {
+    let s = p
+        .to_str()
+        .ok_or_else(|| MountError::BadPath(p.to_path_buf()))?;
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, ',' | ':' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    Ok(out)
+}
+
+/// Makes the mount at `target` private, so mounts below it never propagate to or from
+/// other mount namespaces.
+pub fn make_private(target: &Path) -> Result<(), MountError> {
+    mount(
+        None::<&str>,
+        target,
+        None::<&str>,
+        MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|source| MountError::Propagation {
+        target: target.to_path_buf(),
+        cause: source,
+    })
+}
+
+/// Unmounts `target`. A mount that is busy is refused unless `lazy`; a mount whose FUSE
+/// daemon is gone (`ENOTCONN`) is always detached.
+pub fn unmount(target: &Path, lazy: bool) -> Result<(), MountError> {
+    let flags = if lazy {
+        MntFlags::MNT_DETACH
+    } else {
+        MntFlags::empty()
+    };
+    match umount2(target, flags) {
+        Ok(()) => Ok(()),
+        Err(Errno::ENOTCONN) | Err(Errno::EIO) => {
+            umount2(target, MntFlags::MNT_DETACH).map_err(|source| MountError::Unmount {
+                target: target.to_path_buf(),
+                cause: source,
+            })
+        }
+        Err(source) => Err(MountError::Unmount {
+            target: target.to_path_buf(),
+            cause: source,
+        }),
+    }
+}
+
+/// One line of `/proc/self/mountinfo`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MountInfo {
+    /// Where it is mounted.
+    pub mountpoint: PathBuf,
+    /// The filesystem type (`overlay`, `fuse.rimgfs`, ...).
+    pub fstype: String,
+    /// The mount source.
+    pub source: String,
+    /// The device, `major:minor`.
+    pub device: String,
+}
+
+/// The mounts of this mount namespace.
+pub fn mounts() -> Result<Vec<MountInfo>, MountError> {
+    let path = Path::new("/proc/self/mountinfo");
+    let text = fs::read_to_string(path).map_err(|source| MountError::Io {
+        op: "reading",
+        path: path.to_path_buf(),
+        cause: source,
+    })?;
+    Ok(parse_mountinfo(&text))
+}
+
+/// Parses `/proc/self/mountinfo` text.
+pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(sep) = fields.iter().position(|f| *f == "-") else {
+            continue;
+        };
+        let (Some(dev), Some(mp), Some(fstype), Some(source)) = (
+            fields.get(2),
+            fields.get(4),
+            fields.get(sep + 1),
+            fields.get(sep + 2),
+        ) else {
+            continue;
+        };
+        out.push(MountInfo {
+            mountpoint: PathBuf::from(unescape_octal(mp)),
+            fstype: (*fstype).to_string(),
+            source: unescape_octal(source),
+            device: (*dev).to_string(),
+        });
+    }
+    out
+}
+
+/// Undoes the kernel's `\040`-style escaping of spaces, tabs, newlines and backslashes.
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if let Some(oct) = b.get(i + 1..i + 4) {
+            if b[i] == b'\\' && oct.iter().all(|c| (b'0'..=b'7').contains(c)) {
+                out.push((oct[0] - b'0') * 64 + (oct[1] - b'0') * 8 + (oct[2] - b'0'));
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Whether `path` is a mount point in this namespace.
+pub fn is_mountpoint(path: &Path) -> Result<bool, MountError> {
+    Ok(mounts()?.iter().any(|m| m.mountpoint == path))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overlay_paths_are_escaped() {
+        assert_eq!(escape(Path::new("/a,b:c\\d")).unwrap(), "/a\\,b\\:c\\\\d");
+    }
+
+    #[test]
+    fn mountinfo_lines_parse_with_escapes() {
+        let text = "36 35 98:0 / /mnt/with\\040space rw,noatime master:1 - overlay overlay rw,lowerdir=x\n\
+                    40 36 0:55 / /var/lib/rimg/x rw - fuse.rimgfs rimgfs:busybox ro\n";
+        let m = parse_mountinfo(text);
+        assert_eq!(m.len(), 2);
+        assert_eq!(m[0].mountpoint, PathBuf::from("/mnt/with space"));
+        assert_eq!(m[0].fstype, "overlay");
+        assert_eq!(m[1].fstype, "fuse.rimgfs");
+        assert_eq!(m[1].source, "rimgfs:busybox");
+        assert_eq!(m[1].device, "0:55");
+    }
+}
