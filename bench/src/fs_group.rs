@@ -148,7 +148,7 @@ fn rows(ds: &Dataset, plan: &Plan, n: usize) -> Vec<Row> {
         row(
             "copy_up_medium",
             format!(
-                "append 1 byte to a {} lower file (copy-up), cold",
+                "append 1 byte to a lower {} file (copy-up), cold",
                 size_text(s.medium)
             ),
             "ms",
