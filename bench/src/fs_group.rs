@@ -199,6 +199,7 @@ pub fn run(ds: &Dataset, plan: &Plan, run_dir: &Path, notes: Vec<String>) -> Res
     let native_listing = w::listing(&stats, &[]);
     check_bench_tree(&native_listing, &files)?;
 
+    let mut active: Vec<(usize, Variant)> = Vec::new();
     for (vi, kind) in kinds.iter().copied().enumerate() {
         if !plan.only.contains(&kind) {
             set_all(
@@ -206,39 +207,96 @@ pub fn run(ds: &Dataset, plan: &Plan, run_dir: &Path, notes: Vec<String>) -> Res
                 vi,
                 Cell::Skipped("not selected (--only)".into()),
             );
-            continue;
-        }
-        if let Some(why) = variants::unavailable(kind, &plan.rimgfs) {
+        } else if let Some(why) = variants::unavailable(kind, &plan.rimgfs) {
             crate::progress(format_args!("[{}] skipped: {why}", kind.name()));
             set_all(&mut report, vi, Cell::Skipped(why));
-            continue;
+        } else {
+            active.push((vi, Variant::new(kind, ds, run_dir, &plan.rimgfs)));
         }
-        let mut v = Variant::new(kind, ds, run_dir, &plan.rimgfs);
-        let ctx = Ctx {
-            ds,
-            plan,
-            big: &big,
-            medium: &medium,
-            small: &small,
-            native_listing: &native_listing,
+    }
+    let ctx = Ctx {
+        plan,
+        big: &big,
+        medium: &medium,
+        small: &small,
+        native_listing: &native_listing,
+    };
+    // Phase by phase, and within a phase run by run, every variant in turn: on a busy machine
+    // each variant's samples are taken under the same conditions as the others'.
+    for (vi, v) in &mut active {
+        if let Err(e) = v.reset() {
+            fail(&mut report, *vi, v.kind, &e);
+        }
+    }
+    for phase in Phase::ALL {
+        let runs = match phase {
+            Phase::Mount => plan.mounts,
+            _ => plan.runs,
         };
-        if let Err(e) = run_variant(&ctx, &mut v, &mut report, vi) {
-            crate::progress(format_args!("[{}] failed: {e:#}", kind.name()));
-            for r in &mut report.rows {
-                if matches!(r.cells[vi], Cell::Empty) {
-                    r.cells[vi] = Cell::Failed(format!("{e:#}"));
+        for run in 0..runs {
+            for (vi, v) in &mut active {
+                if failed(&report, *vi) {
+                    continue;
+                }
+                if let Err(e) = step(&ctx, phase, run, v, &mut report.rows, *vi) {
+                    fail(&mut report, *vi, v.kind, &e);
                 }
             }
         }
+        for (vi, v) in &mut active {
+            if !failed(&report, *vi) {
+                finish(&ctx, phase, v, &mut report.rows, *vi);
+            }
+        }
+    }
+    for (_, v) in &mut active {
         if let Err(e) = v.reset() {
-            crate::progress(format_args!("[{}] cleaning up: {e:#}", kind.name()));
+            crate::progress(format_args!("[{}] cleaning up: {e:#}", v.kind.name()));
         }
     }
     Ok(report)
 }
 
+/// The workloads, grouped by what they need from the mount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Mount,
+    Seq,
+    Rand,
+    Walk,
+    Small,
+    Writes,
+}
+
+impl Phase {
+    const ALL: [Phase; 6] = [
+        Phase::Mount,
+        Phase::Seq,
+        Phase::Rand,
+        Phase::Walk,
+        Phase::Small,
+        Phase::Writes,
+    ];
+}
+
+fn failed(report: &Report, vi: usize) -> bool {
+    report
+        .rows
+        .iter()
+        .any(|r| matches!(r.cells[vi], Cell::Failed(_)))
+}
+
+/// Marks every cell of the variant not measured yet as failed.
+fn fail(report: &mut Report, vi: usize, kind: Kind, e: &anyhow::Error) {
+    crate::progress(format_args!("[{}] failed: {e:#}", kind.name()));
+    for r in &mut report.rows {
+        if matches!(r.cells[vi], Cell::Empty) {
+            r.cells[vi] = Cell::Failed(format!("{e:#}"));
+        }
+    }
+}
+
 struct Ctx<'a> {
-    ds: &'a Dataset,
     plan: &'a Plan,
     big: &'a FileSpec,
     medium: &'a FileSpec,
@@ -279,184 +337,207 @@ fn check_bench_tree(listing: &[String], files: &[FileSpec]) -> Result<()> {
     Ok(())
 }
 
-fn run_variant(c: &Ctx, v: &mut Variant, report: &mut Report, vi: usize) -> Result<()> {
+/// Run number `run` of `phase` on one variant.
+fn step(
+    c: &Ctx,
+    phase: Phase,
+    run: usize,
+    v: &mut Variant,
+    rows: &mut [Row],
+    vi: usize,
+) -> Result<()> {
     let name = v.kind.name();
-    let say = |what: &str| crate::progress(format_args!("[{name}] {what}"));
+    let say = |what: String| crate::progress(format_args!("[{name}] {what}"));
     let root = v.root();
-    v.reset()?;
-    let rows = &mut report.rows;
-
-    // Mount time.
-    if v.kind.mounts() {
-        for _ in 0..c.plan.mounts {
-            v.unmount()?;
-            let t = v.mount()?;
-            rows[MOUNT].cells[vi].push(t.as_secs_f64() * 1000.0);
-        }
-        say(&format!(
-            "mount: {} ms",
-            num(rows[MOUNT].cells[vi].median().unwrap_or(0.0))
-        ));
-    } else {
-        rows[MOUNT].cells[vi] = Cell::NotApplicable("nothing to mount".into());
-    }
-
-    // Sequential reads of the big file.
     let big = root.join(&c.big.path);
-    let pair = (SEQ_COLD, SEQ_WARM);
-    cold_then_warm(
-        v,
-        rows,
-        vi,
-        pair,
-        c.plan.runs,
-        "sequential read",
-        "MB/s",
-        || {
-            let (n, t) = w::seq_read(&big)?;
-            Ok((n as f64 / t / 1e6, ()))
-        },
-    )?;
-    say("checking the big file's sha256");
-    let ok = check_of(w::check_file(&root, c.big));
-    rows[SEQ_COLD].cells[vi].check(ok.clone());
-    rows[SEQ_WARM].cells[vi].check(ok);
-
-    // Random reads, on the file the check just read (warm).
-    let fio = c.plan.fio && sys::have("fio");
-    for (row, threads) in [(RAND1, 1), (RAND2, 2)] {
-        for _ in 0..c.plan.runs {
-            let iops = if fio {
-                w::rand_fio(&big, threads, c.plan.rand_secs)?
-            } else {
-                w::rand_builtin(&big, threads, c.plan.rand_secs)?
-            };
-            rows[row].cells[vi].push(iops);
-            say(&format!(
-                "random 4 KiB reads, {threads} thread(s): {:.0} IOPS",
-                iops
+    let runs = c.plan.runs;
+    match phase {
+        Phase::Mount if !v.kind.mounts() => {
+            rows[MOUNT].cells[vi] = Cell::NotApplicable("nothing to mount".into());
+        }
+        Phase::Mount => {
+            v.unmount()?;
+            let t = v.mount()?.as_secs_f64() * 1000.0;
+            rows[MOUNT].cells[vi].push(t);
+            say(format!(
+                "mount {}/{}: {} ms",
+                run + 1,
+                c.plan.mounts,
+                num(t)
             ));
         }
-        let ok = check_of(w::check_random_blocks(&big, c.big, 1024));
-        rows[row].cells[vi].check(ok);
+        Phase::Seq => {
+            cold_then_warm(
+                v,
+                rows,
+                vi,
+                (SEQ_COLD, SEQ_WARM),
+                (run, runs),
+                "sequential read",
+                "MB/s",
+                || {
+                    let (n, t) = w::seq_read(&big)?;
+                    Ok((n as f64 / t / 1e6, ()))
+                },
+            )?;
+        }
+        Phase::Rand => {
+            // Warm the file, then measure right away.
+            w::seq_read(&big)?;
+            for (row, threads) in [(RAND1, 1), (RAND2, 2)] {
+                let iops = if c.plan.fio && sys::have("fio") {
+                    w::rand_fio(&big, threads, c.plan.rand_secs)?
+                } else {
+                    w::rand_builtin(&big, threads, c.plan.rand_secs)?
+                };
+                rows[row].cells[vi].push(iops);
+                say(format!(
+                    "random 4 KiB reads {}/{runs}, {threads} thread(s): {} IOPS",
+                    run + 1,
+                    num(iops)
+                ));
+            }
+        }
+        Phase::Walk => {
+            let stats = cold_then_warm(
+                v,
+                rows,
+                vi,
+                (WALK_COLD, WALK_WARM),
+                (run, runs),
+                "metadata walk",
+                "ms",
+                || {
+                    let (stats, t) = w::walk(&root)?;
+                    Ok((t * 1000.0, stats))
+                },
+            )?;
+            if run == 0 {
+                let listing = w::listing(&stats, &[]);
+                let ok = match w::first_difference(c.native_listing, &listing) {
+                    None => Check::Ok,
+                    Some(d) => Check::Mismatch(format!("the tree differs from native: {d}")),
+                };
+                rows[WALK_COLD].cells[vi].check(ok.clone());
+                rows[WALK_WARM].cells[vi].check(ok);
+            }
+        }
+        Phase::Small => {
+            cold_then_warm(
+                v,
+                rows,
+                vi,
+                (SMALL_COLD, SMALL_WARM),
+                (run, runs),
+                "small files",
+                "ms",
+                || Ok((w::read_files(&root, c.small)? * 1000.0, ())),
+            )?;
+        }
+        Phase::Writes if !v.kind.writable() => {
+            for r in [COPY_MEDIUM, COPY_BIG, CREATE] {
+                rows[r].cells[vi] = Cell::NotApplicable("read-only mount".into());
+            }
+        }
+        Phase::Writes => {
+            // A fresh upper dir and a cold cache for each run.
+            v.reset()?;
+            v.mount()?;
+            sys::drop_caches()?;
+            let tm = w::append_byte(&root, c.medium)? * 1000.0;
+            let tb = w::append_byte(&root, c.big)? * 1000.0;
+            rows[COPY_MEDIUM].cells[vi].push(tm);
+            rows[COPY_BIG].cells[vi].push(tb);
+            say(format!(
+                "copy-up {}/{runs}: medium {} ms, big {} ms",
+                run + 1,
+                num(tm),
+                num(tb)
+            ));
+            if run == 0 {
+                rows[COPY_MEDIUM].cells[vi].check(check_of(w::check_appended(&root, c.medium)));
+                rows[COPY_BIG].cells[vi].check(check_of(w::check_appended(&root, c.big)));
+            }
+            if v.kind == Kind::Native {
+                restore(&root, c.medium)?;
+                restore(&root, c.big)?;
+            }
+            let dir = root.join("bench-create");
+            let t = w::create_files(&dir, c.plan.create)? * 1000.0;
+            rows[CREATE].cells[vi].push(t);
+            say(format!(
+                "create {} files {}/{runs}: {} ms",
+                c.plan.create,
+                run + 1,
+                num(t)
+            ));
+            if run == 0 {
+                rows[CREATE].cells[vi].check(check_of(w::check_created(&dir, c.plan.create)));
+            }
+            if v.kind == Kind::Native {
+                fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+            }
+        }
     }
-
-    // Metadata walk.
-    let pair = (WALK_COLD, WALK_WARM);
-    let last = cold_then_warm(
-        v,
-        rows,
-        vi,
-        pair,
-        c.plan.runs,
-        "metadata walk",
-        "ms",
-        || {
-            let (stats, t) = w::walk(&root)?;
-            Ok((t * 1000.0, stats))
-        },
-    )?
-    .unwrap_or_default();
-    let listing = w::listing(&last, &[]);
-    let ok = match w::first_difference(c.native_listing, &listing) {
-        None => Check::Ok,
-        Some(d) => Check::Mismatch(format!("the tree differs from native: {d}")),
-    };
-    rows[WALK_COLD].cells[vi].check(ok.clone());
-    rows[WALK_WARM].cells[vi].check(ok);
-
-    // Every small file.
-    let pair = (SMALL_COLD, SMALL_WARM);
-    cold_then_warm(v, rows, vi, pair, c.plan.runs, "small files", "ms", || {
-        Ok((w::read_files(&root, c.small)? * 1000.0, ()))
-    })?;
-    let ok = check_of(w::check_files(&root, c.small));
-    rows[SMALL_COLD].cells[vi].check(ok.clone());
-    rows[SMALL_WARM].cells[vi].check(ok);
-
-    // Writes: copy-up, new files. Each run starts from a fresh upper dir and a cold cache.
-    if !v.kind.writable() {
-        for r in [COPY_MEDIUM, COPY_BIG, CREATE] {
-            rows[r].cells[vi] = Cell::NotApplicable("read-only mount".into());
-        }
-        return Ok(());
-    }
-    for run in 0..c.plan.runs {
-        v.reset()?;
-        v.mount()?;
-        sys::drop_caches()?;
-        let tm = w::append_byte(&root, c.medium)?;
-        let tb = w::append_byte(&root, c.big)?;
-        rows[COPY_MEDIUM].cells[vi].push(tm * 1000.0);
-        rows[COPY_BIG].cells[vi].push(tb * 1000.0);
-        say(&format!(
-            "copy-up {}/{}: medium {:.1} ms, big {:.1} ms",
-            run + 1,
-            c.plan.runs,
-            tm * 1000.0,
-            tb * 1000.0
-        ));
-        if run == 0 {
-            rows[COPY_MEDIUM].cells[vi].check(check_of(w::check_appended(&root, c.medium)));
-            rows[COPY_BIG].cells[vi].check(check_of(w::check_appended(&root, c.big)));
-        }
-        if v.kind == Kind::Native {
-            restore(&root, c.medium)?;
-            restore(&root, c.big)?;
-        }
-        let dir = root.join("bench-create");
-        let t = w::create_files(&dir, c.plan.create)?;
-        rows[CREATE].cells[vi].push(t * 1000.0);
-        say(&format!(
-            "create {} files {}/{}: {:.0} ms",
-            c.plan.create,
-            run + 1,
-            c.plan.runs,
-            t * 1000.0
-        ));
-        if run == 0 {
-            rows[CREATE].cells[vi].check(check_of(w::check_created(&dir, c.plan.create)));
-        }
-        if v.kind == Kind::Native {
-            fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
-        }
-    }
-    let _ = c.ds;
     Ok(())
 }
 
-/// `runs` times: remount, drop the page cache, run `op` cold, then again at once, warm (the
-/// cold pass is the warming pass). `op` returns a sample in the rows' unit; the samples go to
-/// the rows `cold` and `warm`. Returns what the last warm pass returned.
+/// The untimed byte checks after a phase's runs.
+fn finish(c: &Ctx, phase: Phase, v: &Variant, rows: &mut [Row], vi: usize) {
+    let root = v.root();
+    let big = root.join(&c.big.path);
+    match phase {
+        Phase::Seq => {
+            crate::progress(format_args!(
+                "[{}] checking the big file's sha256",
+                v.kind.name()
+            ));
+            let ok = check_of(w::check_file(&root, c.big));
+            rows[SEQ_COLD].cells[vi].check(ok.clone());
+            rows[SEQ_WARM].cells[vi].check(ok);
+        }
+        Phase::Rand => {
+            let ok = check_of(w::check_random_blocks(&big, c.big, 1024));
+            rows[RAND1].cells[vi].check(ok.clone());
+            rows[RAND2].cells[vi].check(ok);
+        }
+        Phase::Small => {
+            let ok = check_of(w::check_files(&root, c.small));
+            rows[SMALL_COLD].cells[vi].check(ok.clone());
+            rows[SMALL_WARM].cells[vi].check(ok);
+        }
+        Phase::Mount | Phase::Walk | Phase::Writes => {}
+    }
+}
+
+/// Remounts, drops the page cache, runs `op` cold, then again at once, warm (the cold pass is
+/// the warming pass). `op` returns a sample in the rows' unit; the samples go to the rows
+/// `cold` and `warm`. Returns what the warm pass returned.
 #[allow(clippy::too_many_arguments)]
 fn cold_then_warm<T>(
     v: &mut Variant,
     rows: &mut [Row],
     vi: usize,
     (cold, warm): (usize, usize),
-    runs: usize,
+    (run, runs): (usize, usize),
     what: &str,
     unit: &str,
     mut op: impl FnMut() -> Result<(f64, T)>,
-) -> Result<Option<T>> {
-    let mut last = None;
-    for run in 0..runs {
-        v.remount()?;
-        sys::drop_caches()?;
-        let (c, _) = op()?;
-        let (w, out) = op()?;
-        rows[cold].cells[vi].push(c);
-        rows[warm].cells[vi].push(w);
-        crate::progress(format_args!(
-            "[{}] {what} {}/{runs}: cold {} {unit}, warm {} {unit}",
-            v.kind.name(),
-            run + 1,
-            num(c),
-            num(w)
-        ));
-        last = Some(out);
-    }
-    Ok(last)
+) -> Result<T> {
+    v.remount()?;
+    sys::drop_caches()?;
+    let (c, _) = op()?;
+    let (w, out) = op()?;
+    rows[cold].cells[vi].push(c);
+    rows[warm].cells[vi].push(w);
+    crate::progress(format_args!(
+        "[{}] {what} {}/{runs}: cold {} {unit}, warm {} {unit}",
+        v.kind.name(),
+        run + 1,
+        num(c),
+        num(w)
+    ));
+    Ok(out)
 }
 
 /// Undoes the append on the native copy.
