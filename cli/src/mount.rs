@@ -149,6 +149,8 @@ pub struct MountRequest {
     pub dev: bool,
     /// FUSE worker threads (0: automatic).
     pub threads: usize,
+    /// Benchmark knobs, as `key=value,...` (see [`rimg_fs::fuse::Tuning::parse`]).
+    pub tuning: Option<String>,
 }
 
 /// A mount's state as `rimgfs ls` shows it.
@@ -273,7 +275,7 @@ impl<'a> Stacks<'a> {
             fs::create_dir_all(l).map_err(io_err("creating", l))?;
         }
         self.images
-            .pin(&format!("{MOUNT_PIN_PREFIX}{id}"), &[image.manifest_digest])?;
+            .pin_volatile(&format!("{MOUNT_PIN_PREFIX}{id}"), &[image.manifest_digest])?;
         Ok(MountRecord {
             id,
             image: req.image.clone(),
@@ -363,6 +365,9 @@ impl<'a> Stacks<'a> {
                 cmd.arg(flag);
             }
         }
+        if let Some(t) = &req.tuning {
+            cmd.arg("--tune").arg(t);
+        }
         cmd.arg(&rec.image_id)
             .arg(target)
             .stdin(Stdio::null())
@@ -402,7 +407,7 @@ impl<'a> Stacks<'a> {
         })?;
         self.images
             .store()
-            .write_file(&p, &bytes)
+            .write_volatile_file(&p, &bytes)
             .map_err(ImageError::from)?;
         Ok(())
     }
@@ -471,13 +476,13 @@ pub fn serve(
     }
     let tree = UnionTree::build(&indexes);
     drop(indexes);
-    let fs = LayerFs::new(tree, maps);
+    let fs = LayerFs::new(tree, maps, opts.tuning);
     let session = fuse::mount(fs, target, opts).map_err(|source| StackError::Fuse {
         path: target.to_path_buf(),
         cause: source,
     })?;
     // Larger sequential reads than the FUSE handshake allows; best effort.
-    let _ = fuse::raise_read_ahead(target, fuse::MAX_READ / 1024);
+    let _ = fuse::raise_read_ahead(target, opts.tuning.read_ahead_kb);
     overlay::make_private(target)?;
     ready()?;
     fuse::run(session).map_err(|source| StackError::Fuse {

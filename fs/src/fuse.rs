@@ -14,10 +14,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request, Session,
-    SessionACL,
+    Config, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    InitFlags, KernelConfig, LockOwner, MountOption, OpenFlags, ReplyAttr, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    Session, SessionACL,
 };
 
 use crate::mapped::MappedLayer;
@@ -63,12 +63,62 @@ pub struct FuseOptions {
     pub threads: usize,
     /// The name shown as the mount's source in `/proc/mounts`.
     pub fsname: String,
+    /// Knobs for measuring what each setting is worth (the defaults are the fast ones).
+    pub tuning: Tuning,
+}
+
+/// The settings the benchmarks switch off one at a time to measure what each is worth.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// Entry and attribute TTL in seconds (default: a year).
+    pub ttl_secs: u64,
+    /// Answer `open` with `ENOSYS` so the kernel stops sending it (default: on). Off: every
+    /// open reaches the daemon and is answered with `FOPEN_KEEP_CACHE`.
+    pub no_open: bool,
+    /// The mount's `read_ahead_kb` (default 1024; the kernel's own is 128).
+    pub read_ahead_kb: u32,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Tuning {
+            ttl_secs: TTL.as_secs(),
+            no_open: true,
+            read_ahead_kb: MAX_READ / 1024,
+        }
+    }
+}
+
+impl Tuning {
+    /// Parses `key=value[,key=value]` (`ttl`, `no_open`, `read_ahead_kb`).
+    pub fn parse(spec: &str) -> Result<Self, String> {
+        let mut t = Tuning::default();
+        for kv in spec.split(',').filter(|s| !s.is_empty()) {
+            let (k, v) = kv
+                .split_once('=')
+                .ok_or_else(|| format!("tuning {kv:?} is not key=value"))?;
+            let bad = || format!("tuning {k}: bad value {v:?}");
+            match k {
+                "ttl" => t.ttl_secs = v.parse().map_err(|_| bad())?,
+                "no_open" => t.no_open = matches!(v, "1" | "true" | "on"),
+                "read_ahead_kb" => t.read_ahead_kb = v.parse().map_err(|_| bad())?,
+                _ => {
+                    return Err(format!(
+                        "unknown tuning {k:?} (ttl, no_open, read_ahead_kb)"
+                    ))
+                }
+            }
+        }
+        Ok(t)
+    }
 }
 
 /// The read-only union filesystem of one image.
 #[derive(Debug)]
 pub struct LayerFs {
     tree: UnionTree,
+    ttl: Duration,
+    no_open: bool,
     layers: Vec<MappedLayer>,
     counters: std::sync::Arc<Counters>,
     total_blocks: u64,
@@ -76,10 +126,12 @@ pub struct LayerFs {
 
 impl LayerFs {
     /// A filesystem over `tree`, whose layer `i` is mapped as `layers[i]`.
-    pub fn new(tree: UnionTree, layers: Vec<MappedLayer>) -> Self {
+    pub fn new(tree: UnionTree, layers: Vec<MappedLayer>, tuning: Tuning) -> Self {
         let total: u64 = layers.iter().map(|l| l.bytes().len() as u64).sum();
         LayerFs {
             tree,
+            ttl: Duration::from_secs(tuning.ttl_secs),
+            no_open: tuning.no_open,
             layers,
             counters: std::sync::Arc::default(),
             total_blocks: total.div_ceil(4096),
@@ -234,9 +286,11 @@ fn encode_dev(major: u32, minor: u32) -> u32 {
 impl Filesystem for LayerFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         // Each capability is optional: take what this kernel offers.
+        if self.no_open {
+            let _ = config.add_capabilities(InitFlags::FUSE_NO_OPEN_SUPPORT);
+            let _ = config.add_capabilities(InitFlags::FUSE_NO_OPENDIR_SUPPORT);
+        }
         for cap in [
-            InitFlags::FUSE_NO_OPEN_SUPPORT,
-            InitFlags::FUSE_NO_OPENDIR_SUPPORT,
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_DO_READDIRPLUS,
             InitFlags::FUSE_READDIRPLUS_AUTO,
@@ -260,7 +314,7 @@ impl Filesystem for LayerFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         self.counters.lookups.fetch_add(1, Ordering::Relaxed);
         match self.lookup_inner(parent, name) {
-            Ok((_, attr)) => reply.entry(&TTL, &attr, Generation(0)),
+            Ok((_, attr)) => reply.entry(&self.ttl, &attr, Generation(0)),
             Err(e) => reply.error(e),
         }
     }
@@ -268,7 +322,7 @@ impl Filesystem for LayerFs {
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         self.counters.getattrs.fetch_add(1, Ordering::Relaxed);
         match self.node(ino) {
-            Ok(n) => reply.attr(&TTL, &self.attr(ino.0, n)),
+            Ok(n) => reply.attr(&self.ttl, &self.attr(ino.0, n)),
             Err(e) => reply.error(e),
         }
     }
@@ -284,12 +338,20 @@ impl Filesystem for LayerFs {
     fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         // No-open mode: after this one ENOSYS the kernel stops asking and keeps page caches.
         self.counters.opens.fetch_add(1, Ordering::Relaxed);
-        reply.error(Errno::ENOSYS);
+        if self.no_open {
+            reply.error(Errno::ENOSYS);
+        } else {
+            reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE);
+        }
     }
 
     fn opendir(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         self.counters.opens.fetch_add(1, Ordering::Relaxed);
-        reply.error(Errno::ENOSYS);
+        if self.no_open {
+            reply.error(Errno::ENOSYS);
+        } else {
+            reply.opened(FileHandle(0), FopenFlags::FOPEN_CACHE_DIR);
+        }
     }
 
     fn read(
@@ -364,7 +426,7 @@ impl Filesystem for LayerFs {
                 INodeNo(child),
                 next,
                 OsStr::from_bytes(name),
-                &TTL,
+                &self.ttl,
                 &attr,
                 Generation(0),
             ) {
@@ -504,6 +566,23 @@ mod tests {
             assert_eq!((d & 0xfff00) >> 8, ma);
             assert_eq!((d & 0xff) | ((d >> 12) & 0xfff00), mi);
         }
+    }
+
+    #[test]
+    fn tuning_knobs_parse_and_default_to_the_fast_settings() {
+        let d = Tuning::default();
+        assert!(d.no_open && d.read_ahead_kb == 1024 && d.ttl_secs > 1_000_000);
+        let t = Tuning::parse("ttl=1,no_open=0,read_ahead_kb=128").unwrap();
+        assert_eq!(
+            t,
+            Tuning {
+                ttl_secs: 1,
+                no_open: false,
+                read_ahead_kb: 128
+            }
+        );
+        assert!(Tuning::parse("speed=11").is_err());
+        assert!(Tuning::parse("ttl=soon").is_err());
     }
 
     #[test]

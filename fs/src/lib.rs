@@ -4,7 +4,8 @@
 //! with uncompressed layer tars; [`tar_stream`] and [`layer_index`] index each tar once as it
 //! enters the store; [`whiteout`] says what OCI whiteout names mean; [`union`] merges an image's
 //! layer indexes into one tree; [`fuse`] serves that tree read-only from [`mapped`] layer
-//! tars; [`overlay`] stacks the copy-on-write upper (kernel overlayfs) on top.
+//! tars; [`overlay`] stacks the copy-on-write upper (kernel overlayfs) on top; [`upper`] reads
+//! a container's upper dir as changes and writes it as a layer.
 
 pub mod digest;
 pub mod fuse;
@@ -15,6 +16,7 @@ pub mod store;
 pub mod tar_stream;
 pub mod tar_write;
 pub mod union;
+pub mod upper;
 pub mod whiteout;
 
 pub use digest::Digest;

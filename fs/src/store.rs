@@ -575,6 +575,20 @@ impl ContentStore {
     pub fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<()> {
         write_atomic_in(&self.tmp_dir(), path, bytes)
     }
+
+    /// Atomically replaces a small file that describes runtime state only (mount records and
+    /// their pins): readers see the old or the new bytes, never a mix, but nothing is fsynced,
+    /// because a crash ends the mounts it describes anyway.
+    pub fn write_volatile_file(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let tmp = self.tmp_dir().join(format!(".tmp-{}", unique_name()));
+        let result = fs::write(&tmp, bytes)
+            .map_err(io_err("write", &tmp))
+            .and_then(|()| fs::rename(&tmp, path).map_err(io_err("rename into", path)));
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
 }
 
 /// A file in `rimg/tmp/` that becomes visible only through [`TempFile::persist`].

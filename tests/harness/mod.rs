@@ -12,6 +12,8 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 pub mod archives;
+pub mod containers;
+pub mod registry;
 pub mod tree;
 
 /// The workspace root.
@@ -98,6 +100,19 @@ impl Store {
     /// Stores `layers` (uncompressed tars, bottom first) as an image tagged `name`, through
     /// the library (the CLI imports only one-layer images). Returns the image id.
     pub fn image_from_layers(&self, layers: &[Vec<u8>], name: &str) -> String {
+        let mut config = rimg::image::ImageConfig::new_for_host();
+        config.config.cmd = Some(vec!["sh".into()]);
+        self.image_with_config(layers, config, name).id.to_string()
+    }
+
+    /// Stores `layers` as an image tagged `name` with `config` (one history entry per layer
+    /// is appended).
+    pub fn image_with_config(
+        &self,
+        layers: &[Vec<u8>],
+        mut config: rimg::image::ImageConfig,
+        name: &str,
+    ) -> rimg::image::Image {
         let images = rimg::image::Images::open(&self.root()).expect("open store");
         let mut digests = Vec::new();
         for l in layers {
@@ -109,8 +124,6 @@ impl Store {
                     .digest,
             );
         }
-        let mut config = rimg::image::ImageConfig::new_for_host();
-        config.config.cmd = Some(vec!["sh".into()]);
         for (i, _) in layers.iter().enumerate() {
             config.history.push(rimg::image::History {
                 created: Some("2026-01-01T00:00:00Z".into()),
@@ -122,8 +135,6 @@ impl Store {
         images
             .create(&digests, config, &[tag])
             .expect("create image")
-            .id
-            .to_string()
     }
 
     /// Imports the shared busybox rootfs as `name` (e.g. `busybox:latest`); returns the id.

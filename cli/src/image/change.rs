@@ -12,7 +12,7 @@ use super::config::{set_env, RunConfig};
 #[derive(Debug, thiserror::Error)]
 pub enum ChangeError {
     /// The instruction is not one that only changes the config.
-    #[error("{0} is not a supported change instruction (use CMD, ENTRYPOINT, ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME or WORKDIR)")]
+    #[error("{0} is not a supported change instruction (use CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL, ONBUILD, SHELL, STOPSIGNAL, USER, VOLUME or WORKDIR)")]
     Unsupported(String),
     /// The arguments are malformed.
     #[error("{instruction}: {message}")]
@@ -70,6 +70,16 @@ pub fn parse_key_values(
     instruction: &str,
     args: &str,
 ) -> Result<Vec<(String, String)>, ChangeError> {
+    parse_key_values_with(instruction, args, &Lexer::literal('\\'))
+}
+
+/// [`parse_key_values`] with a lexer that may substitute variables (the Dockerfile's ENV,
+/// LABEL and ARG). Keys and values are processed separately, so a value's `=` stays in it.
+pub fn parse_key_values_with(
+    instruction: &str,
+    args: &str,
+    lexer: &Lexer<'_>,
+) -> Result<Vec<(String, String)>, ChangeError> {
     let malformed = |m: &str| ChangeError::Malformed {
         instruction: instruction.to_string(),
         message: m.to_string(),
@@ -78,7 +88,7 @@ pub fn parse_key_values(
     if args.is_empty() {
         return Err(malformed("requires at least one argument"));
     }
-    let words = split_words(args).map_err(|m| malformed(&m))?;
+    let words = raw_words(args, lexer.escape()).map_err(|m| malformed(&m))?;
     let first_has_eq = words.first().is_some_and(|w| w.contains('='));
     if !first_has_eq {
         // Legacy form: NAME value...
@@ -86,79 +96,312 @@ pub fn parse_key_values(
             Some((n, r)) => (n, r.trim_start()),
             None => return Err(malformed("requires a value (NAME=VALUE or NAME VALUE)")),
         };
-        return Ok(vec![(name.to_string(), rest.to_string())]);
+        let value = lexer.word(rest).map_err(|m| malformed(&m))?;
+        return Ok(vec![(name.to_string(), value)]);
     }
     let mut out = Vec::new();
     for w in words {
         let (k, v) = w
             .split_once('=')
             .ok_or_else(|| malformed(&format!("{w:?} is not NAME=VALUE")))?;
+        let k = lexer.word(k).map_err(|m| malformed(&m))?;
         if k.is_empty() {
             return Err(malformed("empty name"));
         }
-        out.push((k.to_string(), v.to_string()));
+        out.push((k, lexer.word(v).map_err(|m| malformed(&m))?));
     }
     Ok(out)
 }
 
-/// Splits on unquoted whitespace, removing quotes and backslash escapes.
-pub fn split_words(s: &str) -> Result<Vec<String>, String> {
+/// Splits on unquoted whitespace keeping quotes and escapes in the words (they are removed
+/// when each word is processed by a [`Lexer`]).
+pub fn raw_words(s: &str, escape: char) -> Result<Vec<String>, String> {
     let mut words = Vec::new();
     let mut cur = String::new();
-    let mut in_word = false;
-    let mut chars = s.chars().peekable();
+    let mut quote: Option<char> = None;
+    let mut chars = s.chars();
     while let Some(c) = chars.next() {
-        match c {
-            c if c.is_whitespace() => {
+        match quote {
+            Some(q) => {
+                cur.push(c);
+                if c == q {
+                    quote = None;
+                } else if c == escape && q == '"' {
+                    if let Some(n) = chars.next() {
+                        cur.push(n);
+                    }
+                }
+            }
+            None if c.is_whitespace() => {
+                if !cur.is_empty() {
+                    words.push(std::mem::take(&mut cur));
+                }
+            }
+            None => {
+                cur.push(c);
+                if c == '"' || c == '\'' {
+                    quote = Some(c);
+                } else if c == escape {
+                    if let Some(n) = chars.next() {
+                        cur.push(n);
+                    }
+                }
+            }
+        }
+    }
+    if let Some(q) = quote {
+        return Err(format!(
+            "unterminated {} quote",
+            if q == '"' { "double" } else { "single" }
+        ));
+    }
+    if !cur.is_empty() {
+        words.push(cur);
+    }
+    Ok(words)
+}
+
+/// Splits on unquoted whitespace, removing quotes and backslash escapes (no substitution).
+pub fn split_words(s: &str) -> Result<Vec<String>, String> {
+    Lexer::literal('\\').words(s)
+}
+
+/// Looks up a variable for substitution: `Some(value)` when it is set.
+pub type Lookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// Docker's word processing for Dockerfile arguments: quotes, escapes (with the Dockerfile's
+/// escape character) and, when it has variables, `$VAR`, `${VAR}`, `${VAR:-default}`,
+/// `${VAR-default}`, `${VAR:+alt}`, `${VAR+alt}`, `${VAR:?message}` and `${VAR?message}`.
+/// Single quotes keep everything literal; double quotes allow substitution.
+#[derive(Clone, Copy)]
+pub struct Lexer<'a> {
+    escape: char,
+    vars: Option<Lookup<'a>>,
+}
+
+impl std::fmt::Debug for Lexer<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lexer")
+            .field("escape", &self.escape)
+            .field("substitutes", &self.vars.is_some())
+            .finish()
+    }
+}
+
+impl<'a> Lexer<'a> {
+    /// A lexer that removes quotes and escapes but leaves `$` alone.
+    pub fn literal(escape: char) -> Self {
+        Lexer { escape, vars: None }
+    }
+
+    /// A lexer that also substitutes variables from `vars`.
+    pub fn with_vars(escape: char, vars: Lookup<'a>) -> Self {
+        Lexer {
+            escape,
+            vars: Some(vars),
+        }
+    }
+
+    /// The escape character.
+    pub fn escape(&self) -> char {
+        self.escape
+    }
+
+    /// Processes `s` into words split on unquoted whitespace (also inside unquoted
+    /// substitutions, as Docker does).
+    pub fn words(&self, s: &str) -> Result<Vec<String>, String> {
+        let chars: Vec<char> = s.chars().collect();
+        self.process(&chars, true)
+    }
+
+    /// Processes `s` as one word: whitespace is kept.
+    pub fn word(&self, s: &str) -> Result<String, String> {
+        let chars: Vec<char> = s.chars().collect();
+        Ok(self.process(&chars, false)?.concat())
+    }
+
+    fn process(&self, c: &[char], split: bool) -> Result<Vec<String>, String> {
+        let mut words = Vec::new();
+        let mut cur = String::new();
+        let mut in_word = false;
+        let mut i = 0;
+        while i < c.len() {
+            let ch = c[i];
+            i += 1;
+            if ch.is_whitespace() && split {
                 if in_word {
                     words.push(std::mem::take(&mut cur));
                     in_word = false;
                 }
-            }
-            '"' => {
+            } else if ch == '\'' {
                 in_word = true;
                 loop {
-                    match chars.next() {
-                        None => return Err("unterminated double quote".into()),
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some(n @ ('"' | '\\' | '$' | '`')) => cur.push(n),
-                            Some(n) => {
-                                cur.push('\\');
-                                cur.push(n);
-                            }
-                            None => return Err("unterminated double quote".into()),
-                        },
-                        Some(ch) => cur.push(ch),
-                    }
-                }
-            }
-            '\'' => {
-                in_word = true;
-                loop {
-                    match chars.next() {
+                    match c.get(i) {
                         None => return Err("unterminated single quote".into()),
-                        Some('\'') => break,
-                        Some(ch) => cur.push(ch),
+                        Some('\'') => {
+                            i += 1;
+                            break;
+                        }
+                        Some(&x) => {
+                            cur.push(x);
+                            i += 1;
+                        }
                     }
                 }
-            }
-            '\\' => {
+            } else if ch == '"' {
                 in_word = true;
-                if let Some(n) = chars.next() {
-                    cur.push(n);
+                loop {
+                    let Some(&x) = c.get(i) else {
+                        return Err("unterminated double quote".into());
+                    };
+                    i += 1;
+                    if x == '"' {
+                        break;
+                    } else if x == self.escape {
+                        match c.get(i) {
+                            None => return Err("unterminated double quote".into()),
+                            Some(&n) if n == '"' || n == '$' || n == self.escape => {
+                                cur.push(n);
+                                i += 1;
+                            }
+                            Some(_) => cur.push(x),
+                        }
+                    } else if x == '$' && self.vars.is_some() {
+                        let (value, next) = self.variable(c, i)?;
+                        cur.push_str(&value);
+                        i = next;
+                    } else {
+                        cur.push(x);
+                    }
                 }
-            }
-            c => {
+            } else if ch == self.escape {
                 in_word = true;
-                cur.push(c);
+                if let Some(&n) = c.get(i) {
+                    cur.push(n);
+                    i += 1;
+                }
+            } else if ch == '$' && self.vars.is_some() {
+                let (value, next) = self.variable(c, i)?;
+                i = next;
+                if split {
+                    // Unquoted substitutions are split on whitespace after expansion.
+                    let mut parts = value.split(char::is_whitespace);
+                    if let Some(first) = parts.next() {
+                        if !first.is_empty() {
+                            in_word = true;
+                        }
+                        cur.push_str(first);
+                    }
+                    for p in parts {
+                        if in_word {
+                            words.push(std::mem::take(&mut cur));
+                            in_word = false;
+                        }
+                        if !p.is_empty() {
+                            cur.push_str(p);
+                            in_word = true;
+                        }
+                    }
+                } else {
+                    cur.push_str(&value);
+                    in_word = true;
+                }
+            } else {
+                in_word = true;
+                cur.push(ch);
             }
         }
+        if in_word || (!split && words.is_empty()) {
+            words.push(cur);
+        }
+        Ok(words)
     }
-    if in_word {
-        words.push(cur);
+
+    /// Expands the variable reference after a `$` at `c[i..]`; returns the value and the
+    /// index after the reference. A `$` not followed by a name is a literal `$`.
+    fn variable(&self, c: &[char], mut i: usize) -> Result<(String, usize), String> {
+        let lookup = |name: &str| self.vars.and_then(|v| v(name));
+        let is_name = |ch: char| ch.is_ascii_alphanumeric() || ch == '_';
+        match c.get(i) {
+            Some('{') => {
+                i += 1;
+                let start = i;
+                while c.get(i).is_some_and(|&ch| is_name(ch)) {
+                    i += 1;
+                }
+                let name: String = c[start..i].iter().collect();
+                if name.is_empty() {
+                    return Err("bad substitution: missing variable name in ${}".into());
+                }
+                if c.get(i) == Some(&'}') {
+                    return Ok((lookup(&name).unwrap_or_default(), i + 1));
+                }
+                let colon = c.get(i) == Some(&':');
+                if colon {
+                    i += 1;
+                }
+                let op = match c.get(i) {
+                    Some(&op @ ('-' | '+' | '?')) => op,
+                    _ => {
+                        return Err(format!(
+                            "unsupported modifier in ${{{name}...}}: use :-, -, :+, +, :? or ?"
+                        ))
+                    }
+                };
+                i += 1;
+                // The word runs to the matching brace (nested ${...} and quotes allowed).
+                let word_start = i;
+                let mut depth = 0usize;
+                loop {
+                    match c.get(i) {
+                        None => return Err(format!("missing '}}' in ${{{name}...")),
+                        Some(&ch) if ch == self.escape => i += 2,
+                        Some('$') if c.get(i + 1) == Some(&'{') => {
+                            depth += 1;
+                            i += 2;
+                        }
+                        Some('}') if depth == 0 => break,
+                        Some('}') => {
+                            depth -= 1;
+                            i += 1;
+                        }
+                        Some(_) => i += 1,
+                    }
+                }
+                let raw: String = c[word_start..i.min(c.len())].iter().collect();
+                let next = i + 1;
+                let value = lookup(&name);
+                let set = value.is_some();
+                let non_empty = value.as_deref().is_some_and(|v| !v.is_empty());
+                let present = if colon { non_empty } else { set };
+                let out = match op {
+                    '-' if present => value.unwrap_or_default(),
+                    '-' => self.word(&raw)?,
+                    '+' if present => self.word(&raw)?,
+                    '+' => String::new(),
+                    _ if present => value.unwrap_or_default(),
+                    _ => {
+                        let msg = self.word(&raw)?;
+                        return Err(if msg.is_empty() {
+                            format!("{name}: is not allowed to be unset")
+                        } else {
+                            format!("{name}: {msg}")
+                        });
+                    }
+                };
+                Ok((out, next))
+            }
+            Some(&ch) if is_name(ch) => {
+                let start = i;
+                while c.get(i).is_some_and(|&ch| is_name(ch)) {
+                    i += 1;
+                }
+                let name: String = c[start..i].iter().collect();
+                Ok((lookup(&name).unwrap_or_default(), i))
+            }
+            _ => Ok(("$".into(), i)),
+        }
     }
-    Ok(words)
 }
 
 /// Parses the list form of EXPOSE/VOLUME arguments: a JSON array or whitespace-separated words.
@@ -239,14 +482,43 @@ pub fn apply_change(
     shell: &[String],
 ) -> Result<(), ChangeError> {
     let (keyword, args) = split_instruction(line);
+    apply_change_with(config, state, &keyword, args, shell, &Lexer::literal('\\'))?;
+    Ok(())
+}
+
+/// Formats a command as `docker history` shows it: `["node" "/web-ping/app.js"]`.
+pub fn format_argv(argv: &[String]) -> String {
+    let quoted: Vec<String> = argv
+        .iter()
+        .map(|a| serde_json::to_string(a).unwrap_or_else(|_| format!("{a:?}")))
+        .collect();
+    format!("[{}]", quoted.join(" "))
+}
+
+/// Applies one config-only instruction given as upper-case `keyword` and its `args`, with
+/// `lexer` doing Docker's quote processing and variable substitution (ENV, LABEL, EXPOSE,
+/// VOLUME, USER, WORKDIR, STOPSIGNAL; CMD, ENTRYPOINT, SHELL, HEALTHCHECK and ONBUILD are
+/// kept literally). Returns the instruction as `docker history` shows it (`ENV A=1`).
+pub fn apply_change_with(
+    config: &mut RunConfig,
+    state: &mut ChangeState,
+    keyword: &str,
+    args: &str,
+    shell: &[String],
+    lexer: &Lexer<'_>,
+) -> Result<String, ChangeError> {
     let malformed = |m: &str| ChangeError::Malformed {
-        instruction: keyword.clone(),
+        instruction: keyword.to_string(),
         message: m.into(),
     };
-    match keyword.as_str() {
+    let word = |a: &str| lexer.word(a.trim()).map_err(|m| malformed(&m));
+    let shown = match keyword {
         "CMD" => {
-            config.cmd = Some(CommandForm::parse(args).to_argv(shell));
+            let argv = CommandForm::parse(args).to_argv(shell);
+            let shown = format!("CMD {}", format_argv(&argv));
+            config.cmd = Some(argv);
             state.cmd_set = true;
+            shown
         }
         "ENTRYPOINT" => {
             let form = CommandForm::parse(args);
@@ -257,56 +529,102 @@ pub fn apply_change(
             if !state.cmd_set {
                 config.cmd = None;
             }
+            format!(
+                "ENTRYPOINT {}",
+                format_argv(config.entrypoint.as_deref().unwrap_or_default())
+            )
         }
         "ENV" => {
             let env = config.env.get_or_insert_with(Vec::new);
-            for (k, v) in parse_key_values(&keyword, args)? {
+            let pairs = parse_key_values_with(keyword, args, lexer)?;
+            let mut shown = Vec::new();
+            for (k, v) in pairs {
                 set_env(env, &k, &v);
+                shown.push(format!("{k}={v}"));
             }
+            format!("ENV {}", shown.join(" "))
         }
         "LABEL" => {
             let labels = config.labels.get_or_insert_with(BTreeMap::new);
-            for (k, v) in parse_key_values(&keyword, args)? {
+            let mut shown = Vec::new();
+            for (k, v) in parse_key_values_with(keyword, args, lexer)? {
+                shown.push(format!("{k}={v}"));
                 labels.insert(k, v);
             }
+            format!("LABEL {}", shown.join(" "))
         }
         "EXPOSE" => {
-            let ports = parse_list(args);
+            let ports = lexer.words(args).map_err(|m| malformed(&m))?;
             if ports.is_empty() {
                 return Err(malformed("requires at least one port"));
             }
             let map = config.exposed_ports.get_or_insert_with(BTreeMap::new);
+            let mut shown = Vec::new();
             for p in ports {
-                map.insert(normalize_port(&p)?, Value::Object(Default::default()));
+                let p = normalize_port(&p)?;
+                shown.push(p.clone());
+                map.insert(p, Value::Object(Default::default()));
             }
+            format!("EXPOSE {}", shown.join(" "))
         }
         "VOLUME" => {
-            let vols = parse_list(args);
-            if vols.is_empty() {
+            let t = args.trim();
+            let vols = match serde_json::from_str::<Vec<String>>(t) {
+                Ok(v) if t.starts_with('[') => {
+                    v.iter().map(|x| word(x)).collect::<Result<Vec<_>, _>>()?
+                }
+                _ => lexer.words(t).map_err(|m| malformed(&m))?,
+            };
+            if vols.is_empty() || vols.iter().any(|v| v.is_empty()) {
                 return Err(malformed("requires at least one path"));
             }
             let map = config.volumes.get_or_insert_with(BTreeMap::new);
-            for v in vols {
-                map.insert(v, Value::Object(Default::default()));
+            for v in &vols {
+                map.insert(v.clone(), Value::Object(Default::default()));
             }
+            format!("VOLUME [{}]", vols.join(" "))
         }
         "USER" => {
-            if args.is_empty() {
+            let user = word(args)?;
+            if user.is_empty() {
                 return Err(malformed("requires a user"));
             }
-            config.user = Some(args.to_string());
+            config.user = Some(user.clone());
+            format!("USER {user}")
         }
         "WORKDIR" => {
-            if args.is_empty() {
+            let dir = word(args)?;
+            if dir.is_empty() {
                 return Err(malformed("requires a directory"));
             }
-            config.working_dir = Some(join_workdir(config.working_dir.as_deref(), args));
+            let dir = join_workdir(config.working_dir.as_deref(), &dir);
+            config.working_dir = Some(dir.clone());
+            format!("WORKDIR {dir}")
         }
         "STOPSIGNAL" => {
-            if args.is_empty() || args.contains(char::is_whitespace) {
+            let sig = word(args)?;
+            if sig.is_empty() || sig.contains(char::is_whitespace) {
                 return Err(malformed("requires one signal name or number"));
             }
-            config.stop_signal = Some(args.to_string());
+            config.stop_signal = Some(sig.clone());
+            format!("STOPSIGNAL {sig}")
+        }
+        "SHELL" => {
+            let CommandForm::Exec(argv) = CommandForm::parse(args) else {
+                return Err(malformed(
+                    "requires the JSON form, e.g. SHELL [\"/bin/sh\", \"-c\"]",
+                ));
+            };
+            if argv.is_empty() {
+                return Err(malformed("requires at least one argument"));
+            }
+            let shown = format!("SHELL {}", format_argv(&argv));
+            config.shell = Some(argv);
+            shown
+        }
+        "HEALTHCHECK" => {
+            config.healthcheck = Some(parse_healthcheck(args, shell).map_err(|m| malformed(&m))?);
+            format!("HEALTHCHECK {}", args.trim())
         }
         "ONBUILD" => {
             let (inner, _) = split_instruction(args);
@@ -318,11 +636,108 @@ pub fn apply_change(
             config
                 .on_build
                 .get_or_insert_with(Vec::new)
-                .push(args.to_string());
+                .push(args.trim().to_string());
+            format!("ONBUILD {}", args.trim())
         }
-        _ => return Err(ChangeError::Unsupported(keyword)),
+        _ => return Err(ChangeError::Unsupported(keyword.to_string())),
+    };
+    Ok(shown)
+}
+
+/// Parses `HEALTHCHECK [--interval=D] [--timeout=D] [--start-period=D] [--start-interval=D]
+/// [--retries=N] CMD command` or `HEALTHCHECK NONE` into Docker's `Healthcheck` object.
+pub fn parse_healthcheck(args: &str, shell: &[String]) -> Result<Value, String> {
+    let mut rest = args.trim();
+    let mut obj = serde_json::Map::new();
+    let mut durations: Vec<(&str, i64)> = Vec::new();
+    let mut retries = None;
+    while let Some(flag) = rest.strip_prefix("--") {
+        let (word, after) = flag.split_once(char::is_whitespace).unwrap_or((flag, ""));
+        rest = after.trim_start();
+        let (name, value) = word
+            .split_once('=')
+            .ok_or_else(|| format!("flag --{word} needs a value"))?;
+        let key = match name {
+            "interval" => "Interval",
+            "timeout" => "Timeout",
+            "start-period" => "StartPeriod",
+            "start-interval" => "StartInterval",
+            "retries" => {
+                let n: i64 = value
+                    .parse()
+                    .map_err(|_| format!("--retries={value} is not a number"))?;
+                retries = Some(n);
+                continue;
+            }
+            other => return Err(format!("unknown flag --{other}")),
+        };
+        durations.push((key, parse_go_duration(value)?));
     }
-    Ok(())
+    let (kind, cmd) = split_instruction(rest);
+    match kind.as_str() {
+        "NONE" if cmd.is_empty() => {
+            obj.insert("Test".into(), Value::from(vec!["NONE"]));
+            return Ok(Value::Object(obj));
+        }
+        "NONE" => return Err("NONE takes no arguments".into()),
+        "CMD" => {}
+        _ => return Err("expected CMD or NONE".into()),
+    }
+    let test: Vec<String> = match CommandForm::parse(cmd) {
+        CommandForm::Exec(v) if !v.is_empty() => {
+            std::iter::once("CMD".to_string()).chain(v).collect()
+        }
+        CommandForm::Shell(s) if !s.is_empty() => {
+            let _ = shell;
+            vec!["CMD-SHELL".to_string(), s]
+        }
+        _ => return Err("CMD requires a command".into()),
+    };
+    obj.insert("Test".into(), Value::from(test));
+    for (k, v) in durations {
+        if v != 0 {
+            obj.insert(k.into(), Value::from(v));
+        }
+    }
+    if let Some(r) = retries {
+        obj.insert("Retries".into(), Value::from(r));
+    }
+    Ok(Value::Object(obj))
+}
+
+/// Parses a Go duration (`30s`, `1m30s`, `500ms`, `1h`) into nanoseconds.
+pub fn parse_go_duration(s: &str) -> Result<i64, String> {
+    let bad = || format!("invalid duration {s:?}");
+    if s == "0" {
+        return Ok(0);
+    }
+    let mut total: f64 = 0.0;
+    let mut rest = s;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let num_end = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let n: f64 = rest[..num_end].parse().map_err(|_| bad())?;
+        rest = &rest[num_end..];
+        let unit_end = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let mult = match &rest[..unit_end] {
+            "ns" => 1.0,
+            "us" | "µs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(bad()),
+        };
+        total += n * mult;
+        rest = &rest[unit_end..];
+    }
+    Ok(total as i64)
 }
 
 #[cfg(test)]
@@ -395,5 +810,55 @@ mod tests {
         assert!(apply_all(&["ENV"]).is_err());
         assert!(apply_all(&["ENV A=\"unterminated"]).is_err());
         assert!(apply_all(&["ONBUILD FROM x"]).is_err());
+    }
+
+    #[test]
+    fn substitution_table() {
+        let vars = |n: &str| match n {
+            "A" => Some("1".to_string()),
+            "E" => Some(String::new()),
+            "SP" => Some("x y".to_string()),
+            _ => None,
+        };
+        let lex = Lexer::with_vars('\\', &vars);
+        let words = [
+            ("$A", "1"),
+            ("${A}b", "1b"),
+            ("${U:-d}", "d"),
+            ("${E:-d}", "d"),
+            ("${E-d}", ""),
+            ("${A:+alt}", "alt"),
+            ("${U:+alt}", ""),
+            ("${E+alt}", "alt"),
+            ("${U:-${A}x}", "1x"),
+            ("'$A'", "$A"),
+            ("\"$A\"", "1"),
+            ("\\$A", "$A"),
+            ("a$", "a$"),
+            ("$U", ""),
+            ("\"a \\\" b\"", "a \" b"),
+        ];
+        for (input, want) in words {
+            assert_eq!(lex.word(input).unwrap(), want, "{input}");
+        }
+        assert_eq!(lex.words("$SP \"$SP\" z").unwrap(), ["x", "y", "x y", "z"]);
+        assert!(lex
+            .word("${U:?must be set}")
+            .unwrap_err()
+            .contains("must be set"));
+        assert!(lex.word("${A").is_err());
+        let tick = Lexer::with_vars('`', &vars);
+        assert_eq!(tick.word("`$A \\x").unwrap(), "$A \\x");
+        let kv = parse_key_values_with("ENV", "K=$A L=\"${SP}\" M='$A'", &lex).unwrap();
+        assert_eq!(
+            kv,
+            [
+                ("K".to_string(), "1".to_string()),
+                ("L".to_string(), "x y".to_string()),
+                ("M".to_string(), "$A".to_string())
+            ]
+        );
+        let legacy = parse_key_values_with("ENV", "K  $A and \"q\"", &lex).unwrap();
+        assert_eq!(legacy, [("K".to_string(), "1 and q".to_string())]);
     }
 }

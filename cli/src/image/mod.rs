@@ -6,6 +6,7 @@
 
 pub mod archive;
 pub mod change;
+pub mod commit;
 pub mod config;
 pub mod reference;
 
@@ -323,6 +324,14 @@ impl Images {
                 if let Some(l) = listed.iter().find(|l| l.manifest == d) {
                     return self.load(l.clone());
                 }
+                // A registry digest recorded by pull or push (`repo@sha256:…`).
+                let repo_digest = format!("{}@{d}", r.repository());
+                if let Some(l) = listed
+                    .iter()
+                    .find(|l| l.repo_digests.contains(&repo_digest))
+                {
+                    return self.load(l.clone());
+                }
             } else {
                 let want = r.ref_name();
                 if let Some(l) = listed.iter().find(|l| {
@@ -356,6 +365,30 @@ impl Images {
                 0 => {}
                 1 => return Ok(found.remove(0)),
                 _ => return Err(ImageError::Ambiguous(name.to_string())),
+            }
+        }
+        // An image stored but not listed (a build step's state being mounted): by its full
+        // manifest digest, or by its full id when a pin holds its manifest.
+        if let Ok(d) = Digest::parse(name) {
+            let unlisted = |manifest: Digest| {
+                self.load(Listed {
+                    manifest,
+                    names: Vec::new(),
+                    repo_digests: Vec::new(),
+                })
+                .ok()
+            };
+            if self.store.has_blob(&d) && !self.store.has_layer(&d) {
+                if let Some(img) = unlisted(d) {
+                    return Ok(img);
+                }
+                for (_, pinned) in self.pins()? {
+                    for m in pinned.into_iter().filter(|m| !self.store.has_layer(m)) {
+                        if let Some(img) = unlisted(m).filter(|i| i.id == d) {
+                            return Ok(img);
+                        }
+                    }
+                }
             }
         }
         Err(ImageError::NotFound(name.to_string()))
@@ -590,6 +623,16 @@ impl Images {
     /// Pins `digests` (manifests, configs or layers) under `name` so garbage collection keeps
     /// them: containers pin their image, mounts their layers, the build cache its layers.
     pub fn pin(&self, name: &str, digests: &[Digest]) -> Result<()> {
+        self.write_pin(name, digests, true)
+    }
+
+    /// [`Images::pin`] for runtime state (mounts): atomic but not fsynced, since a crash
+    /// ends what it protects.
+    pub fn pin_volatile(&self, name: &str, digests: &[Digest]) -> Result<()> {
+        self.write_pin(name, digests, false)
+    }
+
+    fn write_pin(&self, name: &str, digests: &[Digest], durable: bool) -> Result<()> {
         let dir = self.pins_dir();
         fs::create_dir_all(&dir).map_err(|source| ImageError::Io {
             op: "create",
@@ -597,8 +640,12 @@ impl Images {
             source,
         })?;
         let text: String = digests.iter().map(|d| format!("{d}\n")).collect();
-        self.store
-            .write_file(&dir.join(pin_file_name(name)), text.as_bytes())?;
+        let path = dir.join(pin_file_name(name));
+        if durable {
+            self.store.write_file(&path, text.as_bytes())?;
+        } else {
+            self.store.write_volatile_file(&path, text.as_bytes())?;
+        }
         Ok(())
     }
 
@@ -668,6 +715,10 @@ impl Images {
     /// forms (diff_ids).
     pub fn blobs_of(&self, manifest: &Digest) -> BTreeSet<Digest> {
         let mut out = BTreeSet::from([*manifest]);
+        if self.store.has_layer(manifest) {
+            // A pinned layer (the build cache pins layers): nothing else to read.
+            return out;
+        }
         if let Ok(m) = self.read_manifest(manifest) {
             if let Ok(c) = Digest::try_from(m.config().digest()) {
                 out.insert(c);

@@ -30,6 +30,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Build an image from a Dockerfile.
+    Build(commands::build::BuildArgs),
     /// Create an image from a rootfs tarball.
     Import(commands::import::ImportArgs),
     /// List images.
@@ -46,6 +48,39 @@ enum Command {
     Load(commands::archive::LoadArgs),
     /// Save images to an archive (docker-archive or oci-archive).
     Save(commands::archive::SaveArgs),
+    /// Create a new image from a container's changes.
+    Commit(commands::commit::CommitArgs),
+    /// Show changed files: of a container, of an image's top layer, or between two images.
+    Diff(commands::diff::DiffArgs),
+    /// Create and run a container from an image.
+    Run(commands::containers::RunArgs),
+    /// Create a container without starting it.
+    Create(commands::containers::CreateArgs),
+    /// Start stopped or created containers.
+    Start(commands::containers::StartArgs),
+    /// List containers.
+    Ps(commands::containers::PsArgs),
+    /// Show a container's output.
+    Logs(commands::containers::LogsArgs),
+    /// Stop running containers (stop signal, then SIGKILL).
+    Stop(commands::containers::StopArgs),
+    /// Send a signal to running containers.
+    Kill(commands::containers::KillArgs),
+    /// Remove containers.
+    Rm(commands::containers::RmArgs),
+    /// Run a command in a running container.
+    Exec(commands::containers::ExecArgs),
+    /// The monitor of a detached container (internal).
+    #[command(name = "__monitor", hide = true)]
+    Monitor(commands::containers::MonitorArgs),
+    /// Pull an image from a registry.
+    Pull(commands::registry::PullArgs),
+    /// Push an image to a registry.
+    Push(commands::registry::PushArgs),
+    /// Log in to a registry.
+    Login(commands::registry::LoginArgs),
+    /// Log out from a registry.
+    Logout(commands::registry::LogoutArgs),
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -56,6 +91,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum ImageCommand {
+    /// Build an image from a Dockerfile.
+    Build(commands::build::BuildArgs),
     /// List images.
     #[command(alias = "list")]
     Ls(commands::images::ImagesArgs),
@@ -75,6 +112,10 @@ enum ImageCommand {
     Load(commands::archive::LoadArgs),
     /// Save images to an archive (docker-archive or oci-archive).
     Save(commands::archive::SaveArgs),
+    /// Pull an image from a registry.
+    Pull(commands::registry::PullArgs),
+    /// Push an image to a registry.
+    Push(commands::registry::PushArgs),
 }
 
 #[derive(Subcommand)]
@@ -86,6 +127,7 @@ enum SystemCommand {
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let ctx = Ctx::new(cli.root);
     match cli.command {
+        Command::Build(a) | Command::Image(ImageCommand::Build(a)) => commands::build::run(&ctx, a),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => {
             commands::import::run(&ctx, a)
         }
@@ -107,7 +149,27 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Save(a) | Command::Image(ImageCommand::Save(a)) => {
             commands::archive::save(&ctx, a)
         }
+        Command::Pull(a) | Command::Image(ImageCommand::Pull(a)) => {
+            commands::registry::pull(&ctx, a)
+        }
+        Command::Push(a) | Command::Image(ImageCommand::Push(a)) => {
+            commands::registry::push(&ctx, a)
+        }
+        Command::Login(a) => commands::registry::login(&ctx, a),
+        Command::Logout(a) => commands::registry::logout(&ctx, a),
         Command::System(SystemCommand::Df(a)) => commands::system::df(&ctx, a),
+        Command::Diff(a) => commands::diff::diff(&ctx, a),
+        Command::Commit(a) => commands::commit::commit(&ctx, a),
+        Command::Run(a) => commands::containers::run(&ctx, a),
+        Command::Create(a) => commands::containers::create(&ctx, a),
+        Command::Start(a) => commands::containers::start(&ctx, a),
+        Command::Ps(a) => commands::containers::ps(&ctx, a),
+        Command::Logs(a) => commands::containers::logs(&ctx, a),
+        Command::Stop(a) => commands::containers::stop(&ctx, a),
+        Command::Kill(a) => commands::containers::kill(&ctx, a),
+        Command::Rm(a) => commands::containers::rm(&ctx, a),
+        Command::Exec(a) => commands::containers::exec(&ctx, a),
+        Command::Monitor(a) => commands::containers::monitor(&ctx, a),
     }
 }
 

@@ -12,7 +12,7 @@ use nix::sys::signal::{SigSet, Signal};
 use rimg::image::Images;
 use rimg::mount::{self, MountRecord, MountRequest, MountState, Stacks};
 use rimg::table;
-use rimg_fs::fuse::FuseOptions;
+use rimg_fs::fuse::{FuseOptions, Tuning};
 use rimg_fs::overlay;
 
 /// The command line.
@@ -67,6 +67,9 @@ struct MountArgs {
     /// FUSE worker threads (default: one per CPU, at most 4).
     #[arg(long, default_value_t = 0, hide = true)]
     threads: usize,
+    /// Benchmark knobs: ttl=SECS,no_open=0|1,read_ahead_kb=KB.
+    #[arg(long, hide = true, value_name = "KEY=VAL,...")]
+    tune: Option<String>,
     /// The image: name[:tag], id or id prefix.
     image: String,
     /// Where to mount it (an existing directory).
@@ -85,6 +88,8 @@ struct ServeArgs {
     suid: bool,
     #[arg(long)]
     dev: bool,
+    #[arg(long)]
+    tune: Option<String>,
     image_id: String,
     target: PathBuf,
 }
@@ -101,8 +106,12 @@ fn mount_request(a: &MountArgs) -> Result<MountRequest> {
         work: a.work.clone(),
         read_only: a.read_only,
         threads: a.threads,
+        tuning: a.tune.clone(),
         ..Default::default()
     };
+    if let Some(t) = &a.tune {
+        Tuning::parse(t).map_err(anyhow::Error::msg)?;
+    }
     for o in &a.options {
         match o.as_str() {
             "allow_other" => req.allow_other = true,
@@ -151,6 +160,7 @@ fn mount_foreground(images: &Images, req: &MountRequest) -> Result<()> {
         dev: req.dev,
         threads: req.threads,
         fsname: format!("rimgfs:{}", rec.id),
+        tuning: tuning(req.tuning.as_deref())?,
     };
     let target = rec.fuse_target().to_path_buf();
     let result = mount::serve(images, &rec.image_id, &target, &opts, || {
@@ -173,6 +183,12 @@ fn mount_foreground(images: &Images, req: &MountRequest) -> Result<()> {
     });
     stacks.finished(&rec);
     Ok(result?)
+}
+
+fn tuning(spec: Option<&str>) -> Result<Tuning> {
+    spec.map_or(Ok(Tuning::default()), |s| {
+        Tuning::parse(s).map_err(anyhow::Error::msg)
+    })
 }
 
 fn cmd_umount(root: &Path, mountpoint: &Path) -> Result<()> {
@@ -220,6 +236,7 @@ fn cmd_serve(root: &Path, a: ServeArgs) -> Result<()> {
         dev: a.dev,
         threads: a.threads,
         fsname: format!("rimgfs:{}", a.id),
+        tuning: tuning(a.tune.as_deref())?,
     };
     mount::serve(&images, &a.image_id, &a.target, &opts, || {
         let mut out = std::io::stdout().lock();

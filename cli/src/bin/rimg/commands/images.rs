@@ -516,7 +516,11 @@ pub fn prune(ctx: &Ctx, a: PruneArgs) -> Result<u8> {
         images.remove_manifest(&img.manifest_digest)?;
         lines.push(format!("deleted: {}", img.id));
     }
+    // The build cache keeps what listed images were built with; the rest may go.
+    let cache = rimg::build::cache::BuildCache::new(images.store());
+    cache.release_unused(&images)?;
     let removed = images.collect_garbage(&gc)?;
+    cache.remove_stale();
     let reclaimed: u64 = removed.iter().map(|(_, s)| s).sum();
     let mut s = String::new();
     if !lines.is_empty() {

@@ -2,8 +2,13 @@
 //! prints, and returns the process exit code.
 
 pub mod archive;
+pub mod build;
+pub mod commit;
+pub mod containers;
+pub mod diff;
 pub mod images;
 pub mod import;
+pub mod registry;
 pub mod system;
 
 use std::io::{self, Write};
@@ -26,7 +31,6 @@ impl Ctx {
     }
 
     /// The store root.
-    #[allow(dead_code)]
     pub fn root(&self) -> &Path {
         &self.root
     }

@@ -1,0 +1,231 @@
+//! `rimg build` (and `rimg image build`): a Dockerfile and a context directory into an image.
+
+use std::fs;
+use std::io::{self, IsTerminal, Read, Write};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _, Result};
+use clap::{Args, ValueEnum};
+use rimg::build::builder::{BuildOptions, Builder, Outcome, Progress};
+use rimg::build::run::MountRunner;
+use rimg::build::BuildError;
+use rimg::image::Reference;
+use rimg::units;
+
+use super::{outln, Ctx, ExitStatus};
+
+/// How progress is shown.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// `tty` when stdout is a terminal, else `plain`.
+    Auto,
+    /// One line per event.
+    Plain,
+    /// Each step's line rewritten in place with its outcome.
+    Tty,
+}
+
+/// Flags of `rimg build`.
+#[derive(Args)]
+pub struct BuildArgs {
+    /// Name and optionally a tag for the image, NAME[:TAG]; repeatable.
+    #[arg(short = 't', long = "tag", value_name = "NAME[:TAG]")]
+    pub tags: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile; `-` reads standard input).
+    #[arg(short = 'f', long = "file", value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// A build-time variable, KEY=VALUE (KEY alone takes it from the environment).
+    #[arg(long = "build-arg", value_name = "KEY[=VALUE]")]
+    pub build_args: Vec<String>,
+    /// The stage to build (default: the last).
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Do not use the cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Progress output.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub progress: ProgressMode,
+    /// Print only the image id.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// On a cache miss, say which part of the key changed.
+    #[arg(long)]
+    pub explain: bool,
+    /// The build context directory.
+    pub context: PathBuf,
+}
+
+/// Prints progress lines.
+struct Printer {
+    tty: bool,
+    quiet: bool,
+    /// The step line printed without its outcome (tty mode).
+    open: Option<String>,
+    current: String,
+}
+
+impl Printer {
+    fn write(&self, s: &str) {
+        let mut o = io::stdout().lock();
+        let _ = o.write_all(s.as_bytes());
+        let _ = o.flush();
+    }
+}
+
+impl Progress for Printer {
+    fn step(&mut self, n: usize, total: usize, text: &str) {
+        if self.quiet {
+            return;
+        }
+        let line = format!("[{n}/{total}] {text}");
+        self.current = format!("[{n}/{total}]");
+        if self.tty {
+            // RUN prints output under its line; other steps get their outcome on the same line.
+            if text
+                .split_whitespace()
+                .next()
+                .is_some_and(|k| k.eq_ignore_ascii_case("RUN"))
+            {
+                self.write(&format!("\x1b[1m{line}\x1b[0m\n"));
+                self.open = None;
+            } else {
+                self.write(&format!("\x1b[1m{line}\x1b[0m"));
+                self.open = Some(line);
+            }
+        } else {
+            self.write(&format!("{line}\n"));
+        }
+    }
+
+    fn done(&mut self, _n: usize, outcome: Outcome, elapsed: Duration) {
+        if self.quiet {
+            return;
+        }
+        let status = match outcome {
+            Outcome::Cached => "CACHED".to_string(),
+            Outcome::Done => format!("DONE {:.2}s", elapsed.as_secs_f64()),
+        };
+        if self.tty {
+            let color = if outcome == Outcome::Cached {
+                "36"
+            } else {
+                "32"
+            };
+            match self.open.take() {
+                Some(line) => {
+                    self.write(&format!("\r\x1b[K{line}  \x1b[{color}m{status}\x1b[0m\n"))
+                }
+                None => self.write(&format!("{}  \x1b[{color}m{status}\x1b[0m\n", self.current)),
+            }
+        } else {
+            self.write(&format!("{} {status}\n", self.current));
+        }
+    }
+
+    fn note(&mut self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        if let Some(line) = self.open.take() {
+            self.write(&format!("\r\x1b[K{line}\n"));
+        }
+        if text.starts_with("[Warning]") {
+            eprintln!("{text}");
+        } else {
+            self.write(&format!("{} {text}\n", self.current));
+        }
+    }
+}
+
+/// Builds the image.
+pub fn run(ctx: &Ctx, a: BuildArgs) -> Result<u8> {
+    let mut tags = Vec::new();
+    for t in &a.tags {
+        let r = Reference::parse(t).with_context(|| format!("invalid tag {t:?}"))?;
+        if r.digest.is_some() {
+            bail!("invalid tag {t}: a tag cannot carry a digest");
+        }
+        tags.push(r);
+    }
+    let context = a.context.clone();
+    if !context.is_dir() {
+        bail!(
+            "unable to prepare context: path {:?} not found or not a directory",
+            context.display().to_string()
+        );
+    }
+    let dockerfile = match &a.file {
+        Some(p) if p.as_os_str() == "-" => {
+            let mut s = String::new();
+            io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the Dockerfile from standard input")?;
+            s
+        }
+        Some(p) => {
+            fs::read_to_string(p).with_context(|| format!("reading Dockerfile {}", p.display()))?
+        }
+        None => {
+            let p = context.join("Dockerfile");
+            fs::read_to_string(&p).with_context(|| format!("reading Dockerfile {}", p.display()))?
+        }
+    };
+    let build_args = a
+        .build_args
+        .iter()
+        .map(|kv| match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), Some(v.to_string())),
+            None => (kv.clone(), None),
+        })
+        .collect();
+    let opts = BuildOptions {
+        dockerfile,
+        context,
+        build_args,
+        target: a.target.clone(),
+        no_cache: a.no_cache,
+        explain: a.explain,
+        tags: tags.clone(),
+        source_date_epoch: units::source_date_epoch(),
+    };
+    let tty = match a.progress {
+        ProgressMode::Auto => io::stdout().is_terminal(),
+        ProgressMode::Plain => false,
+        ProgressMode::Tty => true,
+    };
+    let mut printer = Printer {
+        tty,
+        quiet: a.quiet,
+        open: None,
+        current: String::new(),
+    };
+    let images = ctx.images()?;
+    let runner = MountRunner::new(ctx.root(), a.quiet);
+    let built = match Builder::new(&images, &runner, &mut printer, opts).and_then(|b| b.build()) {
+        Ok(b) => b,
+        Err(e @ BuildError::RunFailed { .. }) => {
+            let code = e.exit_code().clamp(1, 255) as u8;
+            return Err(ExitStatus {
+                code,
+                message: e.to_string(),
+            }
+            .into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if a.quiet {
+        outln(&built.image.id.to_string())?;
+        return Ok(0);
+    }
+    outln(&format!("Successfully built {}", built.image.id.short()))?;
+    for t in &tags {
+        outln(&format!(
+            "Successfully tagged {}:{}",
+            t.repository(),
+            t.tag_or_latest()
+        ))?;
+    }
+    Ok(0)
+}

@@ -1,0 +1,352 @@
+//! `rimg pull`, `push`, `login`, `logout`: images to and from registries.
+
+use std::collections::HashMap;
+use std::io::{self, IsTerminal, Read, Write};
+use std::sync::Mutex;
+
+use anyhow::{bail, Context, Result};
+use clap::{ArgAction, Args, ValueEnum};
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rimg::image::{Compression, Reference};
+use rimg::registry::auth::{self, Credentials};
+use rimg::registry::client::{Client, ClientOptions};
+use rimg::registry::pull::{pull as pull_image, PullOptions};
+use rimg::registry::push::{push as push_image, PushOptions};
+use rimg::registry::{BlobEvent, Location, Platform, Progress};
+use rimg_fs::Digest;
+
+use super::{outln, Ctx};
+
+/// Flags of `rimg pull`.
+#[derive(Args)]
+pub struct PullArgs {
+    /// Require HTTPS and verify certificates (`--tls-verify=false` allows plain HTTP and
+    /// self-signed certificates; localhost is always allowed both, as Docker does).
+    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub tls_verify: bool,
+    /// The platform to pick from a multi-platform image (default: this machine's).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Print only the image name.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The image: `registry/repository[:tag]` or `registry/repository@sha256:…`.
+    pub image: String,
+}
+
+/// Layer compressions `rimg push` can write.
+#[derive(Clone, Copy, ValueEnum)]
+pub enum CompressArg {
+    /// gzip (the default; every registry and runtime reads it).
+    Gzip,
+    /// zstd (smaller and faster; needs a recent runtime to pull).
+    Zstd,
+    /// No compression.
+    None,
+}
+
+/// Flags of `rimg push`.
+#[derive(Args)]
+pub struct PushArgs {
+    /// Require HTTPS and verify certificates (see `pull`).
+    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub tls_verify: bool,
+    /// How layers are compressed on the way out.
+    #[arg(long, value_enum, default_value = "gzip")]
+    pub compress: CompressArg,
+    /// Print only the pushed digest line.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// The local image.
+    pub image: String,
+    /// Where to push it (default: the image name, which must then name a registry).
+    pub destination: Option<String>,
+}
+
+/// Flags of `rimg login`.
+#[derive(Args)]
+pub struct LoginArgs {
+    /// User name.
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Password (visible to other users of this machine; prefer --password-stdin).
+    #[arg(short, long)]
+    pub password: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// Require HTTPS and verify certificates (see `pull`).
+    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub tls_verify: bool,
+    /// The registry (`host[:port]`; default docker.io).
+    pub registry: Option<String>,
+}
+
+/// Flags of `rimg logout`.
+#[derive(Args)]
+pub struct LogoutArgs {
+    /// The registry (`host[:port]`; default docker.io).
+    pub registry: Option<String>,
+}
+
+/// How progress is shown: a bar per blob on a terminal, one line per finished blob otherwise.
+struct Shown {
+    pull: bool,
+    bars: Option<(MultiProgress, Mutex<HashMap<Digest, ProgressBar>>)>,
+    quiet: bool,
+}
+
+impl Shown {
+    fn new(pull: bool, quiet: bool) -> Self {
+        let bars = (!quiet && io::stdout().is_terminal()).then(|| {
+            (
+                MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
+                Mutex::new(HashMap::new()),
+            )
+        });
+        Shown { pull, bars, quiet }
+    }
+
+    fn line(&self, blob: &Digest, text: &str) {
+        if self.quiet {
+            return;
+        }
+        match &self.bars {
+            Some((multi, bars)) => {
+                // The finished line goes above the bars for good; the bar goes away.
+                let _ = multi.println(format!("{}: {text}", blob.short()));
+                if let Some(b) = bars.lock().unwrap_or_else(|p| p.into_inner()).get(blob) {
+                    b.finish_and_clear();
+                }
+            }
+            None => {
+                let _ = outln(&format!("{}: {text}", blob.short()));
+            }
+        }
+    }
+}
+
+impl Progress for Shown {
+    fn start(&self, blobs: &[(Digest, u64)]) {
+        let Some((multi, bars)) = &self.bars else {
+            return;
+        };
+        let style = ProgressStyle::with_template(
+            "{prefix}: {msg:12} [{bar:30}] {binary_bytes}/{binary_total_bytes}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        let mut bars = bars.lock().unwrap_or_else(|p| p.into_inner());
+        for (d, size) in blobs {
+            if bars.contains_key(d) {
+                continue;
+            }
+            let b = multi.add(ProgressBar::new(*size));
+            b.set_style(style.clone());
+            b.set_prefix(d.short());
+            b.set_message("Waiting");
+            bars.insert(*d, b);
+        }
+    }
+
+    fn event(&self, blob: &Digest, event: BlobEvent) {
+        match event {
+            BlobEvent::AlreadyExists => self.line(
+                blob,
+                if self.pull {
+                    "Already exists"
+                } else {
+                    "Layer already exists"
+                },
+            ),
+            BlobEvent::Progress { done } => {
+                if let Some((_, bars)) = &self.bars {
+                    if let Some(b) = bars.lock().unwrap_or_else(|p| p.into_inner()).get(blob) {
+                        b.set_message(if self.pull { "Downloading" } else { "Pushing" });
+                        b.set_position(done);
+                    }
+                }
+            }
+            BlobEvent::Done => self.line(blob, if self.pull { "Pull complete" } else { "Pushed" }),
+            BlobEvent::Mounted { from } => self.line(blob, &format!("Mounted from {from}")),
+        }
+    }
+}
+
+/// Strips a scheme and path from a registry given as a URL (`https://host:5000/v2/`).
+fn registry_name(arg: Option<&str>) -> String {
+    let r = arg.unwrap_or(rimg::registry::DEFAULT_REGISTRY);
+    let r = r
+        .trim_start_matches("https://")
+        .trim_start_matches("http://");
+    r.split('/').next().unwrap_or(r).to_string()
+}
+
+fn connect(registry: &str, tls_verify: bool) -> Result<Client> {
+    let creds = auth::lookup(registry)?;
+    Ok(Client::connect(
+        registry,
+        &ClientOptions { tls_verify },
+        creds,
+    )?)
+}
+
+/// Pulls an image and prints what happened, as `docker pull` does.
+pub fn pull(ctx: &Ctx, a: PullArgs) -> Result<u8> {
+    let reference = Reference::parse(&a.image)?;
+    let platform = match &a.platform {
+        Some(p) => Platform::parse(p)?,
+        None => Platform::host(),
+    };
+    let loc = Location::of(&reference);
+    let images = ctx.images()?;
+    let shown_ref = reference.to_string();
+    let client =
+        connect(&loc.registry, a.tls_verify).with_context(|| format!("pulling {shown_ref}"))?;
+    if !a.quiet {
+        let what = match (&reference.digest, &reference.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, t) => t.clone().unwrap_or_else(|| "latest".into()),
+        };
+        outln(&format!("{what}: Pulling from {}", loc.repository))?;
+    }
+    let shown = Shown::new(true, a.quiet);
+    let pulled = pull_image(
+        &images,
+        &client,
+        &reference,
+        &PullOptions { platform },
+        &shown,
+    )
+    .with_context(|| format!("pulling {shown_ref}"))?;
+    if !a.quiet {
+        outln(&format!("Digest: {}", pulled.digest))?;
+        if pulled.changed {
+            outln(&format!("Status: Downloaded newer image for {shown_ref}"))?;
+        } else {
+            outln(&format!("Status: Image is up to date for {shown_ref}"))?;
+        }
+    }
+    outln(&shown_ref)?;
+    Ok(0)
+}
+
+/// Pushes an image and prints its digest, as `docker push` does.
+pub fn push(ctx: &Ctx, a: PushArgs) -> Result<u8> {
+    let images = ctx.images()?;
+    let image = ctx.resolve(&images, &a.image)?;
+    let dest = Reference::parse(a.destination.as_deref().unwrap_or(&a.image))
+        .context("invalid destination")?;
+    let loc = Location::of(&dest);
+    let compression = match a.compress {
+        CompressArg::Gzip => Compression::Gzip,
+        CompressArg::Zstd => Compression::Zstd,
+        CompressArg::None => Compression::None,
+    };
+    let shown_ref = dest.repository();
+    let client =
+        connect(&loc.registry, a.tls_verify).with_context(|| format!("pushing to {shown_ref}"))?;
+    if !a.quiet {
+        outln(&format!("The push refers to repository [{shown_ref}]"))?;
+    }
+    let shown = Shown::new(false, a.quiet);
+    let pushed = push_image(
+        &images,
+        &client,
+        &image,
+        &dest,
+        PushOptions { compression },
+        &shown,
+    )
+    .with_context(|| format!("pushing to {shown_ref}"))?;
+    outln(&format!(
+        "{}: digest: {} size: {}",
+        pushed.tag, pushed.digest, pushed.size
+    ))?;
+    Ok(0)
+}
+
+/// Reads one line from the terminal, optionally without echo.
+fn prompt(question: &str, echo: bool) -> Result<String> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    eprint!("{question}");
+    io::stderr().flush()?;
+    let stdin = io::stdin();
+    let saved = if echo {
+        None
+    } else {
+        let saved = tcgetattr(&stdin).context("reading terminal settings")?;
+        let mut quiet = saved.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        tcsetattr(&stdin, SetArg::TCSANOW, &quiet).context("turning off echo")?;
+        Some(saved)
+    };
+    let mut line = String::new();
+    let read = stdin.read_line(&mut line);
+    if let Some(saved) = saved {
+        let _ = tcsetattr(&stdin, SetArg::TCSANOW, &saved);
+        eprintln!();
+    }
+    read?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
+}
+
+/// Checks credentials against the registry and stores them.
+pub fn login(_ctx: &Ctx, a: LoginArgs) -> Result<u8> {
+    let registry = registry_name(a.registry.as_deref());
+    let tty = io::stdin().is_terminal();
+    if a.password.is_some() && a.password_stdin {
+        bail!("--password and --password-stdin are mutually exclusive");
+    }
+    let username = match a.username {
+        Some(u) => u,
+        None if tty && !a.password_stdin => prompt("Username: ", true)?,
+        None => bail!("no user name given: use -u USERNAME"),
+    };
+    if username.is_empty() {
+        bail!("the user name is empty");
+    }
+    let password = if let Some(p) = a.password {
+        eprintln!("WARNING! Using --password via the CLI is insecure. Use --password-stdin.");
+        p
+    } else if a.password_stdin {
+        let mut s = String::new();
+        io::stdin()
+            .read_to_string(&mut s)
+            .context("reading the password from standard input")?;
+        s.trim_end_matches(['\n', '\r']).to_string()
+    } else if tty {
+        prompt("Password: ", false)?
+    } else {
+        bail!("no password given: use --password-stdin (or -p PASSWORD)");
+    };
+    if password.is_empty() {
+        bail!("the password is empty");
+    }
+    let creds = Credentials { username, password };
+    let client = Client::connect(
+        &registry,
+        &ClientOptions {
+            tls_verify: a.tls_verify,
+        },
+        Some(creds.clone()),
+    )
+    .with_context(|| format!("logging in to {registry}"))?;
+    client
+        .check_login()
+        .with_context(|| format!("logging in to {registry}"))?;
+    auth::store(&registry, &creds).context("storing credentials")?;
+    outln("Login Succeeded")?;
+    Ok(0)
+}
+
+/// Removes stored credentials.
+pub fn logout(_ctx: &Ctx, a: LogoutArgs) -> Result<u8> {
+    let registry = registry_name(a.registry.as_deref());
+    if auth::remove(&registry).context("removing credentials")? {
+        outln(&format!("Removing login credentials for {registry}"))?;
+    } else {
+        outln(&format!("Not logged in to {registry}"))?;
+    }
+    Ok(0)
+}

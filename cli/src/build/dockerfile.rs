@@ -1,0 +1,598 @@
+//! The Dockerfile parser: a pure function from the file's text to its instructions, each with
+//! the line it starts on. It handles the `# syntax=` and `# escape=` directives, comments,
+//! line continuations and case-insensitive keywords, and checks each instruction's shape
+//! (flags, argument forms) so a malformed line is reported before anything is built.
+//! Variable substitution happens later, per step, with the scope the builder tracks
+//! ([`crate::image::change::Lexer`]).
+
+use std::fmt;
+
+use crate::image::change::{raw_words, split_instruction, CommandForm, Lexer};
+
+/// Why a Dockerfile cannot be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Dockerfile line {line}: {message}: {text}")]
+pub struct ParseError {
+    /// The 1-based line number.
+    pub line: usize,
+    /// The line's text (the instruction as written, continuations joined).
+    pub text: String,
+    /// What is wrong.
+    pub message: String,
+}
+
+/// A `--name=value` flag of an instruction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Flag {
+    /// The name without dashes.
+    pub name: String,
+    /// The value (`None` for a bare `--name`).
+    pub value: Option<String>,
+}
+
+/// One instruction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Instruction {
+    /// The 1-based line it starts on.
+    pub line: usize,
+    /// The keyword, upper case (`COPY`).
+    pub keyword: String,
+    /// Leading `--flag=value` words.
+    pub flags: Vec<Flag>,
+    /// The arguments after the keyword and flags, continuation lines joined.
+    pub args: String,
+    /// The instruction as written (continuations joined, keyword as written).
+    pub text: String,
+}
+
+impl Instruction {
+    /// The value of flag `name`, if given.
+    pub fn flag(&self, name: &str) -> Option<&str> {
+        self.flags
+            .iter()
+            .rev()
+            .find(|f| f.name == name)
+            .and_then(|f| f.value.as_deref())
+    }
+
+    fn error(&self, message: impl Into<String>) -> ParseError {
+        ParseError {
+            line: self.line,
+            text: self.text.clone(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Instruction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+/// A parsed Dockerfile.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dockerfile {
+    /// The escape character (`\` unless `# escape=` says otherwise).
+    pub escape: char,
+    /// The `# syntax=` directive, if any (recorded; rimg has one frontend).
+    pub syntax: Option<String>,
+    /// The instructions in order.
+    pub instructions: Vec<Instruction>,
+}
+
+/// Every instruction keyword rimg knows.
+pub const KEYWORDS: &[&str] = &[
+    "ADD",
+    "ARG",
+    "CMD",
+    "COPY",
+    "ENTRYPOINT",
+    "ENV",
+    "EXPOSE",
+    "FROM",
+    "HEALTHCHECK",
+    "LABEL",
+    "MAINTAINER",
+    "ONBUILD",
+    "RUN",
+    "SHELL",
+    "STOPSIGNAL",
+    "USER",
+    "VOLUME",
+    "WORKDIR",
+];
+
+/// The flags each instruction accepts.
+fn allowed_flags(keyword: &str) -> &'static [&'static str] {
+    match keyword {
+        "FROM" => &["platform"],
+        "COPY" => &["chown", "chmod", "from", "link", "exclude", "parents"],
+        "ADD" => &[
+            "chown",
+            "chmod",
+            "link",
+            "exclude",
+            "checksum",
+            "keep-git-dir",
+        ],
+        "RUN" => &["network", "security"],
+        "HEALTHCHECK" => &[
+            "interval",
+            "timeout",
+            "start-period",
+            "start-interval",
+            "retries",
+        ],
+        _ => &[],
+    }
+}
+
+/// Parses a Dockerfile.
+pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
+    let mut escape = '\\';
+    let mut syntax = None;
+    let mut directives_open = true;
+    let mut instructions = Vec::new();
+    // The instruction being assembled: start line, text so far.
+    let mut pending: Option<(usize, String)> = None;
+    for (idx, raw) in text.lines().enumerate() {
+        let line_no = idx + 1;
+        let raw = raw.strip_suffix('\r').unwrap_or(raw);
+        let trimmed = raw.trim_start();
+        if pending.is_none() && directives_open {
+            if let Some((key, value)) = directive(trimmed) {
+                match key.as_str() {
+                    "escape" => {
+                        escape = match value.as_str() {
+                            "\\" => '\\',
+                            "`" => '`',
+                            _ => {
+                                return Err(ParseError {
+                                    line: line_no,
+                                    text: raw.to_string(),
+                                    message: "invalid escape character (use \\ or `)".into(),
+                                })
+                            }
+                        };
+                        continue;
+                    }
+                    "syntax" => {
+                        syntax = Some(value);
+                        continue;
+                    }
+                    "check" => continue,
+                    _ => {}
+                }
+            }
+            directives_open = false;
+        }
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            // Comments and blank lines, also inside a continued instruction, are dropped.
+            continue;
+        }
+        let (body, continues) = continuation(raw, escape);
+        match &mut pending {
+            Some((_, acc)) => acc.push_str(body),
+            None => pending = Some((line_no, body.trim_start().to_string())),
+        }
+        if !continues {
+            if let Some((start, acc)) = pending.take() {
+                instructions.push(instruction(start, &acc)?);
+            }
+        }
+    }
+    if let Some((start, acc)) = pending.take() {
+        if !acc.trim().is_empty() {
+            instructions.push(instruction(start, &acc)?);
+        }
+    }
+    let df = Dockerfile {
+        escape,
+        syntax,
+        instructions,
+    };
+    validate(&df)?;
+    Ok(df)
+}
+
+/// `# key=value` at the top of the file.
+fn directive(line: &str) -> Option<(String, String)> {
+    let rest = line.strip_prefix('#')?.trim();
+    let (k, v) = rest.split_once('=')?;
+    let k = k.trim();
+    if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return None;
+    }
+    Some((k.to_ascii_lowercase(), v.trim().to_string()))
+}
+
+/// Strips a trailing escape character (and whitespace after it): the instruction continues on
+/// the next line.
+fn continuation(line: &str, escape: char) -> (&str, bool) {
+    let t = line.trim_end();
+    match t.strip_suffix(escape) {
+        Some(body) => (body, true),
+        None => (line, false),
+    }
+}
+
+fn instruction(line: usize, text: &str) -> Result<Instruction, ParseError> {
+    let text = text.trim().to_string();
+    let (keyword, rest) = split_instruction(&text);
+    let err = |message: String| ParseError {
+        line,
+        text: text.clone(),
+        message,
+    };
+    if !KEYWORDS.contains(&keyword.as_str()) {
+        let shown = text.split_whitespace().next().unwrap_or("");
+        return Err(err(format!("unknown instruction: {shown}")));
+    }
+    let mut flags = Vec::new();
+    let mut args = rest;
+    while let Some(f) = args.strip_prefix("--") {
+        let (word, after) = match f.find(char::is_whitespace) {
+            Some(i) => (&f[..i], f[i..].trim_start()),
+            None => (f, ""),
+        };
+        let (name, value) = match word.split_once('=') {
+            Some((n, v)) => (n.to_string(), Some(v.to_string())),
+            None => (word.to_string(), None),
+        };
+        if !allowed_flags(&keyword).contains(&name.as_str()) {
+            return Err(err(format!("unknown flag --{name} for {keyword}")));
+        }
+        flags.push(Flag { name, value });
+        args = after;
+    }
+    Ok(Instruction {
+        line,
+        keyword,
+        flags,
+        args: args.to_string(),
+        text,
+    })
+}
+
+/// Checks every instruction's shape and that a FROM comes first.
+fn validate(df: &Dockerfile) -> Result<(), ParseError> {
+    let lexer = Lexer::literal(df.escape);
+    let mut seen_from = false;
+    for ins in &df.instructions {
+        check(ins, &lexer)?;
+        match ins.keyword.as_str() {
+            "FROM" => seen_from = true,
+            "ARG" => {}
+            _ if !seen_from => {
+                return Err(ins.error(format!(
+                    "{} before the first FROM (only ARG may come before FROM)",
+                    ins.keyword
+                )))
+            }
+            _ => {}
+        }
+    }
+    if !seen_from {
+        return Err(ParseError {
+            line: df.instructions.first().map_or(1, |i| i.line),
+            text: df
+                .instructions
+                .first()
+                .map(|i| i.text.clone())
+                .unwrap_or_default(),
+            message: "no FROM instruction: a Dockerfile must start its build stage with FROM"
+                .into(),
+        });
+    }
+    Ok(())
+}
+
+/// What FROM says: the image (before substitution), and the stage name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct From {
+    /// The image reference, `scratch`, or an earlier stage's name.
+    pub image: String,
+    /// `AS name`, lower-cased.
+    pub alias: Option<String>,
+}
+
+/// Parses FROM's arguments: `image [AS name]`.
+pub fn parse_from(ins: &Instruction) -> Result<From, ParseError> {
+    let words: Vec<&str> = ins.args.split_whitespace().collect();
+    match words.as_slice() {
+        [image] => Ok(From {
+            image: image.to_string(),
+            alias: None,
+        }),
+        [image, as_, name] if as_.eq_ignore_ascii_case("as") => {
+            let valid = name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+            if !valid {
+                return Err(ins.error(format!("invalid stage name {name:?}")));
+            }
+            Ok(From {
+                image: image.to_string(),
+                alias: Some(name.to_ascii_lowercase()),
+            })
+        }
+        _ => Err(ins.error("FROM requires one image and optionally AS name")),
+    }
+}
+
+/// Parses ARG's arguments: `NAME[=default] ...` (defaults keep their quotes for the lexer).
+pub fn parse_arg(
+    ins: &Instruction,
+    escape: char,
+) -> Result<Vec<(String, Option<String>)>, ParseError> {
+    let words = raw_words(&ins.args, escape).map_err(|m| ins.error(m))?;
+    if words.is_empty() {
+        return Err(ins.error("ARG requires a name"));
+    }
+    let mut out = Vec::new();
+    for w in words {
+        let (name, default) = match w.split_once('=') {
+            Some((n, d)) => (n.to_string(), Some(d.to_string())),
+            None => (w.clone(), None),
+        };
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(ins.error(format!("invalid ARG name {name:?}")));
+        }
+        out.push((name, default));
+    }
+    Ok(out)
+}
+
+/// COPY/ADD arguments: sources and destination, before substitution. JSON form elements are
+/// returned already unquoted (substitution still applies to them).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CopyArgs {
+    /// Source paths or patterns.
+    pub sources: Vec<String>,
+    /// The destination.
+    pub dest: String,
+    /// Whether the words came from the JSON form (no quote processing left to do).
+    pub json: bool,
+}
+
+/// Splits COPY/ADD arguments into sources and destination.
+pub fn parse_copy(ins: &Instruction, escape: char) -> Result<CopyArgs, ParseError> {
+    if ins.args.trim_start().starts_with("<<") {
+        return Err(ins.error("heredocs are not supported"));
+    }
+    let (words, json) = match CommandForm::parse(&ins.args) {
+        CommandForm::Exec(v) => (v, true),
+        CommandForm::Shell(s) => (raw_words(&s, escape).map_err(|m| ins.error(m))?, false),
+    };
+    if words.len() < 2 {
+        return Err(ins.error(format!(
+            "{} requires at least one source and a destination",
+            ins.keyword
+        )));
+    }
+    let mut sources = words;
+    let dest = sources.pop().unwrap_or_default();
+    Ok(CopyArgs {
+        sources,
+        dest,
+        json,
+    })
+}
+
+fn check(ins: &Instruction, lexer: &Lexer<'_>) -> Result<(), ParseError> {
+    let args = ins.args.trim();
+    let needs_args = |what: &str| -> Result<(), ParseError> {
+        if args.is_empty() {
+            Err(ins.error(format!("{} requires {what}", ins.keyword)))
+        } else {
+            Ok(())
+        }
+    };
+    match ins.keyword.as_str() {
+        "FROM" => {
+            parse_from(ins)?;
+        }
+        "ARG" => {
+            for (_, d) in parse_arg(ins, lexer.escape())? {
+                if let Some(d) = d {
+                    lexer.word(&d).map_err(|m| ins.error(m))?;
+                }
+            }
+        }
+        "COPY" | "ADD" => {
+            parse_copy(ins, lexer.escape())?;
+            if let Some(m) = ins.flag("chmod") {
+                if !m.contains('$') && u32::from_str_radix(m, 8).map_or(true, |v| v > 0o7777) {
+                    return Err(ins.error(format!("invalid --chmod={m}: use an octal mode")));
+                }
+            }
+            if ins.keyword == "ADD" && ins.flag("checksum").is_some() {
+                return Err(ins.error("ADD --checksum is not supported"));
+            }
+        }
+        "RUN" => {
+            needs_args("a command")?;
+            if args.starts_with("<<") {
+                return Err(ins.error("heredocs are not supported"));
+            }
+            if let CommandForm::Exec(v) = CommandForm::parse(args) {
+                if v.is_empty() {
+                    return Err(ins.error("RUN requires a command"));
+                }
+            }
+        }
+        "CMD" | "ENTRYPOINT" => needs_args("a command (use [] for none)")?,
+        "SHELL" => match CommandForm::parse(args) {
+            CommandForm::Exec(v) if !v.is_empty() => {}
+            _ => {
+                return Err(
+                    ins.error("SHELL requires the JSON form, e.g. SHELL [\"/bin/sh\", \"-c\"]")
+                )
+            }
+        },
+        "ENV" | "LABEL" => {
+            crate::image::change::parse_key_values_with(&ins.keyword, args, lexer)
+                .map_err(|e| ins.error(e.to_string()))?;
+        }
+        "EXPOSE" | "VOLUME" => {
+            needs_args("at least one argument")?;
+            lexer.words(args).map_err(|m| ins.error(m))?;
+        }
+        "USER" | "WORKDIR" | "STOPSIGNAL" | "MAINTAINER" => {
+            needs_args("an argument")?;
+            lexer.word(args).map_err(|m| ins.error(m))?;
+        }
+        "HEALTHCHECK" => {
+            let full = flags_text(ins);
+            crate::image::change::parse_healthcheck(&full, &[])
+                .map_err(|m| ins.error(format!("HEALTHCHECK: {m}")))?;
+        }
+        "ONBUILD" => {
+            needs_args("an instruction")?;
+            let (inner, _) = split_instruction(args);
+            if matches!(inner.as_str(), "ONBUILD" | "FROM" | "MAINTAINER") {
+                return Err(ins.error(format!("{inner} isn't allowed as an ONBUILD trigger")));
+            }
+            let nested = instruction(ins.line, args)?;
+            check(&nested, lexer)?;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The instruction's flags and arguments as one string again (`--interval=5s CMD true`).
+pub fn flags_text(ins: &Instruction) -> String {
+    let mut s = String::new();
+    for f in &ins.flags {
+        s.push_str("--");
+        s.push_str(&f.name);
+        if let Some(v) = &f.value {
+            s.push('=');
+            s.push_str(v);
+        }
+        s.push(' ');
+    }
+    s.push_str(&ins.args);
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kw(df: &Dockerfile) -> Vec<(usize, String, String)> {
+        df.instructions
+            .iter()
+            .map(|i| (i.line, i.keyword.clone(), i.args.clone()))
+            .collect()
+    }
+
+    #[test]
+    fn parses_the_web_ping_dockerfile() {
+        let df = parse(
+            "FROM diamol/node\n\nENV TARGET=\"blog.sixeyed.com\"\nENV METHOD=\"HEAD\"\nENV INTERVAL=\"3000\"\n\nWORKDIR /web-ping\nCOPY app.js .\n\nCMD [\"node\", \"/web-ping/app.js\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            kw(&df),
+            [
+                (1, "FROM".into(), "diamol/node".into()),
+                (3, "ENV".into(), "TARGET=\"blog.sixeyed.com\"".into()),
+                (4, "ENV".into(), "METHOD=\"HEAD\"".into()),
+                (5, "ENV".into(), "INTERVAL=\"3000\"".into()),
+                (7, "WORKDIR".into(), "/web-ping".into()),
+                (8, "COPY".into(), "app.js .".into()),
+                (10, "CMD".into(), "[\"node\", \"/web-ping/app.js\"]".into()),
+            ]
+        );
+        assert_eq!(df.escape, '\\');
+    }
+
+    #[test]
+    fn continuations_comments_directives_and_case() {
+        let df = parse(
+            "# syntax=docker/dockerfile:1\n# escape=`\n\n# a comment\nfrom busybox as Build\nenv A=1 `\n    # comment inside\n    B=2\nrun echo a \\\ncopy --chown=1:2 --from=build [\"/a b\", \"/c\"]\n",
+        )
+        .unwrap();
+        assert_eq!(df.escape, '`');
+        assert_eq!(df.syntax.as_deref(), Some("docker/dockerfile:1"));
+        let k = kw(&df);
+        assert_eq!(k[0], (5, "FROM".into(), "busybox as Build".into()));
+        assert_eq!(k[1], (6, "ENV".into(), "A=1     B=2".into()));
+        // With ` as the escape character a trailing backslash is just text.
+        assert_eq!(k[2], (9, "RUN".into(), "echo a \\".into()));
+        assert_eq!(k[3].0, 10);
+        assert_eq!(df.instructions[3].flag("chown"), Some("1:2"));
+        assert_eq!(df.instructions[3].flag("from"), Some("build"));
+        assert_eq!(
+            parse_from(&df.instructions[0]).unwrap().alias.as_deref(),
+            Some("build")
+        );
+        let c = parse_copy(&df.instructions[3], '`').unwrap();
+        assert_eq!(c.sources, ["/a b"]);
+        assert_eq!(c.dest, "/c");
+    }
+
+    #[test]
+    fn directives_only_count_at_the_top() {
+        let df = parse("FROM x\n# escape=`\nRUN a \\\n b\n").unwrap();
+        assert_eq!(df.escape, '\\');
+        assert_eq!(df.instructions[1].args, "a  b");
+    }
+
+    #[test]
+    fn arg_before_from_and_copy_forms() {
+        let df =
+            parse("ARG V=1.0\nARG B\nFROM busybox:${V}\nARG X=\"a b\" Y\nCOPY a b c/\n").unwrap();
+        assert_eq!(
+            parse_arg(&df.instructions[0], '\\').unwrap(),
+            [("V".to_string(), Some("1.0".to_string()))]
+        );
+        assert_eq!(
+            parse_arg(&df.instructions[3], '\\').unwrap(),
+            [
+                ("X".to_string(), Some("\"a b\"".to_string())),
+                ("Y".to_string(), None)
+            ]
+        );
+        let c = parse_copy(&df.instructions[4], '\\').unwrap();
+        assert_eq!((c.sources.len(), c.dest.as_str()), (2, "c/"));
+    }
+
+    #[test]
+    fn errors_name_the_line_and_text() {
+        let cases: &[(&str, usize, &str)] = &[
+            ("FROM busybox\nFORM x\n", 2, "unknown instruction: FORM"),
+            ("FROM busybox\n\nRUN\n", 3, "RUN requires a command"),
+            ("ENV A=1\nFROM x\n", 1, "before the first FROM"),
+            ("FROM x\nCOPY onlyone\n", 2, "at least one source"),
+            ("FROM x\nCOPY --bogus=1 a b\n", 2, "unknown flag --bogus"),
+            ("FROM x\nSHELL /bin/bash -c\n", 2, "JSON form"),
+            ("FROM x\nENV A=\"open\n", 2, "unterminated double quote"),
+            ("FROM a b c d\n", 1, "FROM requires"),
+            (
+                "FROM x\nHEALTHCHECK --interval=5 CMD true\n",
+                2,
+                "invalid duration",
+            ),
+            ("FROM x\nONBUILD FROM y\n", 2, "isn't allowed"),
+            ("FROM x\nCOPY --chmod=999 a b\n", 2, "--chmod"),
+            ("# just a comment\n", 1, "no FROM"),
+            ("FROM x\nARG 1-a\n", 2, "invalid ARG name"),
+        ];
+        for (text, line, msg) in cases {
+            let e = parse(text).unwrap_err();
+            assert_eq!(e.line, *line, "{text:?}: {e}");
+            assert!(e.to_string().contains(msg), "{text:?}: {e}");
+            assert!(e.to_string().contains(&format!("line {line}")), "{e}");
+        }
+        let e = parse("FROM busybox\nFORM x\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Dockerfile line 2: unknown instruction: FORM: FORM x"
+        );
+    }
+}

@@ -1,0 +1,236 @@
+//! `.dockerignore`: which context paths a build may not see, with Docker's rules — one pattern
+//! a line, `#` comments, patterns relative to the context root (a leading `/` is dropped),
+//! Go `filepath.Match` per path component plus `**` for any number of directories, a pattern
+//! also excluding everything under a directory it matches, and `!pattern` lines re-including
+//! what earlier lines excluded (the last matching line wins).
+
+/// One `.dockerignore` line.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Pattern {
+    parts: Vec<String>,
+    exception: bool,
+}
+
+/// The parsed rules of a `.dockerignore` file.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ignore {
+    patterns: Vec<Pattern>,
+}
+
+impl Ignore {
+    /// Parses the file's text.
+    pub fn parse(text: &str) -> Self {
+        let mut patterns = Vec::new();
+        for line in text.lines() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (exception, pat) = match line.strip_prefix('!') {
+                Some(p) => (true, p.trim()),
+                None => (false, line),
+            };
+            let parts = clean(pat);
+            if parts.is_empty() {
+                continue;
+            }
+            patterns.push(Pattern { parts, exception });
+        }
+        Ignore { patterns }
+    }
+
+    /// Whether there are no rules.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// Whether `path` (relative to the context, `/`-separated) is excluded: the last pattern
+    /// that matches it or one of its parent directories decides.
+    pub fn excluded(&self, path: &str) -> bool {
+        let comps: Vec<&str> = path.split('/').filter(|c| !c.is_empty()).collect();
+        if comps.is_empty() {
+            return false;
+        }
+        let mut excluded = false;
+        for p in &self.patterns {
+            let hit = (1..=comps.len()).any(|n| match_parts(&p.parts, &comps[..n]));
+            if hit {
+                excluded = !p.exception;
+            }
+        }
+        excluded
+    }
+
+    /// Whether some exception pattern could re-include a path below directory `dir`, so an
+    /// excluded directory must still be walked.
+    pub fn may_include_below(&self, dir: &str) -> bool {
+        let comps: Vec<&str> = dir.split('/').filter(|c| !c.is_empty()).collect();
+        self.patterns
+            .iter()
+            .filter(|p| p.exception)
+            .any(|p| prefix_could_match(&p.parts, &comps))
+    }
+}
+
+/// Cleans a pattern as Go's `filepath.Clean` does, relative to the root.
+fn clean(pat: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for c in pat.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                out.pop();
+            }
+            c => out.push(c.to_string()),
+        }
+    }
+    out
+}
+
+/// Whether pattern components match path components exactly (`**` = any number of them).
+fn match_parts(pat: &[String], path: &[&str]) -> bool {
+    match pat.first() {
+        None => path.is_empty(),
+        Some(p) if p == "**" => (0..=path.len()).any(|i| match_parts(&pat[1..], &path[i..])),
+        Some(p) => match path.first() {
+            Some(c) => go_match(p, c) && match_parts(&pat[1..], &path[1..]),
+            None => false,
+        },
+    }
+}
+
+/// Whether the directory `dir` could be a prefix of a path the pattern matches.
+fn prefix_could_match(pat: &[String], dir: &[&str]) -> bool {
+    match (pat.first(), dir.first()) {
+        (_, None) => true,
+        (None, Some(_)) => false,
+        (Some(p), Some(_)) if p == "**" => true,
+        (Some(p), Some(c)) => go_match(p, c) && prefix_could_match(&pat[1..], &dir[1..]),
+    }
+}
+
+/// Go's `filepath.Match` for one path component: `*`, `?`, `[...]` classes (ranges, `^` or
+/// `!` negation) and `\` escapes.
+pub fn go_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    match_from(&p, &n)
+}
+
+fn match_from(p: &[char], n: &[char]) -> bool {
+    match p.first() {
+        None => n.is_empty(),
+        Some('*') => (0..=n.len()).any(|i| !n[..i].contains(&'/') && match_from(&p[1..], &n[i..])),
+        Some('?') => n.first().is_some_and(|&c| c != '/') && match_from(&p[1..], &n[1..]),
+        Some('[') => {
+            let Some(&c) = n.first() else {
+                return false;
+            };
+            match class(&p[1..], c) {
+                Some((ok, used)) => ok && match_from(&p[1 + used..], &n[1..]),
+                None => false,
+            }
+        }
+        Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && match_from(&p[2..], &n[1..]),
+        Some(&c) => n.first() == Some(&c) && match_from(&p[1..], &n[1..]),
+    }
+}
+
+/// Matches `c` against a class body (after `[`); returns whether it matched and how many
+/// pattern characters the class used (through `]`), or `None` if the class is malformed.
+fn class(p: &[char], c: char) -> Option<(bool, usize)> {
+    let mut i = 0;
+    let negate = matches!(p.first(), Some('^') | Some('!'));
+    if negate {
+        i += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    loop {
+        let mut lo = *p.get(i)?;
+        if lo == ']' && !first {
+            i += 1;
+            break;
+        }
+        first = false;
+        i += 1;
+        if lo == '\\' {
+            lo = *p.get(i)?;
+            i += 1;
+        }
+        let mut hi = lo;
+        if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|&x| x != ']') {
+            hi = *p.get(i + 1)?;
+            i += 2;
+            if hi == '\\' {
+                hi = *p.get(i)?;
+                i += 1;
+            }
+        }
+        if lo <= c && c <= hi {
+            matched = true;
+        }
+    }
+    Some((matched != negate, i))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_match_table() {
+        let cases = [
+            ("*.js", "app.js", true),
+            ("*.js", "app.jsx", false),
+            ("a?c", "abc", true),
+            ("[a-c]x", "bx", true),
+            ("[^a-c]x", "bx", false),
+            ("[!a-c]x", "dx", true),
+            ("\\*", "*", true),
+            ("\\*", "a", false),
+            ("*", "", true),
+        ];
+        for (p, n, want) in cases {
+            assert_eq!(go_match(p, n), want, "{p} vs {n}");
+        }
+    }
+
+    #[test]
+    fn dockerignore_rules() {
+        let ig = Ignore::parse(
+            "# comment\n\nnode_modules\n*.log\n!keep.log\n/secret\n**/*.tmp\ndocs/**\n!docs/README.md\ntemp?\n",
+        );
+        let cases = [
+            ("node_modules", true),
+            ("node_modules/x/y.js", true),
+            ("app.js", false),
+            ("err.log", true),
+            ("keep.log", false),
+            ("sub/err.log", false),
+            ("secret", true),
+            ("secret/key", true),
+            ("a/b/c.tmp", true),
+            ("c.tmp", true),
+            ("docs/guide.md", true),
+            ("docs/README.md", false),
+            ("temp1", true),
+            ("temp12", false),
+            ("Dockerfile", false),
+        ];
+        for (path, want) in cases {
+            assert_eq!(ig.excluded(path), want, "{path}");
+        }
+        assert!(ig.may_include_below("docs"));
+        assert!(!ig.may_include_below("node_modules"));
+    }
+
+    #[test]
+    fn the_last_matching_line_wins() {
+        let ig = Ignore::parse("*\n!src\nsrc/*.bak\n");
+        assert!(ig.excluded("Dockerfile"));
+        assert!(!ig.excluded("src/main.rs"));
+        assert!(ig.excluded("src/old.bak"));
+        assert!(Ignore::parse("").is_empty());
+    }
+}

@@ -1,0 +1,84 @@
+//! `rimg build`: a Dockerfile builder on the image model.
+//!
+//! [`dockerfile`] parses the text into instructions; [`ignore`] and [`context`] say which
+//! context files a step may read and hash them; [`layer`] writes the layers of COPY, ADD and
+//! WORKDIR directly (no container); [`run`] executes RUN on the mounted layer stack; [`cache`]
+//! keys every step by its parent state, its expanded instruction and its input files; and
+//! [`builder`] walks the stages, tracking Docker's variable scopes, and creates the image.
+
+pub mod builder;
+pub mod cache;
+pub mod context;
+pub mod dockerfile;
+pub mod fetch;
+pub mod ignore;
+pub mod layer;
+pub mod run;
+
+use std::io;
+use std::path::PathBuf;
+
+use rimg_fs::StoreError;
+
+use crate::image::ImageError;
+
+/// Why a build failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    /// The Dockerfile does not parse.
+    #[error(transparent)]
+    Parse(#[from] dockerfile::ParseError),
+    /// The image store failed.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// The content store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A config could not be committed.
+    #[error(transparent)]
+    Commit(#[from] crate::image::commit::CommitError),
+    /// The context cannot be read.
+    #[error(transparent)]
+    Context(#[from] context::ContextError),
+    /// A step failed.
+    #[error("Dockerfile line {line}: {text}: {message}")]
+    Step {
+        /// The instruction's line.
+        line: usize,
+        /// The instruction as written.
+        text: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// A RUN command exited non-zero (Docker's wording).
+    #[error("The command '{command}' returned a non-zero code: {code}")]
+    RunFailed {
+        /// The command as run.
+        command: String,
+        /// Its exit code.
+        code: i32,
+    },
+    /// `--target` names no stage.
+    #[error("target stage {0:?} could not be found")]
+    NoTarget(String),
+    /// Local I/O.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+impl BuildError {
+    /// The exit code a failed build should end with: a RUN's own code, else 1.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            BuildError::RunFailed { code, .. } => *code,
+            _ => 1,
+        }
+    }
+}

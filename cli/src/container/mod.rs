@@ -1,0 +1,768 @@
+//! Containers: what to run (an image, a process), its copy-on-write upper dir, and its life
+//! (created → running → exited), one directory each:
+//!
+//! ```text
+//! $RIMG_ROOT/rimg/containers/
+//!   .lock                 held while a container is created (names stay unique)
+//!   <64-hex id>/
+//!     config.json         what to run: image id, process spec, name, --rm   (written once)
+//!     state.json          status, pids, exit code, start and finish times (replaced atomically)
+//!     upper/ work/        overlayfs upper and work dirs: the container's changes
+//!     rootfs/             the mount point of image + upper while the container runs
+//!     etc/                hosts, hostname, resolv.conf, bind-mounted into the container
+//!     ctr.log             its output, Docker's json-file format
+//!     monitor.lock        flock held by the live monitor process
+//! ```
+//!
+//! Architecture Invariant: a container is running only while its monitor holds
+//! `monitor.lock`; the monitor owns the rootfs mount and unmounts it before it releases the
+//! lock. A container whose lock is free but whose state says running lost its monitor
+//! (killed): it shows as `Dead` (or still running if its process lives) and `rm -f` cleans
+//! it up.
+
+pub mod log;
+pub mod monitor;
+pub mod names;
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use rimg_fs::Digest;
+use serde::{Deserialize, Serialize};
+
+use crate::image::{Image, ImageError, Images, CONTAINER_PIN_PREFIX};
+use crate::runtime::{write_etc_files, Network, ProcessSpec};
+use crate::units::rfc3339_nanos_now;
+
+/// Errors of the container store.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    /// No container has this name or id (prefix).
+    #[error("No such container: {0}")]
+    NotFound(String),
+    /// An id prefix matches several containers.
+    #[error("multiple containers match {0:?}: use more of the id")]
+    Ambiguous(String),
+    /// The name is in use.
+    #[error("Conflict. The container name \"/{name}\" is already in use by container \"{id}\". You have to remove (or rename) that container to be able to reuse that name.")]
+    NameTaken {
+        /// The name.
+        name: String,
+        /// The container that has it.
+        id: String,
+    },
+    /// Not a valid container name.
+    #[error("Invalid container name ({0}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")]
+    InvalidName(String),
+    /// The operation needs a running container.
+    #[error("container {0} is not running")]
+    NotRunning(String),
+    /// The operation needs a stopped container.
+    #[error("cannot remove container \"/{0}\": container is running: stop the container before removing or force remove")]
+    Running(String),
+    /// Mounting or unmounting the container's rootfs failed.
+    #[error("{0}")]
+    Mount(String),
+    /// The image store failed.
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    /// A container's files could not be read or written.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// A container's JSON is malformed.
+    #[error("{path}: {message}")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Result type of the container store.
+pub type Result<T, E = ContainerError> = std::result::Result<T, E>;
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ContainerError + 'a {
+    move |source| ContainerError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// What a container runs: fixed when it is created.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ContainerConfig {
+    /// 64 hex digits.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// RFC 3339 creation time.
+    pub created: String,
+    /// The image as the user named it (`busybox`, `busybox:latest`, an id).
+    pub image: String,
+    /// The image id (digest of its config).
+    pub image_id: Digest,
+    /// The image's manifest.
+    pub image_manifest: Digest,
+    /// The process.
+    pub process: ProcessSpec,
+    /// Remove the container when it exits (`--rm`).
+    #[serde(default)]
+    pub auto_remove: bool,
+    /// The image's STOPSIGNAL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_signal: Option<String>,
+}
+
+/// What is recorded about a container's life.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct State {
+    /// `created`, `running` or `exited`.
+    pub status: String,
+    /// Host pid of the container's pid 1 while running.
+    #[serde(default)]
+    pub pid: i32,
+    /// Its start time in clock ticks since boot (`/proc/PID/stat` field 22), against pid
+    /// reuse.
+    #[serde(default)]
+    pub pid_start: u64,
+    /// Pid of the monitor.
+    #[serde(default)]
+    pub monitor_pid: i32,
+    /// The exit code of the last run.
+    #[serde(default)]
+    pub exit_code: i32,
+    /// RFC 3339 start time of the last run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<String>,
+    /// RFC 3339 finish time of the last run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<String>,
+    /// Why the last start failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Frozen (SIGSTOP) by [`Container::pause`].
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// A container's status as `ps` shows it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Status {
+    /// Created, never started.
+    Created,
+    /// Running.
+    Running,
+    /// Running but frozen.
+    Paused,
+    /// Exited with this code.
+    Exited(i32),
+    /// Its monitor died while it ran; its process is gone too.
+    Dead,
+}
+
+impl Status {
+    /// Docker's state word: `created`, `running`, `paused`, `exited`, `dead`.
+    pub fn word(self) -> &'static str {
+        match self {
+            Status::Created => "created",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Exited(_) => "exited",
+            Status::Dead => "dead",
+        }
+    }
+
+    /// Running or paused.
+    pub fn is_running(self) -> bool {
+        matches!(self, Status::Running | Status::Paused)
+    }
+}
+
+/// One container.
+#[derive(Clone, Debug)]
+pub struct Container {
+    dir: PathBuf,
+    store_root: PathBuf,
+    /// What it runs.
+    pub config: ContainerConfig,
+    /// Its recorded state (see [`Container::status`] for the live one).
+    pub state: State,
+}
+
+fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
+    let bytes = fs::read(path).map_err(io_err("reading", path))?;
+    serde_json::from_slice(&bytes).map_err(|e| ContainerError::Corrupt {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| ContainerError::Corrupt {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    let tmp = path.with_extension("json.tmp");
+    fs::write(&tmp, bytes).map_err(io_err("writing", &tmp))?;
+    fs::rename(&tmp, path).map_err(io_err("renaming", path))
+}
+
+/// The start time (clock ticks since boot) of a live process, `None` if it is gone.
+pub fn process_start_time(pid: i32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command (which may hold spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split(' ').collect();
+    // rest[0] is field 3 (state); starttime is field 22. A zombie counts as gone.
+    if f.first() == Some(&"Z") {
+        return None;
+    }
+    f.get(19)?.parse().ok()
+}
+
+impl Container {
+    fn load(dir: PathBuf, store_root: &Path) -> Result<Self> {
+        let config = read_json(&dir.join("config.json"))?;
+        let state = read_json(&dir.join("state.json")).unwrap_or_default();
+        Ok(Container {
+            dir,
+            store_root: store_root.to_path_buf(),
+            config,
+            state,
+        })
+    }
+
+    /// Re-reads the recorded state.
+    pub fn reload(&mut self) -> Result<()> {
+        self.state = read_json(&self.dir.join("state.json"))?;
+        Ok(())
+    }
+
+    /// Records `state`.
+    pub fn save_state(&mut self, state: State) -> Result<()> {
+        write_json(&self.dir.join("state.json"), &state)?;
+        self.state = state;
+        Ok(())
+    }
+
+    /// The full id (64 hex digits).
+    pub fn id(&self) -> &str {
+        &self.config.id
+    }
+
+    /// The first 12 hex digits of the id, as `ps` shows it.
+    pub fn short_id(&self) -> &str {
+        &self.config.id[..12.min(self.config.id.len())]
+    }
+
+    /// The name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The container's directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The store the container's image is in.
+    pub fn store_root(&self) -> &Path {
+        &self.store_root
+    }
+
+    /// The overlayfs upper dir: the container's changes to its image (what `diff` lists
+    /// and `commit` turns into a layer).
+    pub fn upper_dir(&self) -> PathBuf {
+        self.dir.join("upper")
+    }
+
+    /// The overlayfs work dir.
+    pub fn work_dir(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+
+    /// Where the image + upper dir are mounted while the container runs.
+    pub fn rootfs_dir(&self) -> PathBuf {
+        self.dir.join("rootfs")
+    }
+
+    /// The directory with the `/etc` files bind-mounted into the container.
+    pub fn etc_dir(&self) -> PathBuf {
+        self.dir.join("etc")
+    }
+
+    /// The container's log (json-file).
+    pub fn log_path(&self) -> PathBuf {
+        self.dir.join("ctr.log")
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        self.dir.join("monitor.lock")
+    }
+
+    /// The image id.
+    pub fn image_id(&self) -> &Digest {
+        &self.config.image_id
+    }
+
+    /// The command line (Entrypoint + Cmd as resolved at create).
+    pub fn command(&self) -> &[String] {
+        &self.config.process.argv
+    }
+
+    /// The process spec.
+    pub fn process(&self) -> &ProcessSpec {
+        &self.config.process
+    }
+
+    /// Whether a monitor holds the container's lock.
+    pub fn monitor_alive(&self) -> bool {
+        match File::open(self.lock_path()) {
+            Ok(f) => match f.try_lock() {
+                Ok(()) => false,
+                Err(std::fs::TryLockError::WouldBlock) => true,
+                Err(_) => false,
+            },
+            Err(_) => false,
+        }
+    }
+
+    /// Takes the monitor lock (held as long as the returned file is open); `None` if
+    /// another monitor holds it.
+    pub fn lock_monitor(&self) -> Result<Option<File>> {
+        let p = self.lock_path();
+        let f = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&p)
+            .map_err(io_err("opening", &p))?;
+        match f.try_lock() {
+            Ok(()) => Ok(Some(f)),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(io_err("locking", &p)(e)),
+        }
+    }
+
+    /// The host pid of the container's pid 1 if it is alive.
+    pub fn live_pid(&self) -> Option<Pid> {
+        if self.state.status != "running" || self.state.pid <= 0 {
+            return None;
+        }
+        (process_start_time(self.state.pid) == Some(self.state.pid_start))
+            .then(|| Pid::from_raw(self.state.pid))
+    }
+
+    /// The live status: the recorded one, checked against the monitor and the process.
+    pub fn status(&self) -> Status {
+        match self.state.status.as_str() {
+            "running" => {
+                if self.monitor_alive() || self.live_pid().is_some() {
+                    if self.state.paused {
+                        Status::Paused
+                    } else {
+                        Status::Running
+                    }
+                } else {
+                    Status::Dead
+                }
+            }
+            "exited" => Status::Exited(self.state.exit_code),
+            _ => Status::Created,
+        }
+    }
+
+    /// Sends `sig` to the container's pid 1.
+    pub fn signal(&self, sig: Signal) -> Result<()> {
+        let pid = self
+            .live_pid()
+            .ok_or_else(|| ContainerError::NotRunning(self.id().to_string()))?;
+        kill(pid, sig).map_err(|e| ContainerError::Io {
+            op: "signalling",
+            path: self.dir.clone(),
+            source: io::Error::from(e),
+        })
+    }
+
+    /// Every process of the container: those in its pid namespace.
+    fn processes(&self) -> Vec<Pid> {
+        let Some(pid) = self.live_pid() else {
+            return Vec::new();
+        };
+        let Ok(ns) = fs::read_link(format!("/proc/{pid}/ns/pid")) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        if let Ok(entries) = fs::read_dir("/proc") {
+            for e in entries.flatten() {
+                let Some(p) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+                    continue;
+                };
+                if fs::read_link(format!("/proc/{p}/ns/pid")).is_ok_and(|l| l == ns) {
+                    out.push(Pid::from_raw(p));
+                }
+            }
+        }
+        out
+    }
+
+    /// Freezes every process of the running container (SIGSTOP to each process in its pid
+    /// namespace), so its upper dir stays still (`commit` of a running container).
+    pub fn pause(&mut self) -> Result<()> {
+        if !self.status().is_running() {
+            return Err(ContainerError::NotRunning(self.id().to_string()));
+        }
+        for p in self.processes() {
+            let _ = kill(p, Signal::SIGSTOP);
+        }
+        let mut st = self.state.clone();
+        st.paused = true;
+        self.save_state(st)
+    }
+
+    /// Thaws a paused container.
+    pub fn unpause(&mut self) -> Result<()> {
+        for p in self.processes() {
+            let _ = kill(p, Signal::SIGCONT);
+        }
+        let mut st = self.state.clone();
+        st.paused = false;
+        self.save_state(st)
+    }
+
+    /// Waits up to `timeout` for the container to stop running (its monitor gone, or with
+    /// no monitor its process). True if it stopped.
+    pub fn wait_stopped(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !self.monitor_alive() && self.live_pid().is_none() {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the container's rootfs is mounted (as /proc/mounts says).
+    pub fn is_mounted(&self) -> bool {
+        let target = self.rootfs_dir();
+        let target = target.to_string_lossy();
+        fs::read_to_string("/proc/self/mounts").is_ok_and(|m| {
+            m.lines()
+                .any(|l| l.split(' ').nth(1).is_some_and(|p| p == target))
+        })
+    }
+
+    /// Mounts the image with the container's upper dir at [`Container::rootfs_dir`].
+    pub fn mount_rootfs(&self) -> Result<()> {
+        mount_rootfs(self)
+    }
+
+    /// Unmounts the rootfs (both layers; also after the FUSE daemon died). A no-op when it
+    /// is not mounted.
+    pub fn unmount_rootfs(&self) -> Result<()> {
+        if !self.is_mounted() {
+            return Ok(());
+        }
+        let out = Command::new(rimgfs_path()?)
+            .arg("--root")
+            .arg(&self.store_root)
+            .arg("umount")
+            .arg(self.rootfs_dir())
+            .output()
+            .map_err(io_err("running", Path::new("rimgfs")))?;
+        if !out.status.success() && self.is_mounted() {
+            return Err(ContainerError::Mount(format!(
+                "unmounting {}: {}",
+                self.rootfs_dir().display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        Ok(())
+    }
+
+    /// After its monitor died: kills what is left of the container, unmounts its rootfs and
+    /// records it as exited (137, as a kill would give). A no-op while a monitor lives.
+    pub fn clean_up_after_monitor(&mut self) -> Result<()> {
+        if self.monitor_alive() {
+            return Ok(());
+        }
+        for p in self.processes() {
+            let _ = kill(p, Signal::SIGKILL);
+        }
+        if let Some(pid) = self.live_pid() {
+            let _ = kill(pid, Signal::SIGKILL);
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while self.live_pid().is_some() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
+        self.unmount_rootfs()?;
+        if self.state.status == "running" {
+            let mut st = self.state.clone();
+            st.status = "exited".into();
+            st.exit_code = 137;
+            st.paused = false;
+            st.finished_at = Some(rfc3339_nanos_now());
+            self.save_state(st)?;
+        }
+        Ok(())
+    }
+}
+
+/// The `rimgfs` binary beside the running one.
+pub fn rimgfs_path() -> Result<PathBuf> {
+    let exe = std::env::current_exe().map_err(io_err("locating", Path::new("rimg")))?;
+    Ok(exe.with_file_name("rimgfs"))
+}
+
+/// Mounts `c`'s image with its upper dir at its rootfs dir: `rimgfs mount --upper --work`
+/// (a read-only FUSE union of the image's layers under kernel overlayfs).
+fn mount_rootfs(c: &Container) -> Result<()> {
+    // The daemon detaches; its stderr goes to a file, not a pipe we would wait on.
+    let err_path = c.dir().join("mount.err");
+    let err = File::create(&err_path).map_err(io_err("creating", &err_path))?;
+    let status = Command::new(rimgfs_path()?)
+        .arg("--root")
+        .arg(&c.store_root)
+        .arg("mount")
+        .arg("--upper")
+        .arg(c.upper_dir())
+        .arg("--work")
+        .arg(c.work_dir())
+        .args(["-o", "allow_other,suid,dev"])
+        .arg(c.image_id().hex())
+        .arg(c.rootfs_dir())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(err)
+        .status()
+        .map_err(io_err("running", Path::new("rimgfs")))?;
+    if !status.success() {
+        let msg = fs::read_to_string(&err_path).unwrap_or_default();
+        return Err(ContainerError::Mount(format!(
+            "mounting image {} for container {}: {}",
+            c.image_id().short(),
+            c.short_id(),
+            msg.trim().trim_start_matches("Error: ")
+        )));
+    }
+    let _ = fs::remove_file(&err_path);
+    Ok(())
+}
+
+/// What `create` needs.
+#[derive(Clone, Debug)]
+pub struct CreateRequest {
+    /// The image, resolved.
+    pub image: Image,
+    /// How the user named it.
+    pub image_name: String,
+    /// `--name`, or a generated one.
+    pub name: Option<String>,
+    /// The process (hostname empty = the short id).
+    pub process: ProcessSpec,
+    /// `--rm`.
+    pub auto_remove: bool,
+}
+
+/// The containers of one store.
+#[derive(Clone, Debug)]
+pub struct Containers {
+    dir: PathBuf,
+    store_root: PathBuf,
+    images: Images,
+}
+
+fn random_bytes<const N: usize>() -> [u8; N] {
+    let mut b = [0u8; N];
+    if File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .is_err()
+    {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = (t >> ((i % 16) * 8)) as u8 ^ (std::process::id() as u8).wrapping_mul(i as u8);
+        }
+    }
+    b
+}
+
+impl Containers {
+    /// The containers of the store `images` is open on.
+    pub fn open(images: &Images) -> Result<Self> {
+        let dir = images.store().private_dir().join("containers");
+        fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+        Ok(Containers {
+            dir,
+            store_root: images.store().root().to_path_buf(),
+            images: images.clone(),
+        })
+    }
+
+    /// Every container, newest first.
+    pub fn list(&self) -> Result<Vec<Container>> {
+        let mut out = Vec::new();
+        let entries = fs::read_dir(&self.dir).map_err(io_err("listing", &self.dir))?;
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if name.len() != 64 || !name.bytes().all(|c| c.is_ascii_hexdigit()) {
+                continue;
+            }
+            if let Ok(c) = Container::load(e.path(), &self.store_root) {
+                out.push(c);
+            }
+        }
+        out.sort_by(|a, b| b.config.created.cmp(&a.config.created));
+        Ok(out)
+    }
+
+    /// Finds a container by full id, name, or unique id prefix (Docker's order).
+    pub fn resolve(&self, key: &str) -> Result<Container> {
+        let key = key.strip_prefix('/').unwrap_or(key);
+        let all = self.list()?;
+        if let Some(c) = all.iter().find(|c| c.id() == key) {
+            return Ok(c.clone());
+        }
+        if let Some(c) = all.iter().find(|c| c.name() == key) {
+            return Ok(c.clone());
+        }
+        if !key.is_empty() && key.bytes().all(|c| c.is_ascii_hexdigit()) {
+            let mut found = all.into_iter().filter(|c| c.id().starts_with(key));
+            if let Some(c) = found.next() {
+                if found.next().is_some() {
+                    return Err(ContainerError::Ambiguous(key.to_string()));
+                }
+                return Ok(c);
+            }
+        }
+        Err(ContainerError::NotFound(key.to_string()))
+    }
+
+    /// Creates a container: its directory, upper and work dirs, `/etc` files, config, and
+    /// a pin on its image (so `rmi` refuses it and GC keeps it).
+    pub fn create(&self, req: CreateRequest) -> Result<Container> {
+        let lock_path = self.dir.join(".lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err("opening", &lock_path))?;
+        lock.lock().map_err(io_err("locking", &lock_path))?;
+        let existing = self.list()?;
+        let name = match req.name {
+            Some(n) => {
+                let n = n.strip_prefix('/').unwrap_or(&n).to_string();
+                if !names::is_valid(&n) {
+                    return Err(ContainerError::InvalidName(n));
+                }
+                if let Some(c) = existing.iter().find(|c| c.name() == n) {
+                    return Err(ContainerError::NameTaken {
+                        name: n,
+                        id: c.id().to_string(),
+                    });
+                }
+                n
+            }
+            None => loop {
+                let n = names::generate(random_bytes::<2>());
+                if !existing.iter().any(|c| c.name() == n) {
+                    break n;
+                }
+                let n2 = format!("{n}{}", random_bytes::<1>()[0] % 10);
+                if !existing.iter().any(|c| c.name() == n2) {
+                    break n2;
+                }
+            },
+        };
+        let id: String = random_bytes::<32>()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let dir = self.dir.join(&id);
+        for d in ["upper", "work", "rootfs", "etc"] {
+            let p = dir.join(d);
+            fs::create_dir_all(&p).map_err(io_err("creating", &p))?;
+        }
+        let mut process = req.process;
+        if process.hostname.is_empty() {
+            process.hostname = id[..12].to_string();
+        }
+        // `container_env` was given no hostname before the id existed.
+        for kv in process.env.iter_mut() {
+            if kv == "HOSTNAME=" {
+                *kv = format!("HOSTNAME={}", process.hostname);
+            }
+        }
+        write_etc_files(
+            &dir.join("etc"),
+            &process.hostname,
+            process.network == Network::Host,
+        )
+        .map_err(io_err("writing", &dir.join("etc")))?;
+        self.images.pin(
+            &format!("{CONTAINER_PIN_PREFIX}{id}"),
+            &[req.image.manifest_digest, req.image.id],
+        )?;
+        let config = ContainerConfig {
+            id: id.clone(),
+            name,
+            created: rfc3339_nanos_now(),
+            image: req.image_name,
+            image_id: req.image.id,
+            image_manifest: req.image.manifest_digest,
+            process,
+            auto_remove: req.auto_remove,
+            stop_signal: req.image.config.config.stop_signal.clone(),
+        };
+        write_json(&dir.join("config.json"), &config)?;
+        let state = State {
+            status: "created".into(),
+            ..Default::default()
+        };
+        write_json(&dir.join("state.json"), &state)?;
+        Ok(Container {
+            dir,
+            store_root: self.store_root.clone(),
+            config,
+            state,
+        })
+    }
+
+    /// Removes a stopped container: unmounts its rootfs if still mounted, deletes its
+    /// directory (upper dir, log…) and its image pin.
+    pub fn remove(&self, c: &Container) -> Result<()> {
+        if c.monitor_alive() || c.live_pid().is_some() {
+            return Err(ContainerError::Running(c.name().to_string()));
+        }
+        c.unmount_rootfs()?;
+        self.images
+            .unpin(&format!("{CONTAINER_PIN_PREFIX}{}", c.id()))?;
+        match fs::remove_dir_all(c.dir()) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(io_err("removing", c.dir())(e)),
+        }
+    }
+}

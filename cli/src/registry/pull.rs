@@ -1,0 +1,587 @@
+//! `pull`: an image from a registry into the store.
+//!
+//! 1. The manifest (or index, then the platform's manifest) is fetched with a size cap
+//!    ([`MAX_MANIFEST_BYTES`]) and verified against the digest that named it; every media
+//!    type is checked before any layer moves.
+//! 2. The config is fetched (capped, verified); its diff_ids say which layers the store has.
+//! 3. The missing layers are fetched by a few threads. Each blob streams through a hasher
+//!    (compressed digest and size), the decompressor, and [`ContentStore::stage_layer`]
+//!    (uncompressed digest, layer index, temp file) in one pass.
+//! 4. Only when every layer checks out are the layers published, then the config and the
+//!    manifest, then the tag and the repo digest, as `load` does. An error or a kill before that
+//!    leaves only temp files in `rimg/tmp/`.
+
+use std::collections::BTreeSet;
+use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+
+use rimg_fs::digest::HashingReader;
+use rimg_fs::store::StagedLayer;
+use rimg_fs::{ContentStore, Digest};
+use serde::Deserialize;
+
+use super::client::{describe_io, is_index, is_manifest, Client};
+use super::sources::Sources;
+use super::{
+    parallel, read_full, BlobEvent, Location, Platform, Progress, RegistryError, Result,
+    DOCKER_CONFIG, DOCKER_SCHEMA1, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, OCI_INDEX,
+};
+use crate::image::{
+    Compression, Image, ImageConfig, Images, Reference, CONFIG_MEDIA, MANIFEST_MEDIA,
+};
+
+/// How many layers are fetched at once (Docker's default).
+pub const PARALLEL_DOWNLOADS: usize = 3;
+
+/// What to pull.
+#[derive(Clone, Debug)]
+pub struct PullOptions {
+    /// The platform to pick from a manifest list.
+    pub platform: Platform,
+}
+
+/// What a pull stored.
+#[derive(Debug)]
+pub struct Pulled {
+    /// The image.
+    pub image: Image,
+    /// The registry's digest of what the reference named (the index for a multi-platform
+    /// image): the `Digest:` line and the repo digest.
+    pub digest: Digest,
+    /// Whether anything changed: false when the tag already named this image and every blob
+    /// was present (Docker's "Image is up to date").
+    pub changed: bool,
+}
+
+/// A descriptor as manifests and indexes carry it.
+#[derive(Clone, Debug, Deserialize)]
+struct Desc {
+    #[serde(rename = "mediaType", default)]
+    media_type: String,
+    digest: String,
+    size: u64,
+    #[serde(default)]
+    platform: Option<Plat>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+struct Plat {
+    #[serde(default)]
+    os: String,
+    #[serde(default)]
+    architecture: String,
+    #[serde(default)]
+    variant: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct IndexDoc {
+    #[serde(default)]
+    manifests: Vec<Desc>,
+}
+
+#[derive(Debug, Deserialize)]
+struct ManifestDoc {
+    #[serde(rename = "schemaVersion", default)]
+    schema_version: u32,
+    config: Desc,
+    #[serde(default)]
+    layers: Vec<Desc>,
+}
+
+fn bad(what: &str, e: impl std::fmt::Display) -> RegistryError {
+    RegistryError::BadDocument {
+        what: what.to_string(),
+        message: e.to_string(),
+    }
+}
+
+fn desc_digest(d: &Desc, what: &str) -> Result<Digest> {
+    Digest::parse(&d.digest).map_err(|_| bad(what, format!("unsupported digest {:?}", d.digest)))
+}
+
+/// The media type of a manifest document: its own `mediaType`, else the Content-Type the
+/// registry sent, else what its fields say.
+fn document_media(bytes: &[u8], content_type: &str, what: &str) -> Result<String> {
+    let v: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| bad(what, e))?;
+    if let Some(m) = v.get("mediaType").and_then(|m| m.as_str()) {
+        return Ok(m.to_string());
+    }
+    if !content_type.is_empty()
+        && content_type != "application/json"
+        && content_type != "text/plain"
+    {
+        return Ok(content_type.to_string());
+    }
+    if v.get("schemaVersion").and_then(|s| s.as_u64()) == Some(1) {
+        return Ok(DOCKER_SCHEMA1[0].to_string());
+    }
+    Ok(if v.get("manifests").is_some() {
+        OCI_INDEX.to_string()
+    } else {
+        MANIFEST_MEDIA.to_string()
+    })
+}
+
+/// A layer to fetch.
+struct Job {
+    blob: Digest,
+    size: u64,
+    compression: Compression,
+    diff_id: Digest,
+    media_type: String,
+}
+
+/// Pulls `reference` into the store and tags it (unless it names a digest only).
+pub fn pull(
+    images: &Images,
+    client: &Client,
+    reference: &Reference,
+    opts: &PullOptions,
+    progress: &dyn Progress,
+) -> Result<Pulled> {
+    let loc = Location::of(reference);
+    let repo = &loc.repository;
+    client.authorize(&[format!("repository:{repo}:pull")])?;
+    let tag_or_digest = match (&reference.digest, &reference.tag) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => t.clone(),
+        (None, None) => "latest".to_string(),
+    };
+    let sep = if reference.digest.is_some() { '@' } else { ':' };
+    let what = format!("manifest {}{sep}{tag_or_digest}", loc.full());
+    let (top, content_type) = client.get_manifest(repo, &tag_or_digest, MAX_MANIFEST_BYTES)?;
+    let top_digest = Digest::of(&top);
+    if let Some(d) = reference.digest {
+        if d != top_digest {
+            return Err(RegistryError::DigestMismatch {
+                what: what.clone(),
+                expected: d,
+                actual: top_digest,
+            });
+        }
+    }
+    let mut media = document_media(&top, &content_type, &what)?;
+    let mut manifest_bytes = top;
+    if is_index(&media) {
+        let index: IndexDoc = serde_json::from_slice(&manifest_bytes).map_err(|e| bad(&what, e))?;
+        let chosen = index
+            .manifests
+            .iter()
+            .find(|d| {
+                d.platform.as_ref().is_some_and(|p| {
+                    opts.platform
+                        .matches(&p.os, &p.architecture, p.variant.as_deref())
+                })
+            })
+            .cloned()
+            .ok_or_else(|| RegistryError::NoPlatform {
+                wanted: opts.platform.clone(),
+                available: index
+                    .manifests
+                    .iter()
+                    .filter_map(|d| d.platform.as_ref())
+                    .map(|p| match &p.variant {
+                        Some(v) => format!("{}/{}/{v}", p.os, p.architecture),
+                        None => format!("{}/{}", p.os, p.architecture),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        let d = desc_digest(&chosen, &what)?;
+        let (bytes, ct) = client.get_manifest(repo, &d.to_string(), MAX_MANIFEST_BYTES)?;
+        let actual = Digest::of(&bytes);
+        if actual != d {
+            return Err(RegistryError::DigestMismatch {
+                what: format!("manifest {}@{d}", loc.full()),
+                expected: d,
+                actual,
+            });
+        }
+        if bytes.len() as u64 != chosen.size {
+            return Err(RegistryError::SizeMismatch {
+                what: format!("manifest {}@{d}", loc.full()),
+                expected: chosen.size,
+                actual: bytes.len() as u64,
+            });
+        }
+        media = document_media(&bytes, &ct, &what)?;
+        if is_index(&media) {
+            return Err(bad(&what, "an index inside an index"));
+        }
+        manifest_bytes = bytes;
+    }
+    if DOCKER_SCHEMA1.contains(&media.as_str()) {
+        return Err(RegistryError::UnsupportedMediaType {
+            what: "manifest",
+            media_type: format!(
+                "{media} (Docker schema 1 is deprecated; push the image again with a current tool)"
+            ),
+        });
+    }
+    if !is_manifest(&media) {
+        return Err(RegistryError::UnsupportedMediaType {
+            what: "manifest",
+            media_type: media,
+        });
+    }
+    let manifest: ManifestDoc =
+        serde_json::from_slice(&manifest_bytes).map_err(|e| bad(&what, e))?;
+    if manifest.schema_version != 2 {
+        return Err(bad(
+            &what,
+            format!("schemaVersion {} (expected 2)", manifest.schema_version),
+        ));
+    }
+    if manifest.config.media_type != CONFIG_MEDIA && manifest.config.media_type != DOCKER_CONFIG {
+        return Err(RegistryError::UnsupportedMediaType {
+            what: "config",
+            media_type: manifest.config.media_type.clone(),
+        });
+    }
+    let mut jobs = Vec::with_capacity(manifest.layers.len());
+    for l in &manifest.layers {
+        let compression = Compression::from_media_type(&l.media_type).ok_or_else(|| {
+            RegistryError::UnsupportedMediaType {
+                what: "layer",
+                media_type: l.media_type.clone(),
+            }
+        })?;
+        jobs.push((
+            desc_digest(l, &what)?,
+            l.size,
+            compression,
+            l.media_type.clone(),
+        ));
+    }
+
+    // The config: small, verified, and the list of diff_ids.
+    let config_digest = desc_digest(&manifest.config, &what)?;
+    let config_what = format!("config {config_digest}");
+    let config_bytes =
+        client.get_small_blob(repo, &config_digest, &config_what, MAX_CONFIG_BYTES)?;
+    if config_bytes.len() as u64 != manifest.config.size {
+        return Err(RegistryError::SizeMismatch {
+            what: config_what,
+            expected: manifest.config.size,
+            actual: config_bytes.len() as u64,
+        });
+    }
+    let config: ImageConfig =
+        serde_json::from_slice(&config_bytes).map_err(|e| bad(&config_what, e))?;
+    if config.rootfs.diff_ids.len() != jobs.len() {
+        return Err(bad(
+            &config_what,
+            format!(
+                "{} layers in the manifest but the config lists {} diff_ids",
+                jobs.len(),
+                config.rootfs.diff_ids.len()
+            ),
+        ));
+    }
+
+    let store = images.store();
+    let _lease = store.lease()?;
+    let before = if reference.digest.is_none() {
+        images.resolve(&reference.to_string()).ok().map(|i| i.id)
+    } else {
+        None
+    };
+    progress.start(&jobs.iter().map(|(d, s, ..)| (*d, *s)).collect::<Vec<_>>());
+    let mut wanted: BTreeSet<Digest> = BTreeSet::new();
+    let mut todo = Vec::new();
+    for ((blob, size, compression, media_type), diff_id) in
+        jobs.into_iter().zip(&config.rootfs.diff_ids)
+    {
+        if store.has_layer(diff_id) || !wanted.insert(*diff_id) {
+            progress.event(&blob, BlobEvent::AlreadyExists);
+            continue;
+        }
+        todo.push(Job {
+            blob,
+            size,
+            compression,
+            diff_id: *diff_id,
+            media_type,
+        });
+    }
+    let fetched = !todo.is_empty();
+    let staged = fetch_all(store, client, repo, &todo, progress)?;
+
+    // Everything verified: publish layers, then config and manifest, then names.
+    for layer in staged {
+        store.publish_layer(layer)?;
+    }
+    let image = images.write_image(&config_bytes)?;
+    let tags: Vec<Reference> = if reference.digest.is_none() {
+        vec![reference.clone()]
+    } else {
+        Vec::new()
+    };
+    images.add_to_index(&[(&image, &tags)])?;
+    let repo_digest = format!("{}@{top_digest}", reference.repository());
+    images.add_repo_digest(&image, &repo_digest)?;
+    let sources = Sources::new(store);
+    for j in &todo {
+        sources.record(&j.diff_id, &j.blob, &j.media_type, j.size, &loc.full());
+    }
+    let image = images.resolve(&image.manifest_digest.to_string())?;
+    Ok(Pulled {
+        changed: fetched || before != Some(image.id),
+        image,
+        digest: top_digest,
+    })
+}
+
+/// Fetches every job with [`PARALLEL_DOWNLOADS`] threads; the first error stops the others
+/// and is returned (their staged files are removed as they drop).
+fn fetch_all(
+    store: &ContentStore,
+    client: &Client,
+    repo: &str,
+    jobs: &[Job],
+    progress: &dyn Progress,
+) -> Result<Vec<StagedLayer>> {
+    parallel(PARALLEL_DOWNLOADS, jobs.len(), |i, abort| {
+        fetch_layer(store, client, repo, &jobs[i], progress, abort)
+    })
+}
+
+/// The network side of a blob download: counts bytes, reports progress, remembers the first
+/// transport error (so it is told apart from a decompression error), and stops when another
+/// download failed.
+struct NetReader<'a, R> {
+    inner: R,
+    blob: Digest,
+    done: u64,
+    reported: u64,
+    error: Option<String>,
+    abort: &'a AtomicBool,
+    progress: &'a dyn Progress,
+}
+
+impl<R: Read> Read for NetReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.abort.load(Ordering::Relaxed) {
+            return Err(io::Error::other("cancelled"));
+        }
+        match self.inner.read(buf) {
+            Ok(n) => {
+                self.done += n as u64;
+                if self.done - self.reported >= 512 << 10 || n == 0 {
+                    self.reported = self.done;
+                    self.progress
+                        .event(&self.blob, BlobEvent::Progress { done: self.done });
+                }
+                Ok(n)
+            }
+            Err(e) => {
+                if e.kind() != io::ErrorKind::Interrupted && self.error.is_none() {
+                    self.error = Some(describe_io(&e));
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The receiving end of a pipeline stage: reads the chunks (or the error) it sends, in order;
+/// the end of the channel is the end of the stream.
+struct ChannelReader {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+    at: usize,
+}
+
+impl ChannelReader {
+    fn new(rx: Receiver<io::Result<Vec<u8>>>) -> Self {
+        ChannelReader {
+            rx,
+            buf: Vec::new(),
+            at: 0,
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.buf.len() {
+            match self.rx.recv() {
+                Ok(b) => {
+                    self.buf = b?;
+                    self.at = 0;
+                }
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = out.len().min(self.buf.len() - self.at);
+        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// Reads `src` to its end in 256 KiB chunks and sends them (then its error, if any) down
+/// `tx`, until the receiver goes away.
+fn pump(mut src: impl Read, tx: &SyncSender<io::Result<Vec<u8>>>) {
+    loop {
+        let mut buf = vec![0u8; 256 << 10];
+        match read_full(&mut src, &mut buf) {
+            Ok(0) => return,
+            Ok(n) => {
+                buf.truncate(n);
+                if tx.send(Ok(buf)).is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(e));
+                return;
+            }
+        }
+    }
+}
+
+/// Fetches one layer blob into `rimg/tmp/`: compressed digest and size checked while it
+/// streams, decompressed, indexed and hashed in the same pass, diff_id checked at the end.
+fn fetch_layer(
+    store: &ContentStore,
+    client: &Client,
+    repo: &str,
+    job: &Job,
+    progress: &dyn Progress,
+    abort: &AtomicBool,
+) -> Result<StagedLayer> {
+    let what = format!("layer {}", job.blob);
+    let (body, announced) = client.get_blob(repo, &job.blob)?;
+    if let Some(len) = announced {
+        if len != job.size {
+            return Err(RegistryError::SizeMismatch {
+                what,
+                expected: job.size,
+                actual: len,
+            });
+        }
+    }
+    let net = NetReader {
+        inner: body.take(job.size + 1),
+        blob: job.blob,
+        done: 0,
+        reported: 0,
+        error: None,
+        abort,
+        progress,
+    };
+    // Two stages on two threads: the network side (receive, count, hash the blob) feeds the
+    // store side (decompress, index, hash the layer, write) through a bounded channel.
+    let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(8);
+    let (staged, received) = std::thread::scope(|s| {
+        let receiver = s.spawn(move || {
+            let mut hashing = HashingReader::new(net);
+            let mut failed = None;
+            loop {
+                let mut buf = vec![0u8; 256 << 10];
+                match hashing.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        buf.truncate(n);
+                        if tx.send(Ok(buf)).is_err() {
+                            // The store side stopped: keep hashing what is left.
+                            let rest = io::copy(&mut hashing, &mut io::sink());
+                            if let Err(e) = rest {
+                                failed = Some(describe_io(&e));
+                            }
+                            break;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => {
+                        failed = Some(describe_io(&e));
+                        break;
+                    }
+                }
+            }
+            let (digest, size, net) = hashing.finish();
+            (digest, size, net.error.or(failed))
+        });
+        // A third stage inflates, so hashing, indexing and writing the tar get their own.
+        let chunks = ChannelReader::new(rx);
+        let (tx2, rx2) = sync_channel::<io::Result<Vec<u8>>>(8);
+        let compression = job.compression;
+        let inflater = s.spawn(move || match compression.decoder(chunks) {
+            Ok(decoder) => pump(decoder, &tx2),
+            Err(e) => {
+                let _ = tx2.send(Err(e));
+            }
+        });
+        let mut tar = ChannelReader::new(rx2);
+        let staged = store.stage_layer(&mut tar);
+        drop(tar);
+        let _ = inflater.join();
+        let received = receiver
+            .join()
+            .unwrap_or_else(|_| (job.blob, 0, Some("receiver panicked".into())));
+        (staged, received)
+    });
+    let (actual, size, net_error) = received;
+    if abort.load(Ordering::SeqCst) {
+        return Err(RegistryError::Cancelled);
+    }
+    if let Some(message) = net_error {
+        return Err(RegistryError::Transport {
+            what: format!("downloading {what}"),
+            message,
+        });
+    }
+    if size != job.size {
+        return Err(RegistryError::SizeMismatch {
+            what,
+            expected: job.size,
+            actual: size,
+        });
+    }
+    if actual != job.blob {
+        return Err(RegistryError::DigestMismatch {
+            what,
+            expected: job.blob,
+            actual,
+        });
+    }
+    let staged = staged.map_err(|e| RegistryError::BadLayer {
+        layer: job.blob,
+        message: e.to_string(),
+    })?;
+    if staged.digest != job.diff_id {
+        return Err(RegistryError::DiffIdMismatch {
+            layer: job.blob,
+            expected: job.diff_id,
+            actual: staged.digest,
+        });
+    }
+    progress.event(&job.blob, BlobEvent::Done);
+    Ok(staged)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn media_types_come_from_the_document_first() {
+        let m = br#"{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json"}"#;
+        assert_eq!(
+            document_media(m, "application/json", "x").unwrap(),
+            "application/vnd.docker.distribution.manifest.v2+json"
+        );
+        let m = br#"{"schemaVersion":2,"manifests":[]}"#;
+        assert_eq!(document_media(m, "", "x").unwrap(), OCI_INDEX);
+        assert_eq!(
+            document_media(m, "application/vnd.oci.image.index.v1+json", "x").unwrap(),
+            OCI_INDEX
+        );
+        let m = br#"{"schemaVersion":1,"fsLayers":[]}"#;
+        assert_eq!(document_media(m, "", "x").unwrap(), DOCKER_SCHEMA1[0]);
+        assert!(document_media(b"not json", "", "x").is_err());
+    }
+}

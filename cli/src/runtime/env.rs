@@ -1,0 +1,179 @@
+//! What a container process gets from its image and `run`'s flags: the environment
+//! (image `Env`, then `-e`/`--env-file`, with Docker's defaults) and the command line
+//! (Entrypoint + Cmd with Docker's override rules).
+
+/// The `PATH` a container gets when its image sets none (Docker's default).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn key_of(kv: &str) -> &str {
+    kv.split_once('=').map_or(kv, |(k, _)| k)
+}
+
+fn set(env: &mut Vec<String>, kv: String) {
+    let k = key_of(&kv).to_string();
+    match env.iter_mut().find(|e| key_of(e) == k) {
+        Some(slot) => *slot = kv,
+        None => env.push(kv),
+    }
+}
+
+/// Parses one `-e` argument: `KEY=VALUE` as is, `KEY` alone takes the value from `host`
+/// (and is dropped when the host has none, as Docker does). The error is Docker's wording.
+pub fn parse_env_arg(
+    arg: &str,
+    host: impl Fn(&str) -> Option<String>,
+) -> Result<Option<String>, String> {
+    let key = key_of(arg);
+    if key.is_empty() || key.contains(char::is_whitespace) {
+        return Err(format!("invalid environment variable: {arg}"));
+    }
+    if arg.contains('=') {
+        return Ok(Some(arg.to_string()));
+    }
+    Ok(host(key).map(|v| format!("{key}={v}")))
+}
+
+/// Parses an `--env-file`: one `KEY=VALUE` (or `KEY`, from the host) per line; blank lines
+/// and lines starting with `#` are skipped; values are taken literally (no quotes removed).
+pub fn parse_env_file(
+    text: &str,
+    host: impl Fn(&str) -> Option<String>,
+) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let l = line.trim_start();
+        if l.is_empty() || l.starts_with('#') {
+            continue;
+        }
+        match parse_env_arg(l, &host) {
+            Ok(Some(kv)) => out.push(kv),
+            Ok(None) => {}
+            Err(e) => return Err(format!("line {}: {e}", i + 1)),
+        }
+    }
+    Ok(out)
+}
+
+/// The environment of a container: `PATH` (the image's or [`DEFAULT_PATH`]), `HOSTNAME`,
+/// `TERM=xterm` with a tty, then the image's `Env` and the overrides in order, later values
+/// replacing earlier ones in place.
+pub fn container_env(
+    image_env: &[String],
+    overrides: &[String],
+    hostname: &str,
+    tty: bool,
+) -> Vec<String> {
+    let mut env = vec![
+        format!("PATH={DEFAULT_PATH}"),
+        format!("HOSTNAME={hostname}"),
+    ];
+    if tty {
+        env.push("TERM=xterm".into());
+    }
+    for kv in image_env.iter().chain(overrides) {
+        set(&mut env, kv.clone());
+    }
+    env
+}
+
+/// The value of `key` in an environment list.
+pub fn env_value<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
+    env.iter().rev().find_map(|kv| {
+        kv.split_once('=')
+            .filter(|(k, _)| *k == key)
+            .map(|(_, v)| v)
+    })
+}
+
+/// Docker's command rules: `--entrypoint` replaces the image's Entrypoint and clears its
+/// Cmd (an empty `--entrypoint ""` clears both); arguments after the image replace Cmd.
+/// The result is Entrypoint followed by Cmd.
+pub fn command_line(
+    image_entrypoint: Option<&[String]>,
+    image_cmd: Option<&[String]>,
+    entrypoint: Option<&str>,
+    args: &[String],
+) -> Vec<String> {
+    let (ep, default_cmd): (Vec<String>, &[String]) = match entrypoint {
+        Some("") => (Vec::new(), &[]),
+        Some(e) => (vec![e.to_string()], &[]),
+        None => (
+            image_entrypoint.map(<[String]>::to_vec).unwrap_or_default(),
+            image_cmd.unwrap_or(&[]),
+        ),
+    };
+    let cmd = if args.is_empty() { default_cmd } else { args };
+    ep.into_iter().chain(cmd.iter().cloned()).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn env_overrides_image_defaults_and_defaults_path() {
+        let env = container_env(
+            &s(&["INTERVAL=5", "TARGET=a"]),
+            &s(&["INTERVAL=1", "NEW=x"]),
+            "abc",
+            true,
+        );
+        assert_eq!(
+            env,
+            s(&[
+                &format!("PATH={DEFAULT_PATH}"),
+                "HOSTNAME=abc",
+                "TERM=xterm",
+                "INTERVAL=1",
+                "TARGET=a",
+                "NEW=x"
+            ])
+        );
+        let env = container_env(&s(&["PATH=/opt/bin"]), &[], "h", false);
+        assert_eq!(env_value(&env, "PATH"), Some("/opt/bin"));
+        assert_eq!(env.len(), 2);
+    }
+
+    #[test]
+    fn env_args_and_files_follow_docker() {
+        let host = |k: &str| (k == "HOME").then(|| "/root".to_string());
+        assert_eq!(parse_env_arg("A=1=2", host).unwrap().unwrap(), "A=1=2");
+        assert_eq!(parse_env_arg("HOME", host).unwrap().unwrap(), "HOME=/root");
+        assert_eq!(parse_env_arg("UNSET", host).unwrap(), None);
+        assert!(parse_env_arg("=x", host).is_err());
+        assert!(parse_env_arg("", host).is_err());
+        let f = parse_env_file("# c\n\nA=\"q\"\nHOME\nB=2\n", host).unwrap();
+        assert_eq!(f, s(&["A=\"q\"", "HOME=/root", "B=2"]));
+        assert!(parse_env_file("ok=1\n=bad\n", host)
+            .unwrap_err()
+            .starts_with("line 2"));
+    }
+
+    #[test]
+    fn entrypoint_and_cmd_combine_as_in_docker() {
+        let ep = s(&["/entry.sh"]);
+        let cmd = s(&["run", "--x"]);
+        assert_eq!(
+            command_line(Some(&ep), Some(&cmd), None, &[]),
+            s(&["/entry.sh", "run", "--x"])
+        );
+        assert_eq!(
+            command_line(Some(&ep), Some(&cmd), None, &s(&["other"])),
+            s(&["/entry.sh", "other"])
+        );
+        assert_eq!(
+            command_line(Some(&ep), Some(&cmd), Some("sh"), &[]),
+            s(&["sh"])
+        );
+        assert_eq!(
+            command_line(Some(&ep), Some(&cmd), Some(""), &s(&["ls"])),
+            s(&["ls"])
+        );
+        assert_eq!(command_line(None, Some(&cmd), None, &[]), cmd);
+        assert!(command_line(None, None, None, &[]).is_empty());
+    }
+}

@@ -1,0 +1,668 @@
+//! The built-in container runtime: no daemon, no OCI runtime binary. A container process is
+//! forked into new mount, pid, uts and ipc namespaces (and a new network namespace with only
+//! `lo` for `--network none`), pivots into its rootfs with `/proc`, a minimal `/dev` and the
+//! `/etc` files bind-mounted, takes the image's user, working directory and environment, and
+//! execs. The caller stays on the host side as the container's supervisor: it forwards
+//! signals, relays the pty or pipes, and reaps the exit status.
+//!
+//! ```text
+//!  caller (supervisor: signalfd + poll loop)  ── subreaper while spawning
+//!     └─ fork: intermediate ── unshare(NEWNS|NEWPID|NEWUTS|NEWIPC[|NEWNET]) or setns()
+//!           └─ fork: container process, pid 1 ── mounts, pivot_root, pty, user, execve
+//!        (the intermediate exits at once; the container process is reparented to the caller)
+//! ```
+//!
+//! Architecture Invariant: the runtime makes no mount on the host. Everything it mounts is
+//! made inside the container's mount namespace and disappears with the container's last
+//! process.
+
+mod child;
+pub mod env;
+mod rootfs;
+mod sys;
+pub mod user;
+
+use std::fs;
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::fcntl::OFlag;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::{pipe2, Pid};
+use serde::{Deserialize, Serialize};
+
+use child::{ChildFd, Entry, Plan};
+pub use rootfs::{write_etc_files, ETC_FILES};
+pub use sys::WinSize;
+
+/// The container's network.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// The host's network namespace (the default: this machine has no other).
+    #[default]
+    Host,
+    /// A new network namespace with only the loopback interface, up.
+    None,
+}
+
+impl std::str::FromStr for Network {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "host" => Ok(Network::Host),
+            "none" => Ok(Network::None),
+            other => Err(format!(
+                "network {other:?} is not supported (use host or none)"
+            )),
+        }
+    }
+}
+
+/// What to run in a container and how.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    /// The command line; `argv[0]` is looked up in the container's `PATH`.
+    pub argv: Vec<String>,
+    /// `KEY=VALUE` strings (`HOME` is added from the user's passwd entry when missing).
+    pub env: Vec<String>,
+    /// The working directory, created when missing (as Docker does).
+    pub cwd: String,
+    /// `name`, `uid`, `name:group` or `uid:gid`, resolved through the container's
+    /// `/etc/passwd` and `/etc/group`; empty for root.
+    pub user: String,
+    /// The hostname in the container's uts namespace.
+    pub hostname: String,
+    /// Allocate a pty (inside the container's devpts) for stdin, stdout and stderr.
+    pub tty: bool,
+    /// Keep stdin open (otherwise the container's stdin is `/dev/null`).
+    pub interactive: bool,
+    /// The network.
+    pub network: Network,
+}
+
+/// Errors of the runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    /// The container process could not be started: its command is missing or not
+    /// executable, its user unknown, a mount failed. `code` is Docker's exit code for it
+    /// (127 not found, 126 not executable, 125 anything else).
+    #[error("unable to start container process: {message}")]
+    Start {
+        /// The exit code `run` reports.
+        code: i32,
+        /// What went wrong, in runc's words.
+        message: String,
+    },
+    /// A system call on the supervisor's side failed.
+    #[error("{op}: {source}")]
+    Sys {
+        /// What was being done.
+        op: &'static str,
+        /// The error.
+        source: nix::Error,
+    },
+    /// I/O on the supervisor's side failed.
+    #[error("{op} {path}: {source}")]
+    Io {
+        /// What was being done.
+        op: &'static str,
+        /// On what.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+}
+
+impl RuntimeError {
+    /// The exit code `run` gives for this error: the start failure's, else 125.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            RuntimeError::Start { code, .. } => *code,
+            _ => 125,
+        }
+    }
+}
+
+fn sys_err(op: &'static str) -> impl FnOnce(nix::Error) -> RuntimeError {
+    move |source| RuntimeError::Sys { op, source }
+}
+
+/// Where the container's stdio goes (ignored for stdin/stdout/stderr when `tty` is set:
+/// then all three are the pty).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stdio {
+    /// The caller's own descriptor.
+    Inherit,
+    /// `/dev/null`.
+    Null,
+    /// A pipe whose other end is in [`Process`].
+    Piped,
+}
+
+/// How to start a container process.
+pub struct Launch<'a> {
+    /// The process.
+    pub spec: &'a ProcessSpec,
+    /// New namespaces over a rootfs, or a running container's.
+    pub target: Target<'a>,
+    /// stdin (`Null` unless `spec.interactive`).
+    pub stdin: Stdio,
+    /// stdout and stderr.
+    pub output: Stdio,
+}
+
+/// Where a container process runs.
+pub enum Target<'a> {
+    /// A new container over `rootfs` (a mounted directory, or a plain one), with
+    /// `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` bind-mounted from `etc_dir`.
+    Rootfs {
+        /// The root filesystem.
+        rootfs: &'a Path,
+        /// Holds the [`ETC_FILES`] (see [`write_etc_files`]).
+        etc_dir: &'a Path,
+    },
+    /// Into the namespaces of the running container whose first process is `pid` (`exec`).
+    Join {
+        /// The host pid of the container's pid 1.
+        pid: i32,
+    },
+}
+
+/// A started container process, seen from the host.
+#[derive(Debug)]
+pub struct Process {
+    /// Its host pid.
+    pub pid: Pid,
+    /// The pty master (with `tty`).
+    pub pty: Option<OwnedFd>,
+    /// The write end of its stdin pipe (`Stdio::Piped`).
+    pub stdin: Option<OwnedFd>,
+    /// The read end of its stdout pipe.
+    pub stdout: Option<OwnedFd>,
+    /// The read end of its stderr pipe.
+    pub stderr: Option<OwnedFd>,
+}
+
+fn child_fd(mode: Stdio, reading: bool) -> Result<(ChildFd, Option<OwnedFd>), RuntimeError> {
+    Ok(match mode {
+        Stdio::Inherit => (ChildFd::Keep, None),
+        Stdio::Null => (ChildFd::Null, None),
+        Stdio::Piped => {
+            let (r, w) = pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
+            if reading {
+                (ChildFd::Fd(r), Some(w))
+            } else {
+                (ChildFd::Fd(w), Some(r))
+            }
+        }
+    })
+}
+
+fn read_all(fd: OwnedFd) -> Vec<u8> {
+    let mut f = fs::File::from(fd);
+    let mut out = Vec::new();
+    let _ = f.read_to_end(&mut out);
+    out
+}
+
+/// Starts a container process and returns once it has exec'd its command (or failed to:
+/// then the error says why, with Docker's exit code). Call it with the signals the caller
+/// wants to forward blocked ([`Supervisor::new`] does that), from a single-threaded process.
+pub fn spawn(launch: &Launch<'_>) -> Result<Process, RuntimeError> {
+    let spec = launch.spec;
+    let entry = match &launch.target {
+        Target::Rootfs { rootfs, etc_dir } => Entry::New {
+            rootfs: rootfs.to_path_buf(),
+            etc_dir: etc_dir.to_path_buf(),
+        },
+        Target::Join { pid } => {
+            let mut fds = Vec::new();
+            for ns in ["ipc", "uts", "net", "pid", "mnt"] {
+                let p = PathBuf::from(format!("/proc/{pid}/ns/{ns}"));
+                let f = fs::File::open(&p).map_err(|source| RuntimeError::Io {
+                    op: "opening",
+                    path: p,
+                    source,
+                })?;
+                fds.push(OwnedFd::from(f));
+            }
+            Entry::Join(fds)
+        }
+    };
+    let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
+    let (pid_r, pid_w) = pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
+    let stdin_mode = if spec.interactive {
+        launch.stdin
+    } else {
+        Stdio::Null
+    };
+    let (c_stdin, p_stdin) = child_fd(stdin_mode, true)?;
+    let (c_stdout, p_stdout) = child_fd(launch.output, false)?;
+    let (c_stderr, p_stderr) = child_fd(launch.output, false)?;
+    let (tty, p_sock) = if spec.tty {
+        let (a, b) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(sys_err("socketpair"))?;
+        let size = sys::window_size(io::stdin().as_fd()).or(sys::window_size(io::stdout().as_fd()));
+        (Some((b, size)), Some(a))
+    } else {
+        (None, None)
+    };
+    let plan = Plan {
+        entry,
+        spec,
+        stdin: c_stdin,
+        stdout: c_stdout,
+        stderr: c_stderr,
+        tty,
+        report: report_w,
+        pid_out: pid_w,
+    };
+    let subreaper = Subreaper::enter()?;
+    let forked = sys::fork();
+    let intermediate = match forked {
+        Ok(sys::Forked::Child) => child::intermediate(plan),
+        Ok(sys::Forked::Parent(pid)) => pid,
+        Err(e) => {
+            return Err(RuntimeError::Sys {
+                op: "fork",
+                source: e,
+            });
+        }
+    };
+    drop(plan);
+    let _ = waitpid(intermediate, None);
+    drop(subreaper);
+    let pid_text = String::from_utf8_lossy(&read_all(pid_r)).into_owned();
+    let pid = pid_text.trim().parse::<i32>().ok().map(Pid::from_raw);
+    let pty = match (&p_sock, pid) {
+        (Some(sock), Some(_)) => {
+            sys::recv_fd(sock.as_fd()).map_err(sys_err("receiving the pty"))?
+        }
+        _ => None,
+    };
+    drop(p_sock);
+    let report = read_all(report_r);
+    if !report.is_empty() || pid.is_none() {
+        if let Some(pid) = pid {
+            let _ = waitpid(pid, None);
+        }
+        let text = String::from_utf8_lossy(&report);
+        let (code, message) = text.split_once('\n').unwrap_or(("125", &text));
+        let message = if message.is_empty() {
+            "the container process exited before it started".to_string()
+        } else {
+            message.to_string()
+        };
+        return Err(RuntimeError::Start {
+            code: code.parse().unwrap_or(125),
+            message,
+        });
+    }
+    let Some(pid) = pid else {
+        return Err(RuntimeError::Start {
+            code: 125,
+            message: "the container process did not start".into(),
+        });
+    };
+    Ok(Process {
+        pid,
+        pty,
+        stdin: p_stdin,
+        stdout: p_stdout,
+        stderr: p_stderr,
+    })
+}
+
+/// How many spawns of this process are between fork and the intermediate's exit.
+static SPAWNING: std::sync::Mutex<usize> = std::sync::Mutex::new(0);
+
+/// This process is a child subreaper while any of its threads spawns a container process,
+/// so the container process, orphaned when the intermediate exits, becomes our child.
+struct Subreaper;
+
+impl Subreaper {
+    fn enter() -> Result<Self, RuntimeError> {
+        let mut n = SPAWNING.lock().unwrap_or_else(|e| e.into_inner());
+        if *n == 0 {
+            nix::sys::prctl::set_child_subreaper(true).map_err(sys_err("prctl"))?;
+        }
+        *n += 1;
+        Ok(Subreaper)
+    }
+}
+
+impl Drop for Subreaper {
+    fn drop(&mut self) {
+        let mut n = SPAWNING.lock().unwrap_or_else(|e| e.into_inner());
+        *n = n.saturating_sub(1);
+        if *n == 0 {
+            let _ = nix::sys::prctl::set_child_subreaper(false);
+        }
+    }
+}
+
+/// Which of the container's output streams a chunk came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stream {
+    /// stdout (or the pty).
+    Stdout,
+    /// stderr.
+    Stderr,
+}
+
+/// Where the container's output goes: the terminal, the container log, or both.
+pub trait OutputSink {
+    /// Takes one chunk of output.
+    fn output(&mut self, stream: Stream, data: &[u8]);
+    /// The output is over (flush partial lines).
+    fn finish(&mut self) {}
+}
+
+/// Writes output to the supervisor's own stdout and stderr.
+pub struct Terminal;
+
+impl OutputSink for Terminal {
+    fn output(&mut self, stream: Stream, data: &[u8]) {
+        let _ = match stream {
+            Stream::Stdout => {
+                let mut o = io::stdout().lock();
+                o.write_all(data).and_then(|_| o.flush())
+            }
+            Stream::Stderr => io::stderr().lock().write_all(data),
+        };
+    }
+}
+
+/// Sends output to two sinks.
+pub struct Tee<'a>(pub &'a mut dyn OutputSink, pub &'a mut dyn OutputSink);
+
+impl OutputSink for Tee<'_> {
+    fn output(&mut self, stream: Stream, data: &[u8]) {
+        self.0.output(stream, data);
+        self.1.output(stream, data);
+    }
+    fn finish(&mut self) {
+        self.0.finish();
+        self.1.finish();
+    }
+}
+
+/// The signals a supervisor forwards to the container process.
+const FORWARDED: [Signal; 7] = [
+    Signal::SIGINT,
+    Signal::SIGTERM,
+    Signal::SIGHUP,
+    Signal::SIGQUIT,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+];
+
+/// The host side of a running container process: forwards signals, relays its pty or
+/// pipes, reaps its exit status. Blocks the forwarded signals (and SIGCHLD) while it lives.
+pub struct Supervisor {
+    signals: SignalFd,
+    old_mask: SigSet,
+}
+
+impl Supervisor {
+    /// Blocks SIGCHLD and the forwarded signals and reads them from a signalfd.
+    pub fn new() -> Result<Self, RuntimeError> {
+        let mut set = SigSet::empty();
+        for s in FORWARDED {
+            set.add(s);
+        }
+        set.add(Signal::SIGCHLD);
+        let old_mask = SigSet::thread_get_mask().map_err(sys_err("sigprocmask"))?;
+        set.thread_block().map_err(sys_err("sigprocmask"))?;
+        let signals = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+            .map_err(sys_err("signalfd"))?;
+        Ok(Supervisor { signals, old_mask })
+    }
+
+    /// Waits for `process` to exit, forwarding signals to it, copying `input` (when given)
+    /// to its stdin pipe or pty, and its output to `sink`. Returns the exit code, 128+N for
+    /// a death by signal N.
+    pub fn wait(
+        &mut self,
+        mut process: Process,
+        input: Option<BorrowedFd<'_>>,
+        sink: &mut dyn OutputSink,
+    ) -> Result<i32, RuntimeError> {
+        let mut outputs: Vec<(Stream, fs::File)> = Vec::new();
+        if let Some(p) = &process.pty {
+            outputs.push((
+                Stream::Stdout,
+                fs::File::from(p.try_clone().map_err(|source| RuntimeError::Io {
+                    op: "dup",
+                    path: "pty".into(),
+                    source,
+                })?),
+            ));
+        }
+        if let Some(o) = process.stdout.take() {
+            outputs.push((Stream::Stdout, fs::File::from(o)));
+        }
+        if let Some(e) = process.stderr.take() {
+            outputs.push((Stream::Stderr, fs::File::from(e)));
+        }
+        let mut input_dest: Option<fs::File> = match (&process.pty, process.stdin.take()) {
+            (Some(p), _) if input.is_some() => p.try_clone().ok().map(fs::File::from),
+            (_, Some(w)) if input.is_some() => Some(fs::File::from(w)),
+            _ => None,
+        };
+        let mut input = input.filter(|_| input_dest.is_some());
+        let mut status: Option<i32> = None;
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            if status.is_some() && outputs.is_empty() {
+                break;
+            }
+            let mut fds = vec![PollFd::new(self.signals.as_fd(), PollFlags::POLLIN)];
+            for (_, f) in &outputs {
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
+            }
+            let input_slot = fds.len();
+            if let Some(i) = input {
+                fds.push(PollFd::new(i, PollFlags::POLLIN));
+            }
+            // A SIGCHLD can be taken by another thread of a multi-threaded caller: look for
+            // the exit now and then even without one.
+            let timeout = PollTimeout::from(if status.is_some() { 200u16 } else { 500u16 });
+            let n = match poll(&mut fds, timeout) {
+                Ok(n) => n,
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(sys_err("poll")(e)),
+            };
+            if n == 0 && status.is_none() {
+                reap(process.pid, &mut status);
+                continue;
+            }
+            if n == 0 {
+                // The process is gone and its output has been quiet: whatever still holds
+                // the pipes (an `exec`'d process's children) is not waited for.
+                break;
+            }
+            let ready: Vec<bool> = fds
+                .iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect();
+            drop(fds);
+            if ready[0] {
+                while let Ok(Some(info)) = self.signals.read_signal() {
+                    let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {
+                        continue;
+                    };
+                    match sig {
+                        Signal::SIGCHLD => reap(process.pid, &mut status),
+                        Signal::SIGWINCH => {
+                            if let (Some(p), Some(size)) =
+                                (&process.pty, sys::window_size(io::stdin().as_fd()))
+                            {
+                                let _ = sys::set_window_size(p.as_fd(), size);
+                            }
+                        }
+                        s => {
+                            if status.is_none() {
+                                let _ = kill(process.pid, s);
+                            }
+                        }
+                    }
+                }
+            }
+            let mut closed = Vec::new();
+            for (i, (stream, f)) in outputs.iter_mut().enumerate() {
+                if !ready[i + 1] {
+                    continue;
+                }
+                match f.read(&mut buf) {
+                    Ok(0) => closed.push(i),
+                    Ok(n) => sink.output(*stream, &buf[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    // EIO: the pty's last slave descriptor closed.
+                    Err(_) => closed.push(i),
+                }
+            }
+            for i in closed.into_iter().rev() {
+                outputs.remove(i);
+            }
+            if let Some(i) = input {
+                if ready.get(input_slot).copied().unwrap_or(false) {
+                    let n = nix::unistd::read(i, &mut buf).unwrap_or(0);
+                    if n == 0 {
+                        input = None;
+                        if process.pty.is_none() {
+                            input_dest = None;
+                        }
+                    } else if let Some(d) = input_dest.as_mut() {
+                        if d.write_all(&buf[..n]).is_err() {
+                            input = None;
+                            input_dest = None;
+                        }
+                    }
+                }
+            }
+        }
+        sink.finish();
+        drop(input_dest);
+        Ok(status.unwrap_or(137))
+    }
+}
+
+fn reap(pid: Pid, status: &mut Option<i32>) {
+    // Only our own process: other supervisors in this process wait for theirs.
+    match waitpid(pid, Some(WaitPidFlag::WNOHANG)) {
+        Ok(WaitStatus::Exited(_, code)) => *status = Some(code),
+        Ok(WaitStatus::Signaled(_, sig, _)) => *status = Some(128 + sig as i32),
+        Ok(_) => {}
+        // Already reaped by someone else: its status is lost.
+        Err(nix::Error::ECHILD) => *status = status.or(Some(255)),
+        Err(_) => {}
+    }
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        let _ = self.old_mask.thread_set_mask();
+    }
+}
+
+/// Puts a terminal in raw mode while it lives (`run -it` on a terminal).
+pub struct RawMode {
+    fd: OwnedFd,
+    saved: Termios,
+}
+
+impl RawMode {
+    /// Raw mode on `fd` if it is a terminal; `None` otherwise.
+    pub fn enable(fd: BorrowedFd<'_>) -> Option<RawMode> {
+        let saved = tcgetattr(fd).ok()?;
+        let mut raw = saved.clone();
+        cfmakeraw(&mut raw);
+        let fd = fd.try_clone_to_owned().ok()?;
+        tcsetattr(&fd, SetArg::TCSANOW, &raw).ok()?;
+        Some(RawMode { fd, saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = tcsetattr(&self.fd, SetArg::TCSANOW, &self.saved);
+    }
+}
+
+/// Runs `spec` in a new container over the directory `rootfs` with stdio inherited (a pty
+/// relayed to them with `spec.tty`), signals forwarded, and returns its exit code (128+N for
+/// a death by signal N). The `/etc` files are generated in a temporary directory. This is
+/// what the builder's `RUN` uses; `rimg run` uses [`spawn`] and [`Supervisor`] directly.
+pub fn run_in_rootfs(rootfs: &Path, spec: &ProcessSpec) -> Result<i32, RuntimeError> {
+    let etc = EtcDir::new(&spec.hostname, spec.network)?;
+    let mut sup = Supervisor::new()?;
+    let process = spawn(&Launch {
+        spec,
+        target: Target::Rootfs {
+            rootfs,
+            etc_dir: &etc.0,
+        },
+        stdin: Stdio::Inherit,
+        output: Stdio::Inherit,
+    })?;
+    let stdin = io::stdin();
+    let _raw = (spec.tty && spec.interactive)
+        .then(|| RawMode::enable(stdin.as_fd()))
+        .flatten();
+    let input = (spec.tty && spec.interactive).then(|| stdin.as_fd());
+    sup.wait(process, input, &mut Terminal)
+}
+
+/// A private temporary directory for the `/etc` files of [`run_in_rootfs`].
+struct EtcDir(PathBuf);
+
+impl EtcDir {
+    fn new(hostname: &str, network: Network) -> Result<Self, RuntimeError> {
+        let mut rnd = [0u8; 8];
+        let _ = fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut rnd));
+        let name: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
+        let dir = std::env::temp_dir().join(format!("rimg-etc-{}-{name}", std::process::id()));
+        let io_err = |source| RuntimeError::Io {
+            op: "writing",
+            path: dir.clone(),
+            source,
+        };
+        fs::create_dir(&dir).map_err(io_err)?;
+        let d = EtcDir(dir.clone());
+        write_etc_files(&dir, hostname, network == Network::Host).map_err(io_err)?;
+        Ok(d)
+    }
+}
+
+impl Drop for EtcDir {
+    fn drop(&mut self) {
+        let _ = fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Detaches the calling process from its parent and terminal: forks, the parent exits at
+/// once (so whoever started it can reap it), the child starts a new session. For the
+/// monitor of a detached container.
+pub fn detach() -> Result<(), RuntimeError> {
+    match sys::fork().map_err(sys_err("fork"))? {
+        sys::Forked::Parent(_) => sys::exit_now(0),
+        sys::Forked::Child => {
+            nix::unistd::setsid().map_err(sys_err("setsid"))?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! Container tests' cleanup: every container of a test store force-removed, and whatever
+//! is still mounted under the test's directory unmounted, also when the test fails.
+
+use std::path::Path;
+use std::process::Command;
+
+use super::{bin, mounts_under, Store};
+
+/// Force-removes every container of `store` on drop, then lazily unmounts anything left
+/// under the store's directory (which a passing test must not have left: see
+/// [`assert_no_mounts`]).
+pub struct Cleanup<'a>(pub &'a Store);
+
+impl Drop for Cleanup<'_> {
+    fn drop(&mut self) {
+        let ids = Command::new(bin("rimg"))
+            .env("RIMG_ROOT", self.0.root())
+            .args(["ps", "-aq", "--no-trunc"])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        for id in ids.split_whitespace() {
+            let _ = Command::new(bin("rimg"))
+                .env("RIMG_ROOT", self.0.root())
+                .args(["rm", "-f", id])
+                .output();
+        }
+        let mut left = mounts_under(self.0.dir.path());
+        left.reverse();
+        for l in left {
+            if let Some(p) = l.split(' ').nth(1) {
+                let _ = Command::new("umount").arg("-l").arg(p).status();
+            }
+        }
+    }
+}
+
+/// Asserts that nothing is mounted under `dir` (the test's temp dir).
+#[track_caller]
+pub fn assert_no_mounts(dir: &Path) {
+    let left = mounts_under(dir);
+    assert!(left.is_empty(), "mounts left behind:\n{}", left.join("\n"));
+}

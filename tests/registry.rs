@@ -1,0 +1,772 @@
+//! `rimg pull`, `push`, `login`, `logout` against a real registry (Debian's docker-registry,
+//! distribution 2.8, started per test on 127.0.0.1), skopeo on the other side, and faults
+//! (issue 6: registries).
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+
+use rimg_tests::archives::{gzip, sha256, store_state, tmp_files};
+use rimg_tests::registry::{FakeRegistry, FakeRequest, FakeResponse, KillingProxy, Registry};
+use rimg_tests::tree::Layer;
+use rimg_tests::{require_tool, Cmd, Store};
+use serde_json::json;
+
+/// `rimg ARGS` against `s`, with credentials kept beside the store (never the user's).
+fn rimg<I, S>(s: &Store, args: I) -> Cmd
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut c = s.rimg(args);
+    c.0.env("XDG_CONFIG_HOME", s.path("config"))
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("DOCKER_CONFIG");
+    c
+}
+
+/// Three layers: a base, a change, and a whiteout of part of the base.
+fn three_layers() -> Vec<Vec<u8>> {
+    vec![
+        Layer::new()
+            .dir("etc", 0o755)
+            .file("etc/os-release", b"NAME=test\n", 0o644)
+            .dir("data", 0o755)
+            .file("data/big", &vec![7u8; 3 << 20], 0o644)
+            .file("data/gone", b"bye", 0o600)
+            .build(),
+        Layer::new()
+            .dir("app", 0o755)
+            .file("app/run.sh", b"#!/bin/sh\necho hi\n", 0o755)
+            .symlink("app/link", "run.sh")
+            .build(),
+        Layer::new()
+            .dir("data", 0o755)
+            .whiteout("data/gone")
+            .build(),
+    ]
+}
+
+/// `{{.Id}} {{json .RootFS}}` of an image.
+fn identity(s: &Store, image: &str) -> String {
+    rimg(
+        s,
+        ["inspect", "--format", "{{.Id}} {{json .RootFS}}", image],
+    )
+    .ok()
+    .trim()
+    .to_string()
+}
+
+/// The sha256 of `rimg save ID`: the same layers and config give the same bytes, so equal
+/// hashes mean the same file trees and the same image.
+fn saved(s: &Store, id: &str) -> String {
+    let file = s.path(&format!("saved-{}.tar", &id[7..19]));
+    rimg(s, ["save", "-o"]).arg(&file).arg(id).ok();
+    sha256(&fs::read(file).expect("read saved"))
+}
+
+fn id_of(s: &Store, image: &str) -> String {
+    rimg(s, ["inspect", "--format", "{{.Id}}", image])
+        .ok()
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn push_then_pull_into_a_fresh_store_gives_the_same_images() {
+    let reg = Registry::start();
+    let src = Store::new();
+    src.busybox("busybox:latest");
+    src.image_from_layers(&three_layers(), "three:v1");
+    let addr = reg.addr();
+
+    let out = rimg(&src, ["push", "busybox", &format!("{addr}/busybox")]).ok();
+    assert!(
+        out.starts_with(&format!("The push refers to repository [{addr}/busybox]\n")),
+        "{out}"
+    );
+    assert!(out.contains(": Pushed\n"), "{out}");
+    let last = out.lines().last().unwrap();
+    assert!(
+        last.starts_with("latest: digest: sha256:") && last.contains(" size: "),
+        "{out}"
+    );
+    let pushed_digest = last.split_whitespace().nth(2).unwrap().to_string();
+    for compress in ["gzip", "zstd", "none"] {
+        rimg(&src, ["push", "--compress", compress, "three:v1"])
+            .arg(format!("{addr}/three-{compress}:v1"))
+            .ok();
+    }
+    // The pushed manifest is OCI, with layers of the asked compression.
+    let m = reg.manifest("three-zstd", "v1");
+    assert_eq!(m["mediaType"], "application/vnd.oci.image.manifest.v1+json");
+    assert_eq!(
+        m["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    );
+    let m = reg.manifest("three-none", "v1");
+    assert_eq!(
+        m["layers"][2]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar"
+    );
+
+    let dst = Store::new();
+    let name = format!("{addr}/busybox:latest");
+    let out = rimg(&dst, ["pull", &format!("{addr}/busybox")]).ok();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "latest: Pulling from busybox", "{out}");
+    assert!(lines[1].ends_with(": Pull complete"), "{out}");
+    assert_eq!(lines[2], format!("Digest: {pushed_digest}"));
+    assert_eq!(
+        lines[3],
+        format!("Status: Downloaded newer image for {name}")
+    );
+    assert_eq!(lines[4], name);
+    assert_eq!(identity(&dst, &name), identity(&src, "busybox"));
+    let id = id_of(&src, "busybox");
+    assert_eq!(saved(&dst, &id), saved(&src, &id));
+
+    // RepoDigests: recorded by push in the source and by pull in the destination.
+    let repo_digest = format!("{addr}/busybox@{pushed_digest}");
+    for s in [&src, &dst] {
+        let rd = rimg(s, ["inspect", "--format", "{{json .RepoDigests}}", &id]).ok();
+        assert!(rd.contains(&repo_digest), "{rd}");
+    }
+    let listing = rimg(&dst, ["images", "--digests"]).ok();
+    assert!(listing.contains(&pushed_digest), "{listing}");
+
+    // A second pull fetches nothing.
+    let out = rimg(&dst, ["pull", &name]).ok();
+    assert!(out.contains(": Already exists\n"), "{out}");
+    assert!(
+        out.contains(&format!("Status: Image is up to date for {name}")),
+        "{out}"
+    );
+
+    // Every compression of the three-layer image comes back as the same image.
+    let three = id_of(&src, "three:v1");
+    for compress in ["gzip", "zstd", "none"] {
+        let fresh = Store::new();
+        let name = format!("{addr}/three-{compress}:v1");
+        let out = rimg(&fresh, ["pull", &name]).ok();
+        assert_eq!(out.matches(": Pull complete").count(), 3, "{out}");
+        assert_eq!(
+            identity(&fresh, &name),
+            identity(&src, "three:v1"),
+            "{compress}"
+        );
+        assert_eq!(saved(&fresh, &three), saved(&src, &three), "{compress}");
+        assert!(tmp_files(&fresh.root()).is_empty());
+    }
+
+    // Pull by digest: stored, not tagged.
+    let fresh = Store::new();
+    let by_digest = format!("{addr}/busybox@{pushed_digest}");
+    rimg(&fresh, ["pull", &by_digest]).ok();
+    assert_eq!(id_of(&fresh, &by_digest), id);
+}
+
+#[test]
+fn push_skips_blobs_the_registry_has_and_mounts_across_repositories() {
+    let reg = Registry::start();
+    let s = Store::new();
+    s.image_from_layers(&three_layers(), "three:v1");
+    let addr = reg.addr();
+    let first = rimg(&s, ["push", "three:v1", &format!("{addr}/a/three:v1")]).ok();
+    assert_eq!(first.matches(": Pushed").count(), 3, "{first}");
+    let again = rimg(&s, ["push", "three:v1", &format!("{addr}/a/three:v2")]).ok();
+    assert_eq!(
+        again.matches(": Layer already exists").count(),
+        3,
+        "{again}"
+    );
+    let other = rimg(&s, ["push", "three:v1", &format!("{addr}/b/three:v1")]).ok();
+    assert_eq!(
+        other.matches(": Mounted from a/three").count(),
+        3,
+        "{other}"
+    );
+    // Same layers, same config, same manifest everywhere.
+    let digest = |out: &str| {
+        out.lines()
+            .last()
+            .unwrap()
+            .split_whitespace()
+            .nth(2)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(digest(&first), digest(&again));
+    assert_eq!(digest(&first), digest(&other));
+
+    // A store that pulled from one repository mounts from it when pushing to another.
+    let puller = Store::new();
+    rimg(&puller, ["pull", &format!("{addr}/a/three:v1")]).ok();
+    let out = rimg(
+        &puller,
+        [
+            "push",
+            &format!("{addr}/a/three:v1"),
+            &format!("{addr}/c/three"),
+        ],
+    )
+    .ok();
+    assert_eq!(out.matches(": Mounted from a/three").count(), 3, "{out}");
+}
+
+#[test]
+fn skopeo_reads_what_rimg_pushed_and_rimg_pulls_what_skopeo_pushed() {
+    require_tool("skopeo");
+    let reg = Registry::start();
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    s.image_from_layers(&three_layers(), "three:v1");
+    let addr = reg.addr();
+    rimg(&s, ["push", "three:v1", &format!("{addr}/three:v1")]).ok();
+
+    // skopeo copies (and so verifies every digest of) what rimg pushed.
+    let oci = s.path("oci");
+    let ok = |args: &[&str]| {
+        let out = std::process::Command::new("skopeo")
+            .args(args)
+            .output()
+            .expect("skopeo");
+        assert!(
+            out.status.success(),
+            "skopeo {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    ok(&[
+        "copy",
+        "-q",
+        "--src-tls-verify=false",
+        &format!("docker://{addr}/three:v1"),
+        &format!("oci:{}:three", oci.display()),
+    ]);
+    let inspected: serde_json::Value = serde_json::from_str(&ok(&[
+        "inspect",
+        "--config",
+        &format!("oci:{}:three", oci.display()),
+    ]))
+    .unwrap();
+    assert_eq!(inspected["rootfs"]["diff_ids"].as_array().unwrap().len(), 3);
+    assert_eq!(
+        sha256(
+            &ok(&[
+                "inspect",
+                "--raw",
+                "--config",
+                &format!("oci:{}:three", oci.display())
+            ])
+            .into_bytes()
+        ),
+        id_of(&s, "three:v1")
+    );
+
+    // skopeo pushes from rimg's store (OCI layout, gzip) and from a docker-archive (schema 2).
+    ok(&[
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        "--dest-compress-format",
+        "gzip",
+        &format!("oci:{}:three:v1", s.root().display()),
+        &format!("docker://{addr}/sk/three:v1"),
+    ]);
+    let archive = s.path("bb.tar");
+    rimg(&s, ["save", "-o"]).arg(&archive).arg("busybox").ok();
+    ok(&[
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        &format!("docker-archive:{}", archive.display()),
+        &format!("docker://{addr}/sk/busybox:latest"),
+    ]);
+    assert_eq!(
+        reg.manifest("sk/busybox", "latest")["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        reg.manifest("sk/three", "v1")["layers"][0]["mediaType"],
+        "application/vnd.oci.image.layer.v1.tar+gzip"
+    );
+    let fresh = Store::new();
+    rimg(&fresh, ["pull", &format!("{addr}/sk/three:v1")]).ok();
+    rimg(&fresh, ["pull", &format!("{addr}/sk/busybox")]).ok();
+    let three = id_of(&s, "three:v1");
+    assert_eq!(id_of(&fresh, &format!("{addr}/sk/three:v1")), three);
+    assert_eq!(saved(&fresh, &three), saved(&s, &three));
+    let bb = id_of(&s, "busybox");
+    assert_eq!(id_of(&fresh, &format!("{addr}/sk/busybox")), bb);
+    assert_eq!(saved(&fresh, &bb), saved(&s, &bb));
+}
+
+/// Stores an image of one small layer whose config says `arch`, through the library.
+fn image_for_arch(s: &Store, arch: &str, tag: &str) -> String {
+    let images = rimg::image::Images::open(&s.root()).unwrap();
+    let layer = Layer::new()
+        .file(&format!("arch-{arch}"), arch.as_bytes(), 0o644)
+        .build();
+    let l = images.store().ingest_layer(&layer[..], None).unwrap();
+    let mut config = rimg::image::ImageConfig::new_for_host();
+    config.architecture = arch.into();
+    images
+        .create(
+            &[l.digest],
+            config,
+            &[rimg::image::Reference::parse(tag).unwrap()],
+        )
+        .unwrap()
+        .id
+        .to_string()
+}
+
+#[test]
+fn pull_picks_the_platform_from_an_index() {
+    let reg = Registry::start();
+    let s = Store::new();
+    let host = rimg::image::config::host_arch();
+    let other = if host == "arm64" { "amd64" } else { "arm64" };
+    let host_id = image_for_arch(&s, host, "multi:host");
+    let other_id = image_for_arch(&s, other, "multi:other");
+    let addr = reg.addr();
+    let mut entries = Vec::new();
+    for (tag, arch) in [("host", host), ("other", other)] {
+        let out = rimg(
+            &s,
+            [
+                "push",
+                &format!("multi:{tag}"),
+                &format!("{addr}/multi:{tag}"),
+            ],
+        )
+        .ok();
+        let last: Vec<&str> = out.lines().last().unwrap().split_whitespace().collect();
+        entries.push(json!({
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": last[2],
+            "size": last[4].parse::<u64>().unwrap(),
+            "platform": {"os": "linux", "architecture": arch},
+        }));
+    }
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": entries,
+    }))
+    .unwrap();
+    assert_eq!(
+        reg.put_manifest(
+            "multi",
+            "latest",
+            "application/vnd.oci.image.index.v1+json",
+            &index
+        ),
+        201
+    );
+
+    let fresh = Store::new();
+    let out = rimg(&fresh, ["pull", &format!("{addr}/multi")]).ok();
+    assert!(
+        out.contains(&format!("Digest: {}", sha256(&index))),
+        "{out}"
+    );
+    assert_eq!(id_of(&fresh, &format!("{addr}/multi")), host_id);
+    rimg(
+        &fresh,
+        [
+            "pull",
+            "--platform",
+            &format!("linux/{other}"),
+            &format!("{addr}/multi"),
+        ],
+    )
+    .ok();
+    assert_eq!(id_of(&fresh, &format!("{addr}/multi")), other_id);
+    let err = rimg(
+        &fresh,
+        [
+            "pull",
+            "--platform",
+            "linux/s390x",
+            &format!("{addr}/multi"),
+        ],
+    )
+    .fails();
+    assert!(
+        err.contains("no image for linux/s390x in the manifest list"),
+        "{err}"
+    );
+    let err = rimg(
+        &fresh,
+        ["pull", "--platform", "s390x", &format!("{addr}/multi")],
+    )
+    .fails();
+    assert!(err.contains("invalid platform \"s390x\""), "{err}");
+}
+
+#[test]
+fn a_registry_with_htpasswd_needs_login_and_logout_forgets() {
+    let reg = Registry::start_with_htpasswd("alice", "s3cret");
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    let addr = reg.addr();
+    let dest = format!("{addr}/busybox");
+
+    let err = rimg(&s, ["push", "busybox", &dest]).fails();
+    assert!(err.starts_with("Error: pushing to "), "{err}");
+    assert!(err.contains("authentication required"), "{err}");
+    assert!(err.contains(&format!("rimg login {addr}")), "{err}");
+    let err = rimg(&s, ["pull", &dest]).fails();
+    assert!(err.contains("authentication required"), "{err}");
+
+    let auth_file = s.path("config").join("rimg/auth.json");
+    let err = rimg(&s, ["login", "-u", "alice", "--password-stdin", &addr]).stdin_bytes(b"wrong\n");
+    assert!(!err.status.success());
+    let stderr = String::from_utf8_lossy(&err.stderr);
+    assert!(
+        stderr.contains("incorrect username or password"),
+        "{stderr}"
+    );
+    assert!(!auth_file.exists(), "a refused login stored credentials");
+
+    let out =
+        rimg(&s, ["login", "-u", "alice", "--password-stdin", &addr]).stdin_bytes(b"s3cret\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Login Succeeded\n");
+    let meta = fs::metadata(&auth_file).unwrap();
+    assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    let doc: serde_json::Value = serde_json::from_slice(&fs::read(&auth_file).unwrap()).unwrap();
+    assert_eq!(doc["auths"][&addr]["auth"], "YWxpY2U6czNjcmV0"); // base64("alice:s3cret")
+
+    rimg(&s, ["push", "busybox", &dest]).ok();
+    let other = Store::new();
+    // Another store, the credentials file given by REGISTRY_AUTH_FILE.
+    let mut pull = other.rimg(["pull", &dest]);
+    pull.0.env("REGISTRY_AUTH_FILE", &auth_file);
+    pull.ok();
+    // DOCKER_CONFIG's config.json is read too.
+    let docker_dir = s.path("docker");
+    fs::create_dir_all(&docker_dir).unwrap();
+    fs::copy(&auth_file, docker_dir.join("config.json")).unwrap();
+    let third = Store::new();
+    let mut pull = rimg(&third, ["pull", &dest]);
+    pull.0.env("DOCKER_CONFIG", &docker_dir);
+    pull.ok();
+
+    let out = rimg(&s, ["logout", &addr]).ok();
+    assert_eq!(out, format!("Removing login credentials for {addr}\n"));
+    let doc: serde_json::Value = serde_json::from_slice(&fs::read(&auth_file).unwrap()).unwrap();
+    assert!(doc["auths"].get(&addr).is_none());
+    assert_eq!(
+        rimg(&s, ["logout", &addr]).ok(),
+        format!("Not logged in to {addr}\n")
+    );
+    let err = rimg(&s, ["push", "busybox", &dest]).fails();
+    assert!(err.contains("authentication required"), "{err}");
+}
+
+/// A layer that gzip cannot shrink, so its blob is as big as the layer.
+fn random_layer(mib: usize) -> Vec<u8> {
+    let mut state: u64 = 0x2545_f491_4f6c_dd1d;
+    let mut data = vec![0u8; mib << 20];
+    for chunk in data.chunks_mut(8) {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        chunk.copy_from_slice(&state.to_le_bytes()[..chunk.len()]);
+    }
+    Layer::new().file("noise", &data, 0o644).build()
+}
+
+#[test]
+fn registry_killed_mid_pull_stores_nothing_and_a_retry_completes() {
+    let mut reg = Registry::start();
+    let s = Store::new();
+    let mut layers = three_layers();
+    layers.push(random_layer(16));
+    s.image_from_layers(&layers, "big:v1");
+    let addr = reg.addr();
+    rimg(&s, ["push", "big:v1", &format!("{addr}/big:v1")]).ok();
+
+    let dst = Store::new();
+    dst.busybox("busybox:latest");
+    let before = store_state(&dst.root());
+    // The proxy kills the registry once 4 MiB of blobs have gone through it.
+    let proxy = KillingProxy::new(&addr, reg.pid(), 4 << 20);
+    let err = rimg(&dst, ["pull", &format!("{}/big:v1", proxy.addr())]).fails();
+    assert!(
+        proxy.fired.load(std::sync::atomic::Ordering::SeqCst),
+        "the registry was not killed"
+    );
+    assert!(
+        err.starts_with(&format!("Error: pulling {}/big:v1: ", proxy.addr())),
+        "{err}"
+    );
+    assert!(
+        err.contains("the connection to the registry was lost"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(
+        store_state(&dst.root()),
+        before,
+        "a failed pull changed the store"
+    );
+    assert_eq!(tmp_files(&dst.root()), Vec::<String>::new());
+    // Registry gone entirely: a clear error too.
+    let err = rimg(&dst, ["pull", &format!("{addr}/big:v1")]).fails();
+    assert!(
+        err.contains(&format!("cannot reach registry {addr}")),
+        "{err}"
+    );
+
+    reg.restart();
+    rimg(&dst, ["pull", &format!("{addr}/big:v1")]).ok();
+    let id = id_of(&s, "big:v1");
+    assert_eq!(id_of(&dst, &format!("{addr}/big:v1")), id);
+    assert_eq!(saved(&dst, &id), saved(&s, &id));
+    assert!(tmp_files(&dst.root()).is_empty());
+}
+
+#[test]
+fn a_blob_that_does_not_match_its_digest_is_rejected() {
+    let reg = Registry::start();
+    let s = Store::new();
+    s.image_from_layers(&three_layers(), "three:v1");
+    let addr = reg.addr();
+    for compress in ["gzip", "none"] {
+        rimg(&s, ["push", "--compress", compress, "three:v1"])
+            .arg(format!("{addr}/{compress}:v1"))
+            .ok();
+        let m = reg.manifest(compress, "v1");
+        let layer = m["layers"][1]["digest"].as_str().unwrap().to_string();
+        let data = reg.blob_data(&layer);
+        let mut bytes = fs::read(&data).unwrap();
+        let at = bytes.len() / 2;
+        bytes[at] ^= 0x55;
+        fs::write(&data, &bytes).unwrap();
+
+        let dst = Store::new();
+        dst.busybox("busybox:latest");
+        let before = store_state(&dst.root());
+        let err = rimg(&dst, ["pull", &format!("{addr}/{compress}:v1")]).fails();
+        assert!(
+            err.contains(&format!(
+                "layer {layer}: digest mismatch: expected {layer}, content is sha256:"
+            )),
+            "{compress}: {err}"
+        );
+        assert_eq!(store_state(&dst.root()), before, "{compress}");
+        assert!(tmp_files(&dst.root()).is_empty());
+    }
+}
+
+/// A fake registry serving one image whose manifest is `manifest`, the blobs in `blobs`, and
+/// nothing else.
+fn fake(
+    manifest: Vec<u8>,
+    content_type: &'static str,
+    blobs: Vec<(String, Vec<u8>)>,
+    no_length: bool,
+) -> FakeRegistry {
+    FakeRegistry::new(move |req: &FakeRequest, _me: &str| -> FakeResponse {
+        if req.path == "/v2/" {
+            return (200, vec![], b"{}".to_vec());
+        }
+        if req.path.starts_with("/v2/img/manifests/") {
+            let mut h = vec![("Content-Type".to_string(), content_type.to_string())];
+            if no_length {
+                h.push(("x-no-length".into(), "1".into()));
+            }
+            return (200, h, manifest.clone());
+        }
+        for (d, b) in &blobs {
+            if req.path == format!("/v2/img/blobs/{d}") {
+                return (200, vec![], b.clone());
+            }
+        }
+        (
+            404,
+            vec![],
+            br#"{"errors":[{"code":"BLOB_UNKNOWN","message":"blob unknown to registry"}]}"#
+                .to_vec(),
+        )
+    })
+}
+
+#[test]
+fn a_manifest_over_the_size_cap_is_rejected() {
+    let s = Store::new();
+    rimg(&s, ["images"]).ok();
+    let padding = "x".repeat(5 << 20);
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(b"{}"), "size": 2},
+        "layers": [],
+        "annotations": {"padding": padding},
+    }))
+    .unwrap();
+    for no_length in [false, true] {
+        let f = fake(
+            manifest.clone(),
+            "application/vnd.oci.image.manifest.v1+json",
+            vec![],
+            no_length,
+        );
+        let before = store_state(&s.root());
+        let err = rimg(&s, ["pull", &format!("{}/img", f.addr())]).fails();
+        assert!(err.contains("is over the 4194304-byte limit"), "{err}");
+        assert_eq!(store_state(&s.root()), before);
+    }
+}
+
+#[test]
+fn unknown_media_types_are_refused_with_a_clear_error() {
+    let reg = Registry::start();
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    let addr = reg.addr();
+    rimg(&s, ["push", "busybox", &format!("{addr}/bb")]).ok();
+    // A layer of a type no runtime knows, in a manifest the registry accepts.
+    let mut m = reg.manifest("bb", "latest");
+    m["layers"][0]["mediaType"] = json!("application/vnd.example.layer.v1+weird");
+    let body = serde_json::to_vec(&m).unwrap();
+    assert_eq!(
+        reg.put_manifest(
+            "bb",
+            "weird",
+            "application/vnd.oci.image.manifest.v1+json",
+            &body
+        ),
+        201
+    );
+    let dst = Store::new();
+    let err = rimg(&dst, ["pull", &format!("{addr}/bb:weird")]).fails();
+    assert!(
+        err.contains("unsupported layer media type \"application/vnd.example.layer.v1+weird\""),
+        "{err}"
+    );
+    // A config that is not an image's (an artifact).
+    let mut m = reg.manifest("bb", "latest");
+    m["config"]["mediaType"] = json!("application/vnd.cncf.helm.config.v1+json");
+    let body = serde_json::to_vec(&m).unwrap();
+    assert_eq!(
+        reg.put_manifest(
+            "bb",
+            "chart",
+            "application/vnd.oci.image.manifest.v1+json",
+            &body
+        ),
+        201
+    );
+    let err = rimg(&dst, ["pull", &format!("{addr}/bb:chart")]).fails();
+    assert!(
+        err.contains("unsupported config media type \"application/vnd.cncf.helm.config.v1+json\""),
+        "{err}"
+    );
+    // A manifest type the registry does not know either: only a fake serves it.
+    let f = fake(
+        br#"{"schemaVersion":2,"mediaType":"application/vnd.example.manifest.v9+json"}"#.to_vec(),
+        "application/vnd.example.manifest.v9+json",
+        vec![],
+        false,
+    );
+    let err = rimg(&dst, ["pull", &format!("{}/img", f.addr())]).fails();
+    assert!(
+        err.contains(
+            "unsupported manifest media type \"application/vnd.example.manifest.v9+json\""
+        ),
+        "{err}"
+    );
+    assert!(tmp_files(&dst.root()).is_empty());
+    assert_eq!(rimg(&dst, ["images", "-q"]).ok(), "");
+}
+
+#[test]
+fn the_bearer_token_flow_is_followed() {
+    // A registry that wants a token from its realm, which wants alice's password.
+    let layer = Layer::new().file("hello", b"token world\n", 0o644).build();
+    let blob = gzip(&layer);
+    let config = serde_json::to_vec(&json!({
+        "architecture": rimg::image::config::host_arch(),
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+        "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": sha256(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": sha256(&blob), "size": blob.len()}],
+    }))
+    .unwrap();
+    let blobs = vec![
+        (sha256(&config), config.clone()),
+        (sha256(&blob), blob.clone()),
+    ];
+    let f = FakeRegistry::new(move |req: &FakeRequest, me: &str| -> FakeResponse {
+        let auth = req
+            .headers
+            .get("authorization")
+            .cloned()
+            .unwrap_or_default();
+        if req.path.starts_with("/token") {
+            // base64("alice:pw")
+            if auth == "Basic YWxpY2U6cHc=" {
+                return (200, vec![], br#"{"token":"t0k3n"}"#.to_vec());
+            }
+            return (
+                401,
+                vec![],
+                br#"{"errors":[{"code":"UNAUTHORIZED","message":"bad credentials"}]}"#.to_vec(),
+            );
+        }
+        if auth != "Bearer t0k3n" {
+            let challenge = format!("Bearer realm=\"http://{me}/token\",service=\"fake\"");
+            return (
+                401,
+                vec![("WWW-Authenticate".into(), challenge)],
+                br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#
+                    .to_vec(),
+            );
+        }
+        if req.path == "/v2/" {
+            return (200, vec![], b"{}".to_vec());
+        }
+        if req.path.starts_with("/v2/img/manifests/") {
+            return (
+                200,
+                vec![(
+                    "Content-Type".into(),
+                    "application/vnd.docker.distribution.manifest.v2+json".into(),
+                )],
+                manifest.clone(),
+            );
+        }
+        for (d, b) in &blobs {
+            if req.path == format!("/v2/img/blobs/{d}") {
+                return (200, vec![], b.clone());
+            }
+        }
+        (404, vec![], Vec::new())
+    });
+    let s = Store::new();
+    let name = format!("{}/img:latest", f.addr());
+    let err = rimg(&s, ["pull", &name]).fails();
+    assert!(
+        err.contains("authentication required") || err.contains("unauthorized"),
+        "{err}"
+    );
+    let out = rimg(&s, ["login", "-u", "alice", "-p", "pw", &f.addr()]).ok();
+    assert_eq!(out, "Login Succeeded\n");
+    rimg(&s, ["pull", &name]).ok();
+    assert_eq!(id_of(&s, &name), sha256(&config));
+}
