@@ -283,3 +283,85 @@ fn kill_9_during_build() {
         .ok();
     assert!(out.contains("2000000"), "{out}");
 }
+
+#[test]
+fn two_builds_a_commit_and_an_rmi_at_once_lose_nothing() {
+    let s = Store::new();
+    let _c = Cleanup(&s);
+    s.busybox("busybox:latest");
+    s.rimg(["import", "-c", "CMD [\"sh\"]"])
+        .arg(busybox_tar())
+        .arg("other:1")
+        .env("SOURCE_DATE_EPOCH", "1")
+        .ok();
+    // Warm the shared cache: both builds below share their COPY step with this one.
+    let ctx = build_context(&s, "ctx", "shared");
+    s.rimg(["build", "-q", "-t", "warm:1"]).arg(&ctx).ok();
+    s.rimg([
+        "run",
+        "--name",
+        "c",
+        "busybox",
+        "sh",
+        "-c",
+        "echo committed > /id",
+    ])
+    .ok();
+    let extra = s.path("ctx").join("Dockerfile");
+    let base = std::fs::read_to_string(&extra).unwrap();
+    for tag in ["b1", "b2"] {
+        let dir = s.path(tag);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(ctx.join("app.txt"), dir.join("app.txt")).unwrap();
+        std::fs::write(
+            dir.join("Dockerfile"),
+            format!("{base}RUN echo {tag} > /app/tag\n"),
+        )
+        .unwrap();
+    }
+    thread::scope(|sc| {
+        let mut hs = Vec::new();
+        for tag in ["b1", "b2"] {
+            let s = &s;
+            hs.push(sc.spawn(move || {
+                s.rimg(["build", "-q", "-t", &format!("{tag}:1")])
+                    .arg(s.path(tag))
+                    .ok();
+            }));
+        }
+        hs.push(sc.spawn(|| {
+            s.rimg(["commit", "c", "committed:1"]).ok();
+        }));
+        hs.push(sc.spawn(|| {
+            s.rimg(["rmi", "other:1"]).ok();
+        }));
+        for h in hs {
+            h.join().unwrap();
+        }
+    });
+    let images = s
+        .rimg(["images", "--format", "{{.Repository}}:{{.Tag}}"])
+        .ok();
+    for tag in ["b1:1", "b2:1", "committed:1", "warm:1", "busybox:latest"] {
+        assert!(images.lines().any(|l| l == tag), "lost {tag}:\n{images}");
+    }
+    assert!(!images.lines().any(|l| l == "other:1"), "{images}");
+    for tag in ["b1", "b2"] {
+        let out = s
+            .rimg([
+                "run",
+                "--rm",
+                &format!("{tag}:1"),
+                "cat",
+                "/app/tag",
+                "/app/id",
+            ])
+            .ok();
+        assert_eq!(out, format!("{tag}\nshared\n"));
+    }
+    let out = s.rimg(["run", "--rm", "committed:1", "cat", "/id"]).ok();
+    assert_eq!(out.trim(), "committed");
+    let report = sound(&s, "after two builds, a commit and an rmi at once");
+    assert!(report.contains("no problems"), "{report}");
+    assert_no_mounts(&s.root().join("rimg/build"));
+}
