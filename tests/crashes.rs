@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use rimg_tests::archives::{corrupt_blobs, DockerImage};
 use rimg_tests::containers::{assert_no_mounts, Cleanup};
-use rimg_tests::{busybox_tar, Store};
+use rimg_tests::{busybox_tar, mounts_under, Store};
 
 /// Budget of killed runs per command.
 const BUDGET: Duration = Duration::from_secs(30);
@@ -364,4 +364,76 @@ fn two_builds_a_commit_and_an_rmi_at_once_lose_nothing() {
     let report = sound(&s, "after two builds, a commit and an rmi at once");
     assert!(report.contains("no problems"), "{report}");
     assert_no_mounts(&s.root().join("rimg/build"));
+}
+
+#[test]
+fn rimgfs_daemon_killed_under_a_writing_container_keeps_synced_lines() {
+    let s = Store::new();
+    let _c = Cleanup(&s);
+    s.busybox("busybox:latest");
+    let id = s
+        .rimg([
+            "run",
+            "-d",
+            "--name",
+            "w",
+            "busybox",
+            "sh",
+            "-c",
+            "i=0; while true; do i=$((i+1)); echo line$i >> /log; sync; done",
+        ])
+        .ok();
+    let id = id.trim();
+    let upper = s.root().join("rimg/containers").join(id).join("upper/log");
+    let read_lines = || -> Vec<String> {
+        std::fs::read_to_string(&upper)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    let t0 = Instant::now();
+    while read_lines().len() < 50 {
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "the container wrote nothing"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+    let mounts = rimgfs_mounts(&s);
+    assert_eq!(mounts.len(), 1, "{mounts:?}");
+    let before = read_lines();
+    let status = std::process::Command::new("kill")
+        .args(["-9", &mounts[0].1])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    thread::sleep(Duration::from_millis(300));
+    s.rimg(["stop", "-t", "1", "w"]).ok();
+    // The upper dir (what `commit` and the next start read) keeps every synced line, in order.
+    let after = read_lines();
+    assert!(
+        after.len() >= before.len(),
+        "{} < {}",
+        after.len(),
+        before.len()
+    );
+    for (i, l) in after.iter().enumerate() {
+        // The last line may be cut where the writer stopped.
+        if i + 1 < after.len() {
+            assert_eq!(l, &format!("line{}", i + 1));
+        }
+    }
+    eprintln!(
+        "{} lines before the kill, {} after",
+        before.len(),
+        after.len()
+    );
+    s.rimg(["rm", "-f", "w"]).ok();
+    assert_eq!(rimgfs_mounts(&s), Vec::new());
+    assert!(
+        mounts_under(s.dir.path()).is_empty(),
+        "{:?}",
+        mounts_under(s.dir.path())
+    );
 }
