@@ -151,6 +151,22 @@ fn garbage_is_not_damage_and_repair_removes_it() {
 }
 
 #[test]
+fn an_index_whose_blob_never_arrived_is_garbage() {
+    let (s, bb_layer, _) = store();
+    // A kill between publishing a layer's index and its blob leaves this.
+    let stale = index(&s, &"ab".repeat(32));
+    fs::copy(index(&s, &bb_layer), &stale).unwrap();
+    let (code, out) = check(&s, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("1 temporary files"), "{out}");
+    let (code, out) = check(&s, &["--repair"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("unpublished blob"), "{out}");
+    assert!(!stale.exists());
+    assert!(check(&s, &[]).1.contains("no problems"));
+}
+
+#[test]
 fn records_of_containers_whose_image_is_gone_are_reported() {
     let (s, _, _) = store();
     s.rimg(["create", "--name", "c1", "two:1", "true"]).ok();

@@ -39,7 +39,7 @@ pub enum Problem {
         /// What is wrong.
         why: String,
     },
-    /// A layer index whose blob is gone, or a file there not named by a digest.
+    /// A file among the layer indexes not named by a digest.
     OrphanIndex(PathBuf),
     /// A layer an image uses has no index.
     MissingIndex(Digest),
@@ -67,7 +67,7 @@ impl std::fmt::Display for Problem {
             Problem::CorruptBlob(d) => write!(f, "blob {d}: content does not match its digest"),
             Problem::StrayBlobFile(p) => write!(f, "{}: not a blob name", p.display()),
             Problem::BadIndex { layer, why } => write!(f, "layer index of {layer}: {why}"),
-            Problem::OrphanIndex(p) => write!(f, "{}: layer index without a blob", p.display()),
+            Problem::OrphanIndex(p) => write!(f, "{}: not a layer index name", p.display()),
             Problem::MissingIndex(d) => write!(f, "layer {d}: no layer index"),
             Problem::DanglingRef {
                 name,
@@ -88,6 +88,9 @@ pub struct Report {
     pub unreferenced: Vec<Digest>,
     /// Files left in `rimg/tmp/` by interrupted commands.
     pub temp_files: usize,
+    /// Layer indexes whose blob was never published: a layer's index is written before its
+    /// blob, so a command killed between the two leaves one (garbage, not damage).
+    pub stale_indexes: Vec<PathBuf>,
     /// Blobs verified.
     pub blobs: usize,
     /// Images (index.json manifests) verified.
@@ -134,7 +137,8 @@ pub fn check(images: &Images, _gc: &GcGuard) -> Result<Report> {
                         report.problems.push(Problem::BadIndex { layer: d, why });
                     }
                 }
-                _ => report.problems.push(Problem::OrphanIndex(e.path())),
+                Some(_) => report.stale_indexes.push(e.path()),
+                None => report.problems.push(Problem::OrphanIndex(e.path())),
             }
         }
     }
@@ -346,6 +350,13 @@ pub fn repair(images: &Images, report: &Report, gc: &GcGuard) -> Result<Vec<Stri
             Ok(())
         })?;
         done.push("removed index.json entries with invalid digests".into());
+    }
+    for path in &report.stale_indexes {
+        fs::remove_file(path).map_err(io("remove", path.clone()))?;
+        done.push(format!(
+            "removed the layer index of an unpublished blob {}",
+            path.display()
+        ));
     }
     for (d, size) in images.collect_garbage(gc)? {
         done.push(format!("removed unreferenced blob {d} ({size} bytes)"));

@@ -237,12 +237,13 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<u8> {
         outln(&p.to_string())?;
     }
     if !a.repair {
-        let garbage = report.unreferenced.len() + report.temp_files;
+        let temp_files = report.temp_files + report.stale_indexes.len();
+        let garbage = report.unreferenced.len() + temp_files;
         if garbage > 0 {
             outln(&format!(
                 "{} unreferenced blobs and {} temporary files ({}): not damage",
                 report.unreferenced.len(),
-                report.temp_files,
+                temp_files,
                 "rimg system check --repair or rimg image prune removes them"
             ))?;
         }
