@@ -284,3 +284,24 @@ fn bad_mounts_fail_with_a_clear_error_and_leave_nothing_mounted() {
     assert!(mounts_under(s.dir.path()).is_empty());
     assert!(s.rimgfs(["ls"]).ok().lines().count() <= 1);
 }
+
+#[test]
+fn a_stack_left_half_mounted_is_listed_and_cleaned_up() {
+    // What a `rimgfs mount` killed between the FUSE layer and the overlay leaves: the FUSE
+    // layer mounted under the store, nothing at the mount point. Made here by unmounting the
+    // overlay behind rimgfs's back.
+    let s = Store::new();
+    s.busybox("busybox");
+    let m = s.mount("busybox", "mnt", &[]);
+    sh(&format!("umount {}", m.mountpoint.display()));
+    let ls = s.rimgfs(["ls"]).ok();
+    assert!(ls.contains("incomplete"), "{ls}");
+    assert!(!mounts_under(s.dir.path()).is_empty());
+    m.umount();
+    assert!(mounts_under(s.dir.path()).is_empty());
+    assert_eq!(s.rimgfs(["ls"]).ok().lines().count(), 1);
+    // And a mount at the same point works again.
+    let m = s.mount("busybox", "mnt", &[]);
+    assert!(m.join("bin/busybox").exists());
+    m.umount();
+}

@@ -160,6 +160,9 @@ pub enum MountState {
     Mounted,
     /// Still mounted, but the daemon is gone: reads fail until `rimgfs umount`.
     DaemonDead,
+    /// Only the FUSE layer is mounted: `rimgfs mount` was killed before it stacked the
+    /// overlay. `rimgfs umount` (or mounting there again) cleans it up.
+    Incomplete,
     /// Not mounted any more (unmounted behind rimgfs's back).
     Gone,
 }
@@ -200,8 +203,12 @@ impl<'a> Stacks<'a> {
             let Ok(rec) = serde_json::from_slice::<MountRecord>(&text) else {
                 continue;
             };
-            let state = if !mounted.iter().any(|m| m.mountpoint == rec.mountpoint) {
-                MountState::Gone
+            let is_mounted = |p: &Path| mounted.iter().any(|m| m.mountpoint == p);
+            let state = if !is_mounted(&rec.mountpoint) {
+                match &rec.lower {
+                    Some(l) if is_mounted(l) => MountState::Incomplete,
+                    _ => MountState::Gone,
+                }
             } else if daemon_alive(rec.pid) && fuse_alive(rec.fuse_target()) {
                 MountState::Mounted
             } else {
@@ -234,6 +241,14 @@ impl<'a> Stacks<'a> {
                 self.forget(&rec);
                 return Err(e);
             }
+        }
+        if let Err(e) = self.write_record(&rec) {
+            if let Err(u) = overlay::unmount(rec.fuse_target(), true) {
+                return Err(u.into());
+            }
+            wait_for_exit(rec.pid);
+            self.forget(&rec);
+            return Err(e);
         }
         self.stack(&rec, req)?;
         Ok(rec)
@@ -276,7 +291,7 @@ impl<'a> Stacks<'a> {
         }
         self.images
             .pin_volatile(&format!("{MOUNT_PIN_PREFIX}{id}"), &[image.manifest_digest])?;
-        Ok(MountRecord {
+        let rec = MountRecord {
             id,
             image: req.image.clone(),
             image_id: image.id.to_string(),
@@ -286,7 +301,14 @@ impl<'a> Stacks<'a> {
             lower,
             pid: std::process::id(),
             fresh_upper,
-        })
+        };
+        // Recorded before anything is mounted, so a `rimgfs mount` killed half way leaves a
+        // record that `rimgfs umount` and the next mount at this point can clean up.
+        if let Err(e) = self.write_record(&rec) {
+            self.forget(&rec);
+            return Err(e);
+        }
+        Ok(rec)
     }
 
     /// With the FUSE layer of `rec` live: stacks the overlay (unless read-only) and writes

@@ -204,6 +204,7 @@ fn cmd_ls(root: &Path) -> Result<()> {
         let status = match state {
             MountState::Mounted => "mounted",
             MountState::DaemonDead => "daemon dead (rimgfs umount to recover)",
+            MountState::Incomplete => "incomplete (rimgfs umount to clean up)",
             MountState::Gone => continue,
         };
         rows.push(vec![
