@@ -26,7 +26,7 @@ impl Ctx {
     /// Uses `root`, else the default store location.
     pub fn new(root: Option<PathBuf>) -> Self {
         Ctx {
-            root: root.unwrap_or_else(default_root),
+            root: root.unwrap_or_else(rimg::default_root),
         }
     }
 
@@ -44,11 +44,6 @@ impl Ctx {
     pub fn resolve(&self, images: &Images, name: &str) -> Result<Image> {
         Ok(images.resolve(name)?)
     }
-}
-
-/// `/var/lib/rimg` as root; `$XDG_DATA_HOME/rimg` (or `~/.local/share/rimg`) otherwise.
-pub fn default_root() -> PathBuf {
-    rimg::default_root()
 }
 
 /// Writes to stdout; a closed pipe surfaces as an error that `main` turns into exit 0.
