@@ -24,7 +24,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use rimg_fs::digest::{Digest, Hasher};
-use rimg_fs::fuse::{self, FuseOptions, LayerFs};
+use rimg_fs::fuse::{self, FuseOptions, LayerFs, Tuning};
 use rimg_fs::mapped::MappedLayer;
 use rimg_fs::overlay::{self, CopyOnWrite, KernelOverlay};
 use rimg_fs::union::UnionTree;
@@ -65,6 +65,9 @@ pub enum StackError {
     /// The overlay at the mount point is in use.
     #[error("{0} is busy: a process is using it (close it, or stop the container using it)")]
     InUse(PathBuf),
+    /// A `--tune` spec that does not parse.
+    #[error("{0}")]
+    Tuning(String),
     /// The daemon did not come up.
     #[error("the rimgfs daemon failed: {0}")]
     Daemon(String),
@@ -151,6 +154,24 @@ pub struct MountRequest {
     pub threads: usize,
     /// Benchmark knobs, as `key=value,...` (see [`rimg_fs::fuse::Tuning::parse`]).
     pub tuning: Option<String>,
+}
+
+impl MountRequest {
+    /// The FUSE layer's options for the mount whose record id is `id`.
+    pub fn fuse_options(&self, id: &str) -> Result<FuseOptions> {
+        let tuning = match &self.tuning {
+            Some(spec) => Tuning::parse(spec).map_err(StackError::Tuning)?,
+            None => Tuning::default(),
+        };
+        Ok(FuseOptions {
+            allow_other: self.allow_other,
+            suid: self.suid,
+            dev: self.dev,
+            threads: self.threads,
+            fsname: format!("rimgfs:{id}"),
+            tuning,
+        })
+    }
 }
 
 /// A mount's state as `rimgfs ls` shows it.
@@ -311,8 +332,9 @@ impl<'a> Stacks<'a> {
         Ok(rec)
     }
 
-    /// With the FUSE layer of `rec` live: stacks the overlay (unless read-only) and writes
-    /// the record. On failure the FUSE layer is unmounted and the record forgotten.
+    /// With the FUSE layer of `rec` live: stacks the overlay (unless read-only). The record
+    /// is already written ([`Stacks::prepare`], and [`Stacks::mount`] once the daemon's pid
+    /// is known). On failure the FUSE layer is unmounted and the record forgotten.
     pub fn stack(&self, rec: &MountRecord, req: &MountRequest) -> Result<()> {
         if let (Some(lower), Some(upper), Some(work)) = (&rec.lower, &rec.upper, &rec.work) {
             let cow = KernelOverlay {
@@ -328,7 +350,7 @@ impl<'a> Stacks<'a> {
                 return Err(e.into());
             }
         }
-        self.write_record(rec)
+        Ok(())
     }
 
     /// Forgets a mount whose FUSE layer ended (the foreground server's exit path).

@@ -12,7 +12,6 @@ use nix::sys::signal::{SigSet, Signal};
 use rimg::image::Images;
 use rimg::mount::{self, MountRecord, MountRequest, MountState, Stacks};
 use rimg::table;
-use rimg_fs::fuse::{FuseOptions, Tuning};
 use rimg_fs::overlay;
 
 /// The command line.
@@ -109,9 +108,8 @@ fn mount_request(a: &MountArgs) -> Result<MountRequest> {
         tuning: a.tune.clone(),
         ..Default::default()
     };
-    if let Some(t) = &a.tune {
-        Tuning::parse(t).map_err(anyhow::Error::msg)?;
-    }
+    // Refuse a bad --tune before anything is mounted.
+    req.fuse_options("")?;
     for o in &a.options {
         match o.as_str() {
             "allow_other" => req.allow_other = true,
@@ -154,14 +152,7 @@ fn mount_foreground(images: &Images, req: &MountRequest) -> Result<()> {
         signals.add(s);
     }
     signals.thread_block().context("blocking signals")?;
-    let opts = FuseOptions {
-        allow_other: req.allow_other,
-        suid: req.suid,
-        dev: req.dev,
-        threads: req.threads,
-        fsname: format!("rimgfs:{}", rec.id),
-        tuning: tuning(req.tuning.as_deref())?,
-    };
+    let opts = req.fuse_options(&rec.id)?;
     let target = rec.fuse_target().to_path_buf();
     let result = mount::serve(images, &rec.image_id, &target, &opts, || {
         stacks.stack(&rec, req)?;
@@ -183,12 +174,6 @@ fn mount_foreground(images: &Images, req: &MountRequest) -> Result<()> {
     });
     stacks.finished(&rec);
     Ok(result?)
-}
-
-fn tuning(spec: Option<&str>) -> Result<Tuning> {
-    spec.map_or(Ok(Tuning::default()), |s| {
-        Tuning::parse(s).map_err(anyhow::Error::msg)
-    })
 }
 
 fn cmd_umount(root: &Path, mountpoint: &Path) -> Result<()> {
@@ -231,14 +216,15 @@ fn upper_shown(rec: &MountRecord) -> String {
 
 fn cmd_serve(root: &Path, a: ServeArgs) -> Result<()> {
     let images = open(root)?;
-    let opts = FuseOptions {
+    let req = MountRequest {
         allow_other: a.allow_other,
         suid: a.suid,
         dev: a.dev,
         threads: a.threads,
-        fsname: format!("rimgfs:{}", a.id),
-        tuning: tuning(a.tune.as_deref())?,
+        tuning: a.tune,
+        ..Default::default()
     };
+    let opts = req.fuse_options(&a.id)?;
     mount::serve(&images, &a.image_id, &a.target, &opts, || {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}", mount::ready_line());
