@@ -13,7 +13,7 @@ pub mod reference;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
-use std::io::{self, BufReader, Read};
+use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageManifest, MediaType};
@@ -137,10 +137,19 @@ impl Compression {
 
     /// Wraps a reader so it yields the uncompressed bytes.
     pub fn decoder<'a, R: Read + 'a>(self, r: R) -> io::Result<Box<dyn Read + 'a>> {
+        match self {
+            Compression::None => Ok(Box::new(r)),
+            _ => self.buffered_decoder(BufReader::new(r)),
+        }
+    }
+
+    /// [`Compression::decoder`] for a reader that has its own buffer, which the decoder
+    /// reads from in place.
+    pub fn buffered_decoder<'a, R: BufRead + 'a>(self, r: R) -> io::Result<Box<dyn Read + 'a>> {
         Ok(match self {
             Compression::None => Box::new(r),
-            Compression::Gzip => Box::new(flate2::read::MultiGzDecoder::new(BufReader::new(r))),
-            Compression::Zstd => Box::new(zstd::stream::read::Decoder::new(r)?),
+            Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
+            Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(r)?),
         })
     }
 }
