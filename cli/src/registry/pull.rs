@@ -12,7 +12,7 @@
 //!    leaves only temp files in `rimg/tmp/`.
 
 use std::collections::BTreeSet;
-use std::io::{self, Read};
+use std::io::{self, BufRead, Read};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
@@ -386,57 +386,102 @@ impl<R: Read> Read for NetReader<'_, R> {
     }
 }
 
-/// The receiving end of a pipeline stage: reads the chunks (or the error) it sends, in order;
-/// the end of the channel is the end of the stream.
+/// The size of the chunks that move between the stages of a download.
+const CHUNK: usize = 256 << 10;
+
+/// A bounded channel of chunks between two stages of a download. Buffers the reader is done
+/// with go back to the sender, so a download allocates and zeroes a handful of chunks rather
+/// than one per 256 KiB.
+fn chunk_channel(depth: usize) -> (ChunkSender, ChannelReader) {
+    let (tx, rx) = sync_channel(depth);
+    let (back, free) = std::sync::mpsc::channel();
+    (
+        ChunkSender { tx, free },
+        ChannelReader {
+            rx,
+            back,
+            buf: Vec::new(),
+            at: 0,
+        },
+    )
+}
+
+/// The sending end of [`chunk_channel`].
+struct ChunkSender {
+    tx: SyncSender<io::Result<Vec<u8>>>,
+    free: Receiver<Vec<u8>>,
+}
+
+impl ChunkSender {
+    /// A [`CHUNK`]-long buffer, recycled when one has come back.
+    fn buffer(&self) -> Vec<u8> {
+        let mut buf = self.free.try_recv().unwrap_or_default();
+        buf.resize(CHUNK, 0);
+        buf
+    }
+
+    /// Sends a chunk or an error; false once the reader has gone.
+    fn send(&self, chunk: io::Result<Vec<u8>>) -> bool {
+        self.tx.send(chunk).is_ok()
+    }
+}
+
+/// The receiving end of [`chunk_channel`]: reads the chunks (or the error) it sends, in
+/// order; the end of the channel is the end of the stream.
 struct ChannelReader {
     rx: Receiver<io::Result<Vec<u8>>>,
+    back: std::sync::mpsc::Sender<Vec<u8>>,
     buf: Vec<u8>,
     at: usize,
 }
 
-impl ChannelReader {
-    fn new(rx: Receiver<io::Result<Vec<u8>>>) -> Self {
-        ChannelReader {
-            rx,
-            buf: Vec::new(),
-            at: 0,
+impl BufRead for ChannelReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        while self.at == self.buf.len() {
+            match self.rx.recv() {
+                Ok(b) => {
+                    let used = std::mem::replace(&mut self.buf, b?);
+                    if used.capacity() > 0 {
+                        let _ = self.back.send(used);
+                    }
+                    self.at = 0;
+                }
+                Err(_) => break,
+            }
         }
+        Ok(&self.buf[self.at..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.at = (self.at + n).min(self.buf.len());
     }
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        while self.at == self.buf.len() {
-            match self.rx.recv() {
-                Ok(b) => {
-                    self.buf = b?;
-                    self.at = 0;
-                }
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = out.len().min(self.buf.len() - self.at);
-        out[..n].copy_from_slice(&self.buf[self.at..self.at + n]);
-        self.at += n;
+        let avail = self.fill_buf()?;
+        let n = out.len().min(avail.len());
+        out[..n].copy_from_slice(&avail[..n]);
+        self.consume(n);
         Ok(n)
     }
 }
 
-/// Reads `src` to its end in 256 KiB chunks and sends them (then its error, if any) down
-/// `tx`, until the receiver goes away.
-fn pump(mut src: impl Read, tx: &SyncSender<io::Result<Vec<u8>>>) {
+/// Reads `src` to its end in [`CHUNK`]s and sends them (then its error, if any) down `tx`,
+/// until the receiver goes away.
+fn pump(mut src: impl Read, tx: &ChunkSender) {
     loop {
-        let mut buf = vec![0u8; 256 << 10];
+        let mut buf = tx.buffer();
         match read_full(&mut src, &mut buf) {
             Ok(0) => return,
             Ok(n) => {
                 buf.truncate(n);
-                if tx.send(Ok(buf)).is_err() {
+                if !tx.send(Ok(buf)) {
                     return;
                 }
             }
             Err(e) => {
-                let _ = tx.send(Err(e));
+                tx.send(Err(e));
                 return;
             }
         }
@@ -475,18 +520,18 @@ fn fetch_layer(
     };
     // Two stages on two threads: the network side (receive, count, hash the blob) feeds the
     // store side (decompress, index, hash the layer, write) through a bounded channel.
-    let (tx, rx) = sync_channel::<io::Result<Vec<u8>>>(8);
+    let (tx, chunks) = chunk_channel(8);
     let (staged, received) = std::thread::scope(|s| {
         let receiver = s.spawn(move || {
             let mut hashing = HashingReader::new(net);
             let mut failed = None;
             loop {
-                let mut buf = vec![0u8; 256 << 10];
+                let mut buf = tx.buffer();
                 match hashing.read(&mut buf) {
                     Ok(0) => break,
                     Ok(n) => {
                         buf.truncate(n);
-                        if tx.send(Ok(buf)).is_err() {
+                        if !tx.send(Ok(buf)) {
                             // The store side stopped: keep hashing what is left.
                             let rest = io::copy(&mut hashing, &mut io::sink());
                             if let Err(e) = rest {
@@ -506,16 +551,14 @@ fn fetch_layer(
             (digest, size, net.error.or(failed))
         });
         // A third stage inflates, so hashing, indexing and writing the tar get their own.
-        let chunks = ChannelReader::new(rx);
-        let (tx2, rx2) = sync_channel::<io::Result<Vec<u8>>>(8);
+        let (tx2, mut tar) = chunk_channel(8);
         let compression = job.compression;
-        let inflater = s.spawn(move || match compression.decoder(chunks) {
+        let inflater = s.spawn(move || match compression.buffered_decoder(chunks) {
             Ok(decoder) => pump(decoder, &tx2),
             Err(e) => {
-                let _ = tx2.send(Err(e));
+                tx2.send(Err(e));
             }
         });
-        let mut tar = ChannelReader::new(rx2);
         let staged = store.stage_layer(&mut tar);
         drop(tar);
         let _ = inflater.join();
