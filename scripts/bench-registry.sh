@@ -6,6 +6,7 @@
 # push: rimg push node → R/node-rimg (gzip) vs skopeo copy oci:$STORE:node → R/node-skopeo
 #       (skopeo's default gzip), the registry's storage wiped before every run.
 # pull: from R/node-rimg, rimg pull into a fresh store vs skopeo copy into a fresh oci: dir.
+# pull2: the same from R/node-skopeo (the blob skopeo compressed).
 # Prints every run's wall time and peak RSS (GNU time), then the medians and the ratios.
 set -eu
 cd "$(dirname "$0")/.."
@@ -89,6 +90,15 @@ pull_skopeo() {
     rm -rf "$work/oci"
     measure skopeo-pull skopeo copy -q --src-tls-verify=false "docker://$reg/node-rimg" "oci:$work/oci:node"
 }
+# The same from the blob skopeo pushed: one gzip stream (pgzip) rather than rimg's members.
+pull2_rimg() {
+    rm -rf "$work/pulled"
+    measure rimg-pull2 env RIMG_ROOT="$work/pulled" "$RIMG" pull "$reg/node-skopeo"
+}
+pull2_skopeo() {
+    rm -rf "$work/oci"
+    measure skopeo-pull2 skopeo copy -q --src-tls-verify=false "docker://$reg/node-skopeo" "oci:$work/oci:node"
+}
 
 i=0
 while [ "$i" -lt "$runs" ]; do
@@ -98,11 +108,15 @@ while [ "$i" -lt "$runs" ]; do
         push_skopeo
         pull_rimg
         pull_skopeo
+        pull2_rimg
+        pull2_skopeo
     else
         push_skopeo
         push_rimg
         pull_skopeo
         pull_rimg
+        pull2_skopeo
+        pull2_rimg
     fi
     i=$((i + 1))
 done
@@ -110,7 +124,7 @@ sizes() {
     python3 -c "import json,sys,urllib.request as u; r=u.Request('http://$reg/v2/$1/manifests/latest', headers={'Accept':'application/vnd.oci.image.manifest.v1+json'}); print(sum(l['size'] for l in json.load(u.urlopen(r))['layers']))"
 }
 echo "pushed layer blob: rimg $(sizes node-rimg) bytes, skopeo $(sizes node-skopeo) bytes"
-for op in push pull; do
+for op in push pull pull2; do
     r=$(cut -d' ' -f1 "$work/t-rimg-$op" | median)
     s=$(cut -d' ' -f1 "$work/t-skopeo-$op" | median)
     rm_=$(cut -d' ' -f2 "$work/t-rimg-$op" | median)
