@@ -472,6 +472,99 @@ fn a_registry_with_htpasswd_needs_login_and_logout_forgets() {
     assert!(err.contains("authentication required"), "{err}");
 }
 
+/// Runs `rimg ARGS` on a pseudo-terminal (python3's pty module), answering each prompt in
+/// `answers` as it appears; returns what the terminal showed and whether rimg succeeded.
+fn on_terminal(s: &Store, args: &[&str], answers: &[(&str, &str)]) -> (String, bool) {
+    const DRIVER: &str = r#"
+import os, pty, sys
+n = int(sys.argv[1])
+answers = [(sys.argv[2 + 2 * i], sys.argv[3 + 2 * i]) for i in range(n)]
+cmd = sys.argv[2 + 2 * n:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(cmd[0], cmd)
+seen = b""
+def read():
+    global seen
+    try:
+        data = os.read(fd, 4096)
+    except OSError:
+        data = b""
+    seen += data
+    return data
+for prompt, answer in answers:
+    while prompt.encode() not in seen:
+        if not read():
+            break
+    os.write(fd, answer.encode() + b"\n")
+while read():
+    pass
+_, status = os.waitpid(pid, 0)
+sys.stdout.write(seen.decode(errors="replace"))
+sys.exit(0 if os.waitstatus_to_exitcode(status) == 0 else 1)
+"#;
+    let cmd = rimg(s, args);
+    let mut py = std::process::Command::new("python3");
+    py.arg("-c").arg(DRIVER).arg(answers.len().to_string());
+    py.args(answers.iter().flat_map(|(q, a)| [*q, *a]));
+    py.arg(cmd.0.get_program()).args(cmd.0.get_args());
+    for (k, v) in cmd.0.get_envs() {
+        match v {
+            Some(v) => py.env(k, v),
+            None => py.env_remove(k),
+        };
+    }
+    let out = py.output().unwrap();
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.success(),
+    )
+}
+
+#[test]
+fn login_on_a_terminal_prompts_and_does_not_echo_the_password() {
+    let reg = Registry::start_with_htpasswd("alice", "s3cret");
+    let s = Store::new();
+    let addr = reg.addr();
+    let auth_file = s.path("config").join("rimg/auth.json");
+
+    let (screen, ok) = on_terminal(
+        &s,
+        &["login", &addr],
+        &[("Username: ", "alice"), ("Password: ", "wrong")],
+    );
+    assert!(!ok, "{screen}");
+    assert!(
+        screen.contains("incorrect username or password"),
+        "{screen}"
+    );
+    assert!(!auth_file.exists());
+
+    let (screen, ok) = on_terminal(
+        &s,
+        &["login", &addr],
+        &[("Username: ", "alice"), ("Password: ", "s3cret")],
+    );
+    assert!(ok, "{screen}");
+    assert!(screen.contains("Username: alice"), "{screen}");
+    assert!(
+        !screen.contains("s3cret"),
+        "the password was echoed: {screen}"
+    );
+    assert!(screen.contains("Login Succeeded"), "{screen}");
+    let doc: serde_json::Value = serde_json::from_slice(&fs::read(&auth_file).unwrap()).unwrap();
+    assert_eq!(doc["auths"][&addr]["auth"], "YWxpY2U6czNjcmV0");
+
+    // -u given: only the password is asked.
+    let (screen, ok) = on_terminal(
+        &s,
+        &["login", "-u", "alice", &addr],
+        &[("Password: ", "s3cret")],
+    );
+    assert!(ok, "{screen}");
+    assert!(!screen.contains("Username:"), "{screen}");
+}
+
 /// A layer that gzip cannot shrink, so its blob is as big as the layer.
 fn random_layer(mib: usize) -> Vec<u8> {
     let mut state: u64 = 0x2545_f491_4f6c_dd1d;
