@@ -629,6 +629,102 @@ fn registry_killed_mid_pull_stores_nothing_and_a_retry_completes() {
 }
 
 #[test]
+fn a_download_cut_off_midway_resumes_where_it_broke() {
+    let reg = Registry::start();
+    let s = Store::new();
+    s.image_from_layers(&[random_layer(16)], "noise:v1");
+    let addr = reg.addr();
+    rimg(&s, ["push", "noise:v1", &format!("{addr}/noise:v1")]).ok();
+
+    let dst = Store::new();
+    // Every connection open when 6 MiB have gone through is closed; later ones go through.
+    let proxy = KillingProxy::cutting(&addr, 6 << 20);
+    let out = rimg(&dst, ["pull", &format!("{}/noise:v1", proxy.addr())]).ok();
+    assert!(proxy.fired.load(std::sync::atomic::Ordering::SeqCst));
+    let retry = out
+        .lines()
+        .find(|l| l.contains("Retrying in 1 second"))
+        .unwrap_or_else(|| panic!("no retry line: {out}"));
+    assert!(retry.contains("the connection"), "{retry}");
+    assert!(out.contains("Pull complete"), "{out}");
+    let id = id_of(&s, "noise:v1");
+    assert_eq!(id_of(&dst, &format!("{}/noise:v1", proxy.addr())), id);
+    assert_eq!(saved(&dst, &id), saved(&s, &id));
+    // Resumed with a range request: the 16 MiB blob did not come through twice.
+    let sent = proxy.sent.load(std::sync::atomic::Ordering::SeqCst);
+    assert!(sent < 18 << 20, "{sent} bytes went through the proxy");
+    assert!(tmp_files(&dst.root()).is_empty());
+}
+
+#[test]
+fn a_registry_that_ignores_ranges_still_gets_a_resumed_download_right() {
+    let layer = random_layer(2);
+    let (layer_digest, layer_len) = (sha256(&layer), layer.len());
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {},
+        "rootfs": {"type": "layers", "diff_ids": [layer_digest]},
+    }))
+    .unwrap();
+    let config_digest = sha256(&config);
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer_len}],
+    }))
+    .unwrap();
+    let ranges = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = ranges.clone();
+    let served = std::sync::atomic::AtomicBool::new(false);
+    let image_id = config_digest.clone();
+    let f = FakeRegistry::new(move |req: &FakeRequest, _me: &str| -> FakeResponse {
+        match req.path.as_str() {
+            "/v2/" => (200, vec![], b"{}".to_vec()),
+            "/v2/img/manifests/latest" => (
+                200,
+                vec![(
+                    "Content-Type".into(),
+                    "application/vnd.oci.image.manifest.v1+json".into(),
+                )],
+                manifest.clone(),
+            ),
+            p if p == format!("/v2/img/blobs/{config_digest}") => (200, vec![], config.clone()),
+            p if p == format!("/v2/img/blobs/{layer_digest}") => {
+                seen.lock()
+                    .unwrap()
+                    .push(req.headers.get("range").cloned().unwrap_or_default());
+                if served.swap(true, std::sync::atomic::Ordering::SeqCst) {
+                    // The whole blob, whatever range was asked for.
+                    (200, vec![], layer.clone())
+                } else {
+                    // Announces it all, sends 1 MiB, hangs up.
+                    let len = ("Content-Length".into(), layer.len().to_string());
+                    (200, vec![len], layer[..1 << 20].to_vec())
+                }
+            }
+            _ => (
+                404,
+                vec![],
+                br#"{"errors":[{"code":"BLOB_UNKNOWN"}]}"#.to_vec(),
+            ),
+        }
+    });
+    let s = Store::new();
+    let out = rimg(&s, ["pull", &format!("{}/img", f.addr())]).ok();
+    assert!(out.contains("Retrying in 1 second"), "{out}");
+    assert!(out.contains("Pull complete"), "{out}");
+    let ranges = ranges.lock().unwrap().clone();
+    assert_eq!(ranges.len(), 2, "{ranges:?}");
+    assert_eq!(ranges[0], "");
+    assert!(ranges[1].starts_with("bytes="), "{ranges:?}");
+    let id = id_of(&s, &format!("{}/img", f.addr()));
+    assert_eq!(id, image_id);
+    assert!(tmp_files(&s.root()).is_empty());
+}
+
+#[test]
 fn a_blob_that_does_not_match_its_digest_is_rejected() {
     let reg = Registry::start();
     let s = Store::new();

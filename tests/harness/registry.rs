@@ -238,17 +238,30 @@ fn try_http(
 
 /// A TCP proxy in front of a registry that, once `limit` bytes have gone from the registry to
 /// the client, stops forwarding, SIGKILLs the registry and closes every connection: the
-/// registry dies in the middle of a transfer, deterministically.
+/// registry dies in the middle of a transfer, deterministically. Made with
+/// [`KillingProxy::cutting`], it only closes the connections open at that moment (the
+/// network drops, the registry lives) and forwards later ones in full.
 pub struct KillingProxy {
     port: u16,
     stop: Arc<AtomicBool>,
-    /// Whether the registry was killed.
+    /// Whether the registry was killed (or the connections cut).
     pub fired: Arc<AtomicBool>,
+    /// Bytes forwarded from the registry to the client.
+    pub sent: Arc<AtomicU64>,
 }
 
 impl KillingProxy {
     /// Proxies to `target` (`127.0.0.1:PORT`) and kills process `pid` after `limit` bytes.
     pub fn new(target: &str, pid: u32, limit: u64) -> Self {
+        Self::start(target, Some(pid), limit)
+    }
+
+    /// Proxies to `target` and cuts the connections open after `limit` bytes, once.
+    pub fn cutting(target: &str, limit: u64) -> Self {
+        Self::start(target, None, limit)
+    }
+
+    fn start(target: &str, pid: Option<u32>, limit: u64) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         listener.set_nonblocking(true).expect("nonblocking");
@@ -257,7 +270,7 @@ impl KillingProxy {
         let sent = Arc::new(AtomicU64::new(0));
         let conns: Arc<Mutex<Vec<TcpStream>>> = Arc::new(Mutex::new(Vec::new()));
         let target = target.to_string();
-        let (stop2, fired2) = (stop.clone(), fired.clone());
+        let (stop2, fired2, sent2) = (stop.clone(), fired.clone(), sent.clone());
         thread::spawn(move || {
             while !stop2.load(Ordering::SeqCst) {
                 let client = match listener.accept() {
@@ -287,7 +300,7 @@ impl KillingProxy {
                 });
                 // server → client, metered
                 let (mut s3, mut c3) = (server, client);
-                let (sent, fired, conns) = (sent.clone(), fired2.clone(), conns.clone());
+                let (sent, fired, conns) = (sent2.clone(), fired2.clone(), conns.clone());
                 thread::spawn(move || {
                     let mut buf = [0u8; 16 << 10];
                     loop {
@@ -296,11 +309,14 @@ impl KillingProxy {
                             Ok(n) => n,
                         };
                         let before = sent.fetch_add(n as u64, Ordering::SeqCst);
-                        if before + n as u64 > limit {
+                        if before + n as u64 > limit && (pid.is_some() || before <= limit) {
                             if !fired.swap(true, Ordering::SeqCst) {
-                                let _ =
-                                    Command::new("kill").args(["-9", &pid.to_string()]).status();
-                                for c in conns.lock().expect("lock").iter() {
+                                if let Some(pid) = pid {
+                                    let _ = Command::new("kill")
+                                        .args(["-9", &pid.to_string()])
+                                        .status();
+                                }
+                                for c in conns.lock().expect("lock").drain(..) {
                                     let _ = c.shutdown(Shutdown::Both);
                                 }
                             }
@@ -314,7 +330,12 @@ impl KillingProxy {
                 });
             }
         });
-        KillingProxy { port, stop, fired }
+        KillingProxy {
+            port,
+            stop,
+            fired,
+            sent,
+        }
     }
 
     /// `127.0.0.1:PORT` of the proxy.

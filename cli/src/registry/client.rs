@@ -490,12 +490,44 @@ impl Client {
         repo: &str,
         digest: &Digest,
     ) -> Result<(Box<dyn Read + Send>, Option<u64>)> {
+        let (body, _, len) = self.get_blob_from(repo, digest, 0)?;
+        Ok((body, len))
+    }
+
+    /// Downloads a blob from byte `from` on (an HTTP range request when `from` is not 0).
+    /// Returns the body, the offset it starts at (`from`, or 0 when the registry ignored the
+    /// range and sent the whole blob) and the length the registry announced for the body.
+    pub fn get_blob_from(
+        &self,
+        repo: &str,
+        digest: &Digest,
+        from: u64,
+    ) -> Result<(Box<dyn Read + Send>, u64, Option<u64>)> {
         let what = format!("downloading blob {digest}");
         let url = format!("{}/v2/{repo}/blobs/{digest}", self.base);
-        let r = self.send("GET", &url, &[], None, &what)?;
+        let range = [("Range", format!("bytes={from}-"))];
+        let headers: &[(&str, String)] = if from == 0 { &[] } else { &range };
+        let r = self.send("GET", &url, headers, None, &what)?;
         let r = self.check(r, &what)?;
         let len = header(&r, "content-length").and_then(|l| l.parse().ok());
-        Ok((Box::new(r.into_body().into_reader()), len))
+        let start = if r.status().as_u16() == 206 {
+            // "bytes FROM-LAST/SIZE": anything else is a range we did not ask for.
+            let given = header(&r, "content-range").unwrap_or_default();
+            let first = given
+                .strip_prefix("bytes ")
+                .and_then(|g| g.split('-').next())
+                .and_then(|f| f.trim().parse::<u64>().ok());
+            if first != Some(from) {
+                return Err(RegistryError::Transport {
+                    what,
+                    message: format!("asked for bytes {from}- and the registry sent {given:?}"),
+                });
+            }
+            from
+        } else {
+            0
+        };
+        Ok((Box::new(r.into_body().into_reader()), start, len))
     }
 
     /// Downloads a small blob whole, refusing more than `limit` bytes, and verifies it.

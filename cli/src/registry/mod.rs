@@ -310,6 +310,13 @@ pub enum BlobEvent {
         /// The repository it came from.
         from: String,
     },
+    /// The transfer failed on the way and starts again (where it broke off) after a pause.
+    Retrying {
+        /// Seconds until the next attempt.
+        in_secs: u64,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// Receives progress of the blobs of a pull or push; the binary draws bars or prints lines.

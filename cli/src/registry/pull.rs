@@ -348,39 +348,141 @@ fn fetch_all(
     })
 }
 
-/// The network side of a blob download: counts bytes, reports progress, remembers the first
-/// transport error (so it is told apart from a decompression error), and stops when another
-/// download failed.
-struct NetReader<'a, R> {
-    inner: R,
-    blob: Digest,
-    done: u64,
-    reported: u64,
-    error: Option<String>,
-    abort: &'a AtomicBool,
+/// How long to wait before each new attempt at a download that failed on the way: after
+/// the last one, the pull fails. Docker retries a layer 5 times, 5 s apart and more; a
+/// resumed download loses nothing, so rimg waits less.
+pub const RETRY_DELAYS: [u64; 3] = [1, 2, 4];
+
+/// What a download needs to open (and reopen) its blob.
+struct Fetch<'a> {
+    client: &'a Client,
+    repo: &'a str,
+    job: &'a Job,
     progress: &'a dyn Progress,
+    abort: &'a AtomicBool,
 }
 
-impl<R: Read> Read for NetReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.abort.load(Ordering::Relaxed) {
-            return Err(io::Error::other("cancelled"));
-        }
-        match self.inner.read(buf) {
-            Ok(n) => {
-                self.done += n as u64;
-                if self.done - self.reported >= 512 << 10 || n == 0 {
-                    self.reported = self.done;
-                    self.progress
-                        .event(&self.blob, BlobEvent::Progress { done: self.done });
-                }
-                Ok(n)
+impl Fetch<'_> {
+    /// The blob's body from byte `from` on, limited to one byte more than the blob should
+    /// have (so a longer one is noticed). A registry that ignores the range sends the whole
+    /// blob; its first `from` bytes are skipped.
+    fn open(&self, from: u64) -> Result<Box<dyn Read + Send>> {
+        let job = self.job;
+        let what = format!("layer {}", job.blob);
+        let (mut body, start, announced) = self.client.get_blob_from(self.repo, &job.blob, from)?;
+        if let Some(len) = announced {
+            if start + len != job.size {
+                return Err(RegistryError::SizeMismatch {
+                    what,
+                    expected: job.size,
+                    actual: start + len,
+                });
             }
-            Err(e) => {
-                if e.kind() != io::ErrorKind::Interrupted && self.error.is_none() {
-                    self.error = Some(describe_io(&e));
+        }
+        if start < from {
+            let skipped = io::copy(&mut (&mut body).take(from - start), &mut io::sink());
+            if skipped.as_ref().ok() != Some(&(from - start)) {
+                return Err(RegistryError::Transport {
+                    what: format!("downloading {what}"),
+                    message: match skipped {
+                        Err(e) => describe_io(&e),
+                        Ok(_) => "the connection closed".into(),
+                    },
+                });
+            }
+        }
+        Ok(Box::new(body.take(job.size + 1 - from)))
+    }
+
+    /// [`Fetch::open`] again after `failure`, as long as the failure is one a new attempt
+    /// can cure (the connection, or a 5xx/429 from the registry) and attempts are left;
+    /// `retries` counts the ones made.
+    fn reopen(
+        &self,
+        from: u64,
+        mut failure: RegistryError,
+        retries: &mut usize,
+    ) -> Result<Box<dyn Read + Send>> {
+        loop {
+            let retryable = match &failure {
+                RegistryError::Transport { .. } => true,
+                RegistryError::Status { status, .. } => *status >= 500 || *status == 429,
+                _ => false,
+            };
+            let Some(&delay) = RETRY_DELAYS.get(*retries).filter(|_| retryable) else {
+                return Err(failure);
+            };
+            *retries += 1;
+            self.progress.event(
+                &self.job.blob,
+                BlobEvent::Retrying {
+                    in_secs: delay,
+                    reason: failure.to_string(),
+                },
+            );
+            for _ in 0..delay * 10 {
+                if self.abort.load(Ordering::Relaxed) {
+                    return Err(RegistryError::Cancelled);
                 }
-                Err(e)
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            match self.open(from) {
+                Ok(body) => return Ok(body),
+                Err(e) => failure = e,
+            }
+        }
+    }
+}
+
+/// The network side of a blob download: counts bytes, reports progress, resumes the
+/// download where it broke off when the connection fails (see [`RETRY_DELAYS`]), keeps the
+/// error that ended it (so it is told apart from a decompression error), and stops when
+/// another download failed.
+struct NetReader<'a> {
+    fetch: &'a Fetch<'a>,
+    inner: Box<dyn Read + Send>,
+    done: u64,
+    reported: u64,
+    retries: usize,
+    error: Option<RegistryError>,
+}
+
+impl Read for NetReader<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let size = self.fetch.job.size;
+        loop {
+            if self.fetch.abort.load(Ordering::Relaxed) {
+                return Err(io::Error::other("cancelled"));
+            }
+            let message = match self.inner.read(buf) {
+                Ok(0) if self.done < size && !buf.is_empty() => {
+                    format!("the connection closed after {} of {size} bytes", self.done)
+                }
+                Ok(n) => {
+                    self.done += n as u64;
+                    if self.done - self.reported >= 512 << 10 || n == 0 {
+                        self.reported = self.done;
+                        self.fetch.progress.event(
+                            &self.fetch.job.blob,
+                            BlobEvent::Progress { done: self.done },
+                        );
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => describe_io(&e),
+            };
+            let failure = RegistryError::Transport {
+                what: format!("downloading layer {}", self.fetch.job.blob),
+                message,
+            };
+            match self.fetch.reopen(self.done, failure, &mut self.retries) {
+                Ok(body) => self.inner = body,
+                Err(e) => {
+                    let message = e.to_string();
+                    self.error = Some(e);
+                    return Err(io::Error::other(message));
+                }
             }
         }
     }
@@ -499,24 +601,25 @@ fn fetch_layer(
     abort: &AtomicBool,
 ) -> Result<StagedLayer> {
     let what = format!("layer {}", job.blob);
-    let (body, announced) = client.get_blob(repo, &job.blob)?;
-    if let Some(len) = announced {
-        if len != job.size {
-            return Err(RegistryError::SizeMismatch {
-                what,
-                expected: job.size,
-                actual: len,
-            });
-        }
-    }
+    let fetch = Fetch {
+        client,
+        repo,
+        job,
+        progress,
+        abort,
+    };
+    let mut retries = 0;
+    let body = match fetch.open(0) {
+        Ok(body) => body,
+        Err(e) => fetch.reopen(0, e, &mut retries)?,
+    };
     let net = NetReader {
-        inner: body.take(job.size + 1),
-        blob: job.blob,
+        fetch: &fetch,
+        inner: body,
         done: 0,
         reported: 0,
+        retries,
         error: None,
-        abort,
-        progress,
     };
     // Two stages on two threads: the network side (receive, count, hash the blob) feeds the
     // store side (decompress, index, hash the layer, write) through a bounded channel.
@@ -548,6 +651,10 @@ fn fetch_layer(
                 }
             }
             let (digest, size, net) = hashing.finish();
+            let failed = failed.map(|message| RegistryError::Transport {
+                what: format!("downloading layer {}", job.blob),
+                message,
+            });
             (digest, size, net.error.or(failed))
         });
         // A third stage inflates, so hashing, indexing and writing the tar get their own.
@@ -562,20 +669,21 @@ fn fetch_layer(
         let staged = store.stage_layer(&mut tar);
         drop(tar);
         let _ = inflater.join();
-        let received = receiver
-            .join()
-            .unwrap_or_else(|_| (job.blob, 0, Some("receiver panicked".into())));
+        let received = receiver.join().unwrap_or_else(|_| {
+            let panicked = RegistryError::Transport {
+                what: format!("downloading layer {}", job.blob),
+                message: "the receiving thread panicked".into(),
+            };
+            (job.blob, 0, Some(panicked))
+        });
         (staged, received)
     });
     let (actual, size, net_error) = received;
     if abort.load(Ordering::SeqCst) {
         return Err(RegistryError::Cancelled);
     }
-    if let Some(message) = net_error {
-        return Err(RegistryError::Transport {
-            what: format!("downloading {what}"),
-            message,
-        });
+    if let Some(e) = net_error {
+        return Err(e);
     }
     if size != job.size {
         return Err(RegistryError::SizeMismatch {

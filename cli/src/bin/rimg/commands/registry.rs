@@ -169,6 +169,21 @@ impl Progress for Shown {
             }
             BlobEvent::Done => self.line(blob, if self.pull { "Pull complete" } else { "Pushed" }),
             BlobEvent::Mounted { from } => self.line(blob, &format!("Mounted from {from}")),
+            BlobEvent::Retrying { in_secs, reason } => {
+                let plural = if in_secs == 1 { "" } else { "s" };
+                let text = format!("Retrying in {in_secs} second{plural}");
+                match &self.bars {
+                    Some((_, bars)) => {
+                        if let Some(b) = bars.lock().unwrap_or_else(|p| p.into_inner()).get(blob) {
+                            b.set_message(text);
+                        }
+                    }
+                    None if !self.quiet => {
+                        let _ = outln(&format!("{}: {text} ({reason})", blob.short()));
+                    }
+                    None => {}
+                }
+            }
         }
     }
 }
