@@ -657,6 +657,100 @@ fn a_download_cut_off_midway_resumes_where_it_broke() {
 }
 
 #[test]
+fn an_upload_cut_off_midway_is_retried_and_completes() {
+    let reg = Registry::start();
+    let s = Store::new();
+    // Random bytes: the gzip blob is as big as the layer, 16 MiB in three chunks.
+    s.image_from_layers(&[random_layer(16)], "noise:v1");
+    let addr = reg.addr();
+    // Cut in the middle of the second chunk. distribution forgets an upload whose PATCH
+    // broke off, so the layer goes again from the start.
+    let proxy = KillingProxy::cutting_uploads(&addr, 10 << 20);
+    let dest = format!("{}/noise:v1", proxy.addr());
+    let out = rimg(&s, ["push", "noise:v1", &dest]).ok();
+    assert!(proxy.fired.load(std::sync::atomic::Ordering::SeqCst));
+    assert!(out.contains("Retrying in 1 second"), "{out}");
+    assert!(out.contains("Pushed"), "{out}");
+
+    let dst = Store::new();
+    rimg(&dst, ["pull", &format!("{addr}/noise:v1")]).ok();
+    let id = id_of(&s, "noise:v1");
+    assert_eq!(id_of(&dst, &format!("{addr}/noise:v1")), id);
+    assert_eq!(saved(&dst, &id), saved(&s, &id));
+}
+
+#[test]
+fn a_chunk_the_registry_kept_but_failed_to_acknowledge_is_not_sent_again() {
+    // A registry that stores the second PATCH and then answers 500: rimg asks where the
+    // upload stands and goes on from there.
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = log.clone();
+    let have = std::sync::atomic::AtomicU64::new(0);
+    let failed = std::sync::atomic::AtomicBool::new(false);
+    let f = FakeRegistry::new(move |req: &FakeRequest, _me: &str| -> FakeResponse {
+        use std::sync::atomic::Ordering::SeqCst;
+        let range = req
+            .headers
+            .get("content-range")
+            .cloned()
+            .unwrap_or_default();
+        seen.lock()
+            .unwrap()
+            .push(format!("{} {} {range}", req.method, req.path));
+        let at = |n: u64| {
+            vec![
+                (
+                    "Location".to_string(),
+                    "/v2/img/blobs/uploads/u1".to_string(),
+                ),
+                ("Range".to_string(), format!("0-{}", n.saturating_sub(1))),
+            ]
+        };
+        match (req.method.as_str(), req.path.as_str()) {
+            ("GET", "/v2/") => (200, vec![], b"{}".to_vec()),
+            ("HEAD", _) => (404, vec![], vec![]),
+            ("POST", "/v2/img/blobs/uploads/") => {
+                have.store(0, SeqCst);
+                (202, at(0), vec![])
+            }
+            ("PATCH", "/v2/img/blobs/uploads/u1") => {
+                let end: u64 = range.split('-').nth(1).unwrap().parse().unwrap();
+                have.store(end + 1, SeqCst);
+                if end + 1 > 8 << 20 && !failed.swap(true, SeqCst) {
+                    return (500, vec![], br#"{"errors":[{"code":"UNKNOWN"}]}"#.to_vec());
+                }
+                (202, at(end + 1), vec![])
+            }
+            ("GET", "/v2/img/blobs/uploads/u1") => (204, at(have.load(SeqCst)), vec![]),
+            ("PUT", p) if p.starts_with("/v2/img/blobs/uploads/u1?") => (201, vec![], vec![]),
+            ("PUT", p) if p.starts_with("/v2/img/manifests/") => (201, vec![], vec![]),
+            _ => (404, vec![], br#"{"errors":[{"code":"UNKNOWN"}]}"#.to_vec()),
+        }
+    });
+    let s = Store::new();
+    s.image_from_layers(&[random_layer(20)], "noise:v1");
+    let out = rimg(&s, ["push", "noise:v1", &format!("{}/img:v1", f.addr())]).ok();
+    assert!(out.contains("Retrying in 1 second"), "{out}");
+    let log = log.lock().unwrap().clone();
+    let patches: Vec<&String> = log.iter().filter(|l| l.starts_with("PATCH")).collect();
+    // Three chunks of a blob of about 20 MiB, each sent once, then the status asked once.
+    assert_eq!(patches.len(), 3, "{log:#?}");
+    let mut ranges: Vec<&str> = patches
+        .iter()
+        .map(|l| l.rsplit(' ').next().unwrap())
+        .collect();
+    ranges.dedup();
+    assert_eq!(ranges.len(), 3, "{log:#?}");
+    assert_eq!(
+        log.iter()
+            .filter(|l| l.starts_with("GET /v2/img/blobs/uploads/u1"))
+            .count(),
+        1,
+        "{log:#?}"
+    );
+}
+
+#[test]
 fn a_registry_that_ignores_ranges_still_gets_a_resumed_download_right() {
     let layer = random_layer(2);
     let (layer_digest, layer_len) = (sha256(&layer), layer.len());

@@ -240,28 +240,67 @@ fn try_http(
 /// the client, stops forwarding, SIGKILLs the registry and closes every connection: the
 /// registry dies in the middle of a transfer, deterministically. Made with
 /// [`KillingProxy::cutting`], it only closes the connections open at that moment (the
-/// network drops, the registry lives) and forwards later ones in full.
+/// network drops, the registry lives) and forwards later ones in full;
+/// [`KillingProxy::cutting_uploads`] does the same counting bytes from the client.
 pub struct KillingProxy {
     port: u16,
     stop: Arc<AtomicBool>,
     /// Whether the registry was killed (or the connections cut).
     pub fired: Arc<AtomicBool>,
-    /// Bytes forwarded from the registry to the client.
+    /// Bytes forwarded in the metered direction.
     pub sent: Arc<AtomicU64>,
+}
+
+/// What [`KillingProxy`] does when its limit is reached.
+#[derive(Clone, Copy)]
+struct Trap {
+    /// The registry to kill, or none (cut the connections only).
+    pid: Option<u32>,
+    limit: u64,
+    /// Count the bytes from client to registry rather than back.
+    upstream: bool,
 }
 
 impl KillingProxy {
     /// Proxies to `target` (`127.0.0.1:PORT`) and kills process `pid` after `limit` bytes.
     pub fn new(target: &str, pid: u32, limit: u64) -> Self {
-        Self::start(target, Some(pid), limit)
+        Self::start(
+            target,
+            Trap {
+                pid: Some(pid),
+                limit,
+                upstream: false,
+            },
+        )
     }
 
-    /// Proxies to `target` and cuts the connections open after `limit` bytes, once.
+    /// Proxies to `target` and cuts the connections open after `limit` bytes (registry to
+    /// client), once.
     pub fn cutting(target: &str, limit: u64) -> Self {
-        Self::start(target, None, limit)
+        Self::start(
+            target,
+            Trap {
+                pid: None,
+                limit,
+                upstream: false,
+            },
+        )
     }
 
-    fn start(target: &str, pid: Option<u32>, limit: u64) -> Self {
+    /// Proxies to `target` and cuts the connections open after `limit` bytes (client to
+    /// registry), once.
+    pub fn cutting_uploads(target: &str, limit: u64) -> Self {
+        Self::start(
+            target,
+            Trap {
+                pid: None,
+                limit,
+                upstream: true,
+            },
+        )
+    }
+
+    fn start(target: &str, trap: Trap) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         listener.set_nonblocking(true).expect("nonblocking");
@@ -289,45 +328,22 @@ impl KillingProxy {
                     c.push(client.try_clone().expect("clone"));
                     c.push(server.try_clone().expect("clone"));
                 }
-                // client → server, unmetered
-                let (mut c2, mut s2) = (
-                    client.try_clone().expect("clone"),
-                    server.try_clone().expect("clone"),
-                );
-                thread::spawn(move || {
-                    let _ = std::io::copy(&mut c2, &mut s2);
-                    let _ = s2.shutdown(Shutdown::Write);
-                });
-                // server → client, metered
-                let (mut s3, mut c3) = (server, client);
-                let (sent, fired, conns) = (sent2.clone(), fired2.clone(), conns.clone());
-                thread::spawn(move || {
-                    let mut buf = [0u8; 16 << 10];
-                    loop {
-                        let n = match s3.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => n,
-                        };
-                        let before = sent.fetch_add(n as u64, Ordering::SeqCst);
-                        if before + n as u64 > limit && (pid.is_some() || before <= limit) {
-                            if !fired.swap(true, Ordering::SeqCst) {
-                                if let Some(pid) = pid {
-                                    let _ = Command::new("kill")
-                                        .args(["-9", &pid.to_string()])
-                                        .status();
-                                }
-                                for c in conns.lock().expect("lock").drain(..) {
-                                    let _ = c.shutdown(Shutdown::Both);
-                                }
-                            }
-                            break;
+                let clone = |s: &TcpStream| s.try_clone().expect("clone");
+                for (from, to, metered) in [
+                    (clone(&client), clone(&server), trap.upstream),
+                    (clone(&server), clone(&client), !trap.upstream),
+                ] {
+                    let (sent, fired, conns) = (sent2.clone(), fired2.clone(), conns.clone());
+                    thread::spawn(move || {
+                        if metered {
+                            forward_metered(from, to, trap, &sent, &fired, &conns);
+                        } else {
+                            let (mut from, mut to) = (from, to);
+                            let _ = std::io::copy(&mut from, &mut to);
+                            let _ = to.shutdown(Shutdown::Write);
                         }
-                        if c3.write_all(&buf[..n]).is_err() {
-                            break;
-                        }
-                    }
-                    let _ = c3.shutdown(Shutdown::Both);
-                });
+                    });
+                }
             }
         });
         KillingProxy {
@@ -348,6 +364,42 @@ impl Drop for KillingProxy {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
     }
+}
+
+/// Copies `from` to `to`, counting into `sent`, and springs `trap` once the count passes its
+/// limit: kills the registry (if it names one) and closes every connection open then.
+fn forward_metered(
+    mut from: TcpStream,
+    mut to: TcpStream,
+    trap: Trap,
+    sent: &AtomicU64,
+    fired: &AtomicBool,
+    conns: &Mutex<Vec<TcpStream>>,
+) {
+    let mut buf = [0u8; 16 << 10];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let before = sent.fetch_add(n as u64, Ordering::SeqCst);
+        // A killed registry stays dead; cut connections spring the trap only once.
+        if before + n as u64 > trap.limit && (trap.pid.is_some() || before <= trap.limit) {
+            if !fired.swap(true, Ordering::SeqCst) {
+                if let Some(pid) = trap.pid {
+                    let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+                }
+                for c in conns.lock().expect("lock").drain(..) {
+                    let _ = c.shutdown(Shutdown::Both);
+                }
+            }
+            break;
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(Shutdown::Both);
 }
 
 /// A request the fake registry got.

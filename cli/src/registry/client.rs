@@ -638,6 +638,28 @@ impl Client {
         Ok(())
     }
 
+    /// Asks where an upload session stands (`GET` on its location): the bytes the registry
+    /// holds, from its `Range: 0-LAST` header, and the location to go on with.
+    pub fn upload_status(&self, up: &Upload) -> Result<Upload> {
+        let what = "checking an upload".to_string();
+        let r = self.send("GET", &up.location, &[], None, &what)?;
+        let r = self.check(r, &what)?;
+        let range = header(&r, "range").unwrap_or("0-0");
+        let last = range
+            .split('-')
+            .nth(1)
+            .and_then(|l| l.trim().parse::<u64>().ok())
+            .ok_or_else(|| RegistryError::BadDocument {
+                what: what.clone(),
+                message: format!("the registry answered with Range {range:?}"),
+            })?;
+        // distribution says "0-0" for an empty session as for one byte; rimg's chunks start
+        // at multiples of 8 MiB, so only a chunk cut off after its first byte is misread
+        // (and then refused by the registry as out of order, a clean failure).
+        let offset = if last == 0 { 0 } else { last + 1 };
+        self.upload_at(&r, &what, offset)
+    }
+
     /// Completes an upload (`PUT ?digest=`), with the last bytes (or none) as its body.
     pub fn finish_upload(&self, up: &Upload, digest: &Digest, data: &[u8]) -> Result<()> {
         let what = format!("uploading {digest}");

@@ -186,9 +186,30 @@ pub enum RegistryError {
         /// The OS error.
         source: io::Error,
     },
+    /// An upload session the registry no longer knows after a failed request (distribution
+    /// drops one whose `PATCH` broke off midway): the blob has to go again from the start.
+    #[error("{what}: the registry dropped the upload after a failure ({message})")]
+    UploadLost {
+        /// The blob.
+        what: String,
+        /// What the registry said.
+        message: String,
+    },
     /// Another worker failed first; this one stopped.
     #[error("cancelled")]
     Cancelled,
+}
+
+impl RegistryError {
+    /// Whether another attempt may succeed: the connection failed, or the registry answered
+    /// 5xx or 429.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Transport { .. } | RegistryError::Connect { .. } => true,
+            RegistryError::Status { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
 }
 
 /// Result type of registry operations.
@@ -334,6 +355,52 @@ pub struct Quiet;
 impl Progress for Quiet {
     fn start(&self, _: &[(Digest, u64)]) {}
     fn event(&self, _: &Digest, _: BlobEvent) {}
+}
+
+/// How long to wait before each new attempt at a transfer that failed on the way: after the
+/// last one, the pull or push fails. Docker retries a layer 5 times, 5 s apart and more;
+/// rimg resumes where the transfer broke off rather than starting again, so it waits less.
+pub const RETRY_DELAYS: [u64; 3] = [1, 2, 4];
+
+/// The retries of one blob's transfer.
+#[derive(Debug, Default)]
+pub(crate) struct Retry {
+    made: usize,
+}
+
+impl Retry {
+    /// Reports `failure` and waits before the next attempt, when it is one a new attempt can
+    /// cure (the connection, or a 5xx/429 from the registry) and attempts are left; returns
+    /// it otherwise, or `Cancelled` when another transfer failed meanwhile.
+    pub(crate) fn wait(
+        &mut self,
+        failure: RegistryError,
+        blob: &Digest,
+        progress: &dyn Progress,
+        abort: &AtomicBool,
+    ) -> Result<()> {
+        let Some(&delay) = RETRY_DELAYS
+            .get(self.made)
+            .filter(|_| failure.is_transient())
+        else {
+            return Err(failure);
+        };
+        self.made += 1;
+        progress.event(
+            blob,
+            BlobEvent::Retrying {
+                in_secs: delay,
+                reason: failure.to_string(),
+            },
+        );
+        for _ in 0..delay * 10 {
+            if abort.load(Ordering::Relaxed) {
+                return Err(RegistryError::Cancelled);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        Ok(())
+    }
 }
 
 /// Runs `work(i, abort)` for every `i < count` on `threads` threads. The first error sets

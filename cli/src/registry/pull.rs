@@ -24,7 +24,7 @@ use serde::Deserialize;
 use super::client::{describe_io, is_index, is_manifest, Client};
 use super::sources::Sources;
 use super::{
-    parallel, read_full, BlobEvent, Location, Platform, Progress, RegistryError, Result,
+    parallel, read_full, BlobEvent, Location, Platform, Progress, RegistryError, Result, Retry,
     DOCKER_CONFIG, DOCKER_SCHEMA1, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, OCI_INDEX,
 };
 use crate::image::{
@@ -348,11 +348,6 @@ fn fetch_all(
     })
 }
 
-/// How long to wait before each new attempt at a download that failed on the way: after
-/// the last one, the pull fails. Docker retries a layer 5 times, 5 s apart and more; a
-/// resumed download loses nothing, so rimg waits less.
-pub const RETRY_DELAYS: [u64; 3] = [1, 2, 4];
-
 /// What a download needs to open (and reopen) its blob.
 struct Fetch<'a> {
     client: &'a Client,
@@ -394,38 +389,15 @@ impl Fetch<'_> {
         Ok(Box::new(body.take(job.size + 1 - from)))
     }
 
-    /// [`Fetch::open`] again after `failure`, as long as the failure is one a new attempt
-    /// can cure (the connection, or a 5xx/429 from the registry) and attempts are left;
-    /// `retries` counts the ones made.
+    /// [`Fetch::open`] again after `failure`, as [`Retry`] allows.
     fn reopen(
         &self,
         from: u64,
         mut failure: RegistryError,
-        retries: &mut usize,
+        retry: &mut Retry,
     ) -> Result<Box<dyn Read + Send>> {
         loop {
-            let retryable = match &failure {
-                RegistryError::Transport { .. } => true,
-                RegistryError::Status { status, .. } => *status >= 500 || *status == 429,
-                _ => false,
-            };
-            let Some(&delay) = RETRY_DELAYS.get(*retries).filter(|_| retryable) else {
-                return Err(failure);
-            };
-            *retries += 1;
-            self.progress.event(
-                &self.job.blob,
-                BlobEvent::Retrying {
-                    in_secs: delay,
-                    reason: failure.to_string(),
-                },
-            );
-            for _ in 0..delay * 10 {
-                if self.abort.load(Ordering::Relaxed) {
-                    return Err(RegistryError::Cancelled);
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
+            retry.wait(failure, &self.job.blob, self.progress, self.abort)?;
             match self.open(from) {
                 Ok(body) => return Ok(body),
                 Err(e) => failure = e,
@@ -435,7 +407,7 @@ impl Fetch<'_> {
 }
 
 /// The network side of a blob download: counts bytes, reports progress, resumes the
-/// download where it broke off when the connection fails (see [`RETRY_DELAYS`]), keeps the
+/// download where it broke off when the connection fails (see [`Retry`]), keeps the
 /// error that ended it (so it is told apart from a decompression error), and stops when
 /// another download failed.
 struct NetReader<'a> {
@@ -443,7 +415,7 @@ struct NetReader<'a> {
     inner: Box<dyn Read + Send>,
     done: u64,
     reported: u64,
-    retries: usize,
+    retry: Retry,
     error: Option<RegistryError>,
 }
 
@@ -476,7 +448,7 @@ impl Read for NetReader<'_> {
                 what: format!("downloading layer {}", self.fetch.job.blob),
                 message,
             };
-            match self.fetch.reopen(self.done, failure, &mut self.retries) {
+            match self.fetch.reopen(self.done, failure, &mut self.retry) {
                 Ok(body) => self.inner = body,
                 Err(e) => {
                     let message = e.to_string();
@@ -608,17 +580,17 @@ fn fetch_layer(
         progress,
         abort,
     };
-    let mut retries = 0;
+    let mut retry = Retry::default();
     let body = match fetch.open(0) {
         Ok(body) => body,
-        Err(e) => fetch.reopen(0, e, &mut retries)?,
+        Err(e) => fetch.reopen(0, e, &mut retry)?,
     };
     let net = NetReader {
         fetch: &fetch,
         inner: body,
         done: 0,
         reported: 0,
-        retries,
+        retry,
         error: None,
     };
     // Two stages on two threads: the network side (receive, count, hash the blob) feeds the

@@ -29,7 +29,8 @@ use rimg_fs::{ContentStore, Digest};
 use super::client::{Client, Mount, Upload};
 use super::sources::{BlobSource, Sources};
 use super::{
-    parallel, read_full, BlobEvent, Location, Progress, RegistryError, Result, MAX_MANIFEST_BYTES,
+    parallel, read_full, BlobEvent, Location, Progress, RegistryError, Result, Retry,
+    MAX_MANIFEST_BYTES,
 };
 use crate::image::{
     Compression, Image, Images, Reference, CONFIG_MEDIA, LAYER_TAR, MANIFEST_MEDIA,
@@ -272,9 +273,22 @@ fn push_layer(
             }
         }
     }
-    let file = store.open_blob(diff_id)?;
-    let (digest, size) =
-        upload_compressed(client, repo, diff_id, file, compression, progress, abort)?;
+    let mut retry = Retry::default();
+    let (digest, size) = loop {
+        let file = store.open_blob(diff_id)?;
+        let sender = Sender {
+            client,
+            repo,
+            diff_id,
+            progress,
+            abort,
+        };
+        match upload_compressed(&sender, file, compression, &mut retry) {
+            // The retry was counted and waited for: start again.
+            Err(RegistryError::UploadLost { .. }) => continue,
+            done => break done?,
+        }
+    };
     progress.event(diff_id, BlobEvent::Done);
     Ok(Pushed1 { digest, size })
 }
@@ -447,49 +461,134 @@ fn gzip_parallel<R: Read + Send>(src: &mut R, out: &mut impl Write) -> io::Resul
     })
 }
 
-/// Sends the chunks as they come: the first alone is a monolithic upload, more are PATCHes.
-fn send_chunks(
-    client: &Client,
-    repo: &str,
-    diff_id: &Digest,
-    rx: Receiver<Vec<u8>>,
-    up: &mut Option<Upload>,
-) -> Result<Option<Vec<u8>>> {
-    let Ok(mut held) = rx.recv() else {
-        return Ok(Some(Vec::new()));
-    };
-    let what = format!("layer {diff_id}");
-    loop {
-        match rx.recv() {
-            Ok(next) => {
-                let session = match up {
-                    Some(u) => u,
-                    None => up.insert(client.start_upload(repo)?),
-                };
-                client.upload_chunk(session, &held, &what)?;
-                held = next;
-            }
-            Err(_) => {
-                if up.is_none() {
-                    return Ok(Some(held));
-                }
-                let session = up.as_mut().ok_or(RegistryError::Cancelled)?;
-                client.upload_chunk(session, &held, &what)?;
-                return Ok(None);
+/// What an upload needs to retry its requests.
+struct Sender<'a> {
+    client: &'a Client,
+    repo: &'a str,
+    diff_id: &'a Digest,
+    progress: &'a dyn Progress,
+    abort: &'a AtomicBool,
+}
+
+impl Sender<'_> {
+    /// Runs `op` until it succeeds or [`Retry`] gives up.
+    fn retrying<T>(&self, retry: &mut Retry, mut op: impl FnMut() -> Result<T>) -> Result<T> {
+        loop {
+            match op() {
+                Ok(t) => return Ok(t),
+                Err(e) => retry.wait(e, self.diff_id, self.progress, self.abort)?,
             }
         }
     }
+
+    /// Sends one chunk. When a request fails, asks the session how much of the chunk arrived
+    /// and sends the rest.
+    fn chunk(&self, session: &mut Upload, chunk: &[u8], retry: &mut Retry) -> Result<()> {
+        let what = format!("layer {}", self.diff_id);
+        let start = session.offset;
+        let end = start + chunk.len() as u64;
+        let mut sent = self.client.upload_chunk(session, chunk, &what);
+        loop {
+            let failure = match sent {
+                Ok(()) => return Ok(()),
+                Err(e) => e,
+            };
+            retry.wait(failure, self.diff_id, self.progress, self.abort)?;
+            let status = match self.client.upload_status(session) {
+                Err(e) if !e.is_transient() => {
+                    return Err(RegistryError::UploadLost {
+                        what: format!("uploading {what}"),
+                        message: e.to_string(),
+                    })
+                }
+                status => status,
+            };
+            sent = status.and_then(|now| {
+                if now.offset < start || now.offset > end {
+                    // Not a failure another attempt can cure.
+                    return Err(RegistryError::BadDocument {
+                        what: format!("uploading {what}"),
+                        message: format!(
+                            "the registry holds {} bytes of the upload, expected {start} to {end}",
+                            now.offset
+                        ),
+                    });
+                }
+                *session = now;
+                let rest = &chunk[(session.offset - start) as usize..];
+                if rest.is_empty() {
+                    return Ok(());
+                }
+                self.client.upload_chunk(session, rest, &what)
+            });
+        }
+    }
+
+    /// Sends the chunks as they come: the first alone is a monolithic upload, more are
+    /// PATCHes. Returns the held chunk when it was the only one.
+    fn chunks(
+        &self,
+        rx: Receiver<Vec<u8>>,
+        up: &mut Option<Upload>,
+        retry: &mut Retry,
+    ) -> Result<Option<Vec<u8>>> {
+        let Ok(mut held) = rx.recv() else {
+            return Ok(Some(Vec::new()));
+        };
+        loop {
+            match rx.recv() {
+                Ok(next) => {
+                    let session = match up {
+                        Some(u) => u,
+                        None => {
+                            up.insert(self.retrying(retry, || self.client.start_upload(self.repo))?)
+                        }
+                    };
+                    self.chunk(session, &held, retry)?;
+                    held = next;
+                }
+                Err(_) => {
+                    let Some(session) = up.as_mut() else {
+                        return Ok(Some(held));
+                    };
+                    self.chunk(session, &held, retry)?;
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// Completes the upload: the monolithic `PUT` of `rest`, or the final `PUT ?digest=`
+    /// of the session. A retry after a lost answer finds the blob there already.
+    fn finish(
+        &self,
+        digest: &Digest,
+        rest: Option<Vec<u8>>,
+        up: &Option<Upload>,
+        retry: &mut Retry,
+    ) -> Result<()> {
+        let mut first = true;
+        self.retrying(retry, || {
+            if !std::mem::take(&mut first) && self.client.has_blob(self.repo, digest)? {
+                return Ok(());
+            }
+            match (&rest, up) {
+                (Some(bytes), _) => self.client.put_blob(self.repo, digest, bytes),
+                (None, Some(session)) => self.client.finish_upload(session, digest, &[]),
+                (None, None) => Err(RegistryError::Cancelled),
+            }
+        })
+    }
 }
 
+/// Compresses a layer and uploads it while compressing, [`Sender`] retrying what fails.
 fn upload_compressed(
-    client: &Client,
-    repo: &str,
-    diff_id: &Digest,
+    sender: &Sender,
     file: File,
     compression: Compression,
-    progress: &dyn Progress,
-    abort: &AtomicBool,
+    retry: &mut Retry,
 ) -> Result<(Digest, u64)> {
+    let (client, diff_id, abort) = (sender.client, sender.diff_id, sender.abort);
     let (tx, rx) = sync_channel::<Vec<u8>>(1);
     let mut src = Source {
         inner: BufReader::with_capacity(1 << 20, file),
@@ -497,12 +596,12 @@ fn upload_compressed(
         done: 0,
         reported: 0,
         abort,
-        progress,
+        progress: sender.progress,
     };
     let mut up: Option<Upload> = None;
     let (compressed, sent) = std::thread::scope(|s| {
         let producer = s.spawn(move || compress_into(&mut src, compression, tx));
-        let sent = send_chunks(client, repo, diff_id, rx, &mut up);
+        let sent = sender.chunks(rx, &mut up, retry);
         let compressed = producer
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("compressor panicked")));
@@ -514,14 +613,7 @@ fn upload_compressed(
             what: format!("reading layer {diff_id}"),
             message: e.to_string(),
         })?;
-        match rest {
-            // Everything fit in one chunk: a monolithic upload.
-            Some(bytes) => client.put_blob(repo, &digest, &bytes)?,
-            None => {
-                let session = up.as_ref().ok_or(RegistryError::Cancelled)?;
-                client.finish_upload(session, &digest, &[])?;
-            }
-        }
+        sender.finish(&digest, rest, &up, retry)?;
         Ok((digest, size))
     })();
     if result.is_err() {
