@@ -630,6 +630,78 @@ fn a_failing_run_stops_the_build_with_its_code() {
     assert_clean(&s);
 }
 
+#[test]
+fn ctrl_c_during_a_run_step_cancels_the_build_and_kills_the_step() {
+    use std::io::{BufRead, BufReader};
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    // The shell is PID 1 of the step's container: a forwarded SIGINT alone would not stop it.
+    let ctx = context(
+        &s,
+        "slow",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN echo started; sleep 3637; echo done > /done\n",
+        )],
+    );
+    let mut cmd = s
+        .rimg(["build", "--progress", "plain", "-t", "slow"])
+        .arg(&ctx)
+        .0;
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(
+        lines.any(|l| l.unwrap() == "started"),
+        "the RUN step never started"
+    );
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut stderr = child.stderr.take().unwrap();
+    let errors = std::thread::spawn(move || {
+        let mut text = String::new();
+        std::io::Read::read_to_string(&mut stderr, &mut text).unwrap();
+        text
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = std::process::Command::new("pkill")
+                .args(["-9", "-f", "sleep 3637"])
+                .status();
+            panic!("rimg build was still running 30 s after SIGINT");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(
+        errors.join().unwrap().trim(),
+        "Error: build cancelled: SIGINT during a RUN step"
+    );
+    let left = std::process::Command::new("pgrep")
+        .args(["-f", "sleep 3637"])
+        .output()
+        .unwrap();
+    assert!(
+        left.stdout.is_empty(),
+        "the step's processes live on: {}",
+        String::from_utf8_lossy(&left.stdout)
+    );
+    assert!(s.rimg(["images", "-q", "slow"]).ok().trim().is_empty());
+    assert_clean(&s);
+}
+
 /// A tiny HTTP server answering 200 to every request; counts them.
 struct Http {
     port: u16,

@@ -753,7 +753,7 @@ impl<'a> Builder<'a> {
         };
         let layer = match self.runner.run(self.images, &state.config, &req) {
             Ok(l) => l,
-            Err(e @ BuildError::RunFailed { .. }) => return Err(e),
+            Err(e @ (BuildError::RunFailed { .. } | BuildError::Interrupted(_))) => return Err(e),
             Err(e) => return Err(step_err(ins, e)),
         };
         let next = commit(state.config.clone(), layer, &text, created)?;

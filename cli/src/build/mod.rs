@@ -58,6 +58,9 @@ pub enum BuildError {
         /// Its exit code.
         code: i32,
     },
+    /// The build was interrupted (Ctrl-C) during a RUN step, whose container was killed.
+    #[error("build cancelled: {0} during a RUN step")]
+    Interrupted(&'static str),
     /// `--target` names no stage.
     #[error("target stage {0:?} could not be found")]
     NoTarget(String),
@@ -74,10 +77,14 @@ pub enum BuildError {
 }
 
 impl BuildError {
-    /// The exit code a failed build should end with: a RUN's own code, else 1.
+    /// The exit code a failed build should end with: a RUN's own code, 128 + the signal for
+    /// an interrupted one, else 1.
     pub fn exit_code(&self) -> i32 {
         match self {
             BuildError::RunFailed { code, .. } => *code,
+            BuildError::Interrupted(sig) => sig
+                .parse::<nix::sys::signal::Signal>()
+                .map_or(130, |s| 128 + s as i32),
             _ => 1,
         }
     }

@@ -323,6 +323,7 @@ fn run_command(rootfs: &Path, req: &RunRequest) -> Result<i32, BuildError> {
             command: format!("{} ({message})", req.shown),
             code,
         },
+        RuntimeError::Interrupted(sig) => BuildError::Interrupted(sig),
         other => BuildError::Io {
             op: "run",
             path: rootfs.to_path_buf(),

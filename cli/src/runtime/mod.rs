@@ -108,6 +108,10 @@ pub enum RuntimeError {
         /// The error.
         source: nix::Error,
     },
+    /// The supervisor was told to stop (SIGINT, SIGTERM, SIGHUP) while cancelling on
+    /// interrupt, and killed the container process.
+    #[error("cancelled by {0}")]
+    Interrupted(&'static str),
     /// I/O on the supervisor's side failed.
     #[error("{op} {path}: {source}")]
     Io {
@@ -415,6 +419,7 @@ const FORWARDED: [Signal; 7] = [
 pub struct Supervisor {
     signals: SignalFd,
     old_mask: SigSet,
+    cancel_on_interrupt: bool,
 }
 
 impl Supervisor {
@@ -429,7 +434,20 @@ impl Supervisor {
         set.thread_block().map_err(sys_err("sigprocmask"))?;
         let signals = SignalFd::with_flags(&set, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
             .map_err(sys_err("signalfd"))?;
-        Ok(Supervisor { signals, old_mask })
+        Ok(Supervisor {
+            signals,
+            old_mask,
+            cancel_on_interrupt: false,
+        })
+    }
+
+    /// Makes SIGINT, SIGTERM and SIGHUP kill the container process (and with it its PID
+    /// namespace) rather than reach it, and [`Supervisor::wait`] return
+    /// [`RuntimeError::Interrupted`]: a build's RUN step stops on Ctrl-C, as `docker build`
+    /// does, even though a shell as PID 1 would ignore the signal.
+    pub fn cancel_on_interrupt(mut self) -> Self {
+        self.cancel_on_interrupt = true;
+        self
     }
 
     /// Waits for `process` to exit, forwarding signals to it, copying `input` (when given)
@@ -465,6 +483,7 @@ impl Supervisor {
         };
         let mut input = input.filter(|_| input_dest.is_some());
         let mut status: Option<i32> = None;
+        let mut interrupted: Option<Signal> = None;
         let mut buf = vec![0u8; 64 * 1024];
         loop {
             if status.is_some() && outputs.is_empty() {
@@ -514,6 +533,14 @@ impl Supervisor {
                                 let _ = sys::set_window_size(p.as_fd(), size);
                             }
                         }
+                        s @ (Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP)
+                            if self.cancel_on_interrupt =>
+                        {
+                            interrupted.get_or_insert(s);
+                            if status.is_none() {
+                                let _ = kill(process.pid, Signal::SIGKILL);
+                            }
+                        }
                         s => {
                             if status.is_none() {
                                 let _ = kill(process.pid, s);
@@ -557,6 +584,9 @@ impl Supervisor {
         }
         sink.finish();
         drop(input_dest);
+        if let Some(s) = interrupted {
+            return Err(RuntimeError::Interrupted(s.as_str()));
+        }
         Ok(status.unwrap_or(137))
     }
 }
@@ -604,12 +634,14 @@ impl Drop for RawMode {
 }
 
 /// Runs `spec` in a new container over the directory `rootfs` with stdio inherited (a pty
-/// relayed to them with `spec.tty`), signals forwarded, and returns its exit code (128+N for
-/// a death by signal N). The `/etc` files are generated in a temporary directory. This is
-/// what the builder's `RUN` uses; `rimg run` uses [`spawn`] and [`Supervisor`] directly.
+/// relayed to them with `spec.tty`) and returns its exit code (128+N for a death by signal
+/// N). SIGINT, SIGTERM and SIGHUP kill the container and return
+/// [`RuntimeError::Interrupted`]; other signals are forwarded. The `/etc` files are
+/// generated in a temporary directory. This is what the builder's `RUN` uses; `rimg run`
+/// uses [`spawn`] and [`Supervisor`] directly.
 pub fn run_in_rootfs(rootfs: &Path, spec: &ProcessSpec) -> Result<i32, RuntimeError> {
     let etc = EtcDir::new(&spec.hostname, spec.network)?;
-    let mut sup = Supervisor::new()?;
+    let mut sup = Supervisor::new()?.cancel_on_interrupt();
     let process = spawn(&Launch {
         spec,
         target: Target::Rootfs {

@@ -205,7 +205,7 @@ pub fn run(ctx: &Ctx, a: BuildArgs) -> Result<u8> {
     let runner = MountRunner::new(ctx.root(), a.quiet);
     let built = match Builder::new(&images, &runner, &mut printer, opts).and_then(|b| b.build()) {
         Ok(b) => b,
-        Err(e @ BuildError::RunFailed { .. }) => {
+        Err(e @ (BuildError::RunFailed { .. } | BuildError::Interrupted(_))) => {
             let code = e.exit_code().clamp(1, 255) as u8;
             return Err(ExitStatus {
                 code,
