@@ -393,7 +393,8 @@ fn bad_dockerfiles_name_the_line() {
     let cases = [
         ("FROM busybox\nRUN true\nFORM x\n", "Dockerfile line 3: unknown instruction: FORM"),
         ("FROM busybox\nCOPY nothing-here /x\n", "Dockerfile line 2: COPY nothing-here /x: file not found in build context or excluded by .dockerignore: nothing-here"),
-        ("FROM nosuchimage\n", "Dockerfile line 1: FROM nosuchimage: no such image"),
+        // Missing here, so pulled; port 1 of this machine has no registry.
+        ("FROM 127.0.0.1:1/nosuchimage\n", "Dockerfile line 1: FROM 127.0.0.1:1/nosuchimage: pulling 127.0.0.1:1/nosuchimage:latest: cannot reach registry 127.0.0.1:1"),
         ("FROM busybox\nENV A=\"x\n", "Dockerfile line 2: ENV: unterminated double quote"),
         ("FROM busybox\nCOPY ../etc /x\n", "forbidden path outside the build context"),
         ("FROM busybox\nCOPY a.txt b.txt /dir\n", "must be a directory and end with a /"),

@@ -472,6 +472,84 @@ fn a_registry_with_htpasswd_needs_login_and_logout_forgets() {
     assert!(err.contains("authentication required"), "{err}");
 }
 
+#[test]
+fn run_and_build_pull_the_images_the_store_lacks() {
+    let reg = Registry::start();
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    let addr = reg.addr();
+    let remote = format!("{addr}/tools/busybox");
+    rimg(&s, ["push", "busybox", &remote]).ok();
+
+    // run: Docker's lines on stderr, the container's output alone on stdout.
+    let fresh = Store::new();
+    let out = rimg(&fresh, ["run", "--rm", &remote, "echo", "hi"]).output();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi\n");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.starts_with(&format!(
+            "Unable to find image '{remote}:latest' locally\nlatest: Pulling from tools/busybox\n"
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!(
+            "Status: Downloaded newer image for {remote}:latest"
+        )),
+        "{err}"
+    );
+    // Present now: no pull.
+    let out = rimg(&fresh, ["run", "--rm", &remote, "true"]).output();
+    assert!(out.status.success() && out.stderr.is_empty(), "{out:?}");
+    // --pull always asks the registry again; --pull never does not.
+    let out = rimg(&fresh, ["run", "--rm", "--pull", "always", &remote, "true"]).output();
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Status: Image is up to date"),
+        "{out:?}"
+    );
+    let other = Store::new();
+    let err = rimg(&other, ["run", "--rm", "--pull", "never", &remote, "true"]).fails();
+    assert!(err.contains("no such image"), "{err}");
+    assert!(rimg(&other, ["images", "-q"]).ok().trim().is_empty());
+
+    // build: FROM and COPY --from pull what is missing, and --pull refreshes.
+    let ctx = other.path("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM {remote}\nCOPY --from={remote} /bin/busybox /copied/busybox\nRUN /copied/busybox true\n"),
+    )
+    .unwrap();
+    let out = rimg(&other, ["build", "--progress", "plain", "-t", "built"])
+        .arg(&ctx)
+        .ok();
+    assert!(out.contains(&format!("pulling {remote}")), "{out}");
+    assert_eq!(
+        out.matches("Pulling from tools/busybox").count(),
+        1,
+        "{out}"
+    );
+    assert!(out.contains("Successfully tagged built:latest"), "{out}");
+    let out = rimg(
+        &other,
+        ["build", "--pull", "--progress", "plain", "-t", "built"],
+    )
+    .arg(&ctx)
+    .ok();
+    assert!(out.contains("Status: Image is up to date"), "{out}");
+    // A base that is nowhere: the FROM line says so.
+    fs::write(ctx.join("Dockerfile"), format!("FROM {addr}/nowhere\n")).unwrap();
+    let err = rimg(&other, ["build", "-t", "x"]).arg(&ctx).fails();
+    assert!(
+        err.starts_with(&format!(
+            "Error: Dockerfile line 1: FROM {addr}/nowhere: pulling {addr}/nowhere:latest: "
+        )),
+        "{err}"
+    );
+    assert!(err.contains("not found"), "{err}");
+}
+
 /// Runs `rimg ARGS` on a pseudo-terminal (python3's pty module), answering each prompt in
 /// `answers` as it appears; returns what the terminal showed and whether rimg succeeded.
 fn on_terminal(s: &Store, args: &[&str], answers: &[(&str, &str)]) -> (String, bool) {

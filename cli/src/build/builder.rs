@@ -26,7 +26,7 @@ use super::BuildError;
 use crate::image::change::{apply_change_with, join_workdir, ChangeState, CommandForm, Lexer};
 use crate::image::commit::commit_config;
 use crate::image::config::{host_arch, set_env};
-use crate::image::{History, Image, ImageConfig, Images, Reference};
+use crate::image::{History, Image, ImageConfig, ImageError, Images, Reference};
 use crate::units;
 
 /// The `PATH` a stage gets when its base sets none.
@@ -51,6 +51,8 @@ pub struct BuildOptions {
     pub tags: Vec<Reference>,
     /// `SOURCE_DATE_EPOCH`.
     pub source_date_epoch: Option<i64>,
+    /// `--pull`: fetch every named image even when the store has it.
+    pub pull_always: bool,
 }
 
 /// How a step ended.
@@ -60,6 +62,14 @@ pub enum Outcome {
     Cached,
     /// Executed.
     Done,
+}
+
+/// Fetches images a build names (`FROM`, `COPY --from`) into the store: the binary pulls
+/// them from their registry.
+pub trait BaseImages {
+    /// Makes `name` present in the store, fetching it (again, with `--pull`) from where it
+    /// lives. The error is one line.
+    fn fetch(&self, name: &str) -> Result<(), String>;
 }
 
 /// Receives progress as the build goes.
@@ -110,6 +120,9 @@ pub struct Builder<'a> {
     runner: &'a dyn Runner,
     progress: &'a mut dyn Progress,
     opts: BuildOptions,
+    fetcher: Option<&'a dyn BaseImages>,
+    /// Images fetched so far (each once per build).
+    fetched: BTreeSet<String>,
     cache: BuildCache,
     context: Context,
     escape: char,
@@ -179,8 +192,42 @@ impl<'a> Builder<'a> {
             ran: 0,
             files_cache: HashMap::new(),
             index_cache: HashMap::new(),
+            fetcher: None,
+            fetched: BTreeSet::new(),
             opts,
         })
+    }
+
+    /// Lets the build fetch the images it names and the store lacks (and, with
+    /// [`BuildOptions::pull_always`], all of them), as `docker build` pulls.
+    pub fn fetch_with(mut self, fetcher: &'a dyn BaseImages) -> Self {
+        self.fetcher = Some(fetcher);
+        self
+    }
+
+    /// The image `name` from the store, fetched first when it is missing or `--pull` asks.
+    fn named_image(&mut self, name: &str) -> Result<Image, String> {
+        let Some(fetcher) = self.fetcher else {
+            return self.images.resolve(name).map_err(|e| e.to_string());
+        };
+        if self.opts.pull_always && !self.fetched.contains(name) {
+            self.fetch(fetcher, name)?;
+        }
+        match self.images.resolve(name) {
+            Err(ImageError::NotFound(_)) if !self.fetched.contains(name) => {
+                self.fetch(fetcher, name)?;
+                self.images.resolve(name).map_err(|e| e.to_string())
+            }
+            other => other.map_err(|e| e.to_string()),
+        }
+    }
+
+    fn fetch(&mut self, fetcher: &dyn BaseImages, name: &str) -> Result<(), String> {
+        // A note first: it ends the step's line, so the fetch's own output starts on a new one.
+        self.progress.note(&format!("pulling {name}"));
+        fetcher.fetch(name)?;
+        self.fetched.insert(name.to_string());
+        Ok(())
     }
 
     /// Parses the Dockerfile, builds the target stage and the stages it needs, and stores
@@ -398,12 +445,9 @@ impl<'a> Builder<'a> {
                 .map(|s| s.config.clone())
                 .ok_or_else(|| step_err(stage.from, format!("stage {image_name} was not built")))?
         } else {
-            let img = self.images.resolve(&image_name).map_err(|e| {
-                step_err(
-                    stage.from,
-                    format!("{e} (rimg does not pull: import, load or build it first)"),
-                )
-            })?;
+            let img = self
+                .named_image(&image_name)
+                .map_err(|e| step_err(stage.from, e))?;
             self.images.ensure_layers(&img)?;
             img.config
         };
@@ -807,7 +851,7 @@ impl<'a> Builder<'a> {
                     .cloned()
                     .ok_or_else(|| step_err(ins, format!("stage {name} was not built")))?,
                 None => {
-                    let img = self.images.resolve(name).map_err(|e| step_err(ins, e))?;
+                    let img = self.named_image(name).map_err(|e| step_err(ins, e))?;
                     self.images.ensure_layers(&img)?;
                     State::new(img.config)
                 }

@@ -7,12 +7,14 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
-use rimg::build::builder::{BuildOptions, Builder, Outcome, Progress};
+use rimg::build::builder::{BaseImages, BuildOptions, Builder, Outcome, Progress};
 use rimg::build::run::MountRunner;
 use rimg::build::BuildError;
-use rimg::image::Reference;
+use rimg::image::{Images, Reference};
+use rimg::registry::Platform;
 use rimg::units;
 
+use super::registry::{pull_reference, Out, PullHow};
 use super::{outln, Ctx, ExitStatus};
 
 /// How progress is shown.
@@ -53,6 +55,10 @@ pub struct BuildArgs {
     /// On a cache miss, say which part of the key changed.
     #[arg(long)]
     pub explain: bool,
+    /// Pull every image the Dockerfile names, even those the store has (missing ones are
+    /// always pulled).
+    #[arg(long)]
+    pub pull: bool,
     /// The build context directory.
     pub context: PathBuf,
 }
@@ -139,6 +145,27 @@ impl Progress for Printer {
     }
 }
 
+/// Pulls the images a Dockerfile names from their registries, printing `docker pull`'s lines
+/// among the build's.
+struct Puller<'a> {
+    images: &'a Images,
+    quiet: bool,
+}
+
+impl BaseImages for Puller<'_> {
+    fn fetch(&self, name: &str) -> std::result::Result<(), String> {
+        let reference = Reference::parse(name).map_err(|e| e.to_string())?;
+        let how = PullHow {
+            tls_verify: true,
+            platform: Platform::host(),
+            quiet: self.quiet,
+            out: Out::Stdout,
+            bars: false,
+        };
+        pull_reference(self.images, &reference, &how).map_err(|e| format!("{e:#}"))
+    }
+}
+
 /// Builds the image.
 pub fn run(ctx: &Ctx, a: BuildArgs) -> Result<u8> {
     let mut tags = Vec::new();
@@ -189,6 +216,7 @@ pub fn run(ctx: &Ctx, a: BuildArgs) -> Result<u8> {
         explain: a.explain,
         tags: tags.clone(),
         source_date_epoch: units::source_date_epoch(),
+        pull_always: a.pull,
     };
     let tty = match a.progress {
         ProgressMode::Auto => io::stdout().is_terminal(),
@@ -203,7 +231,13 @@ pub fn run(ctx: &Ctx, a: BuildArgs) -> Result<u8> {
     };
     let images = ctx.images()?;
     let runner = MountRunner::new(ctx.root(), a.quiet);
-    let built = match Builder::new(&images, &runner, &mut printer, opts).and_then(|b| b.build()) {
+    let puller = Puller {
+        images: &images,
+        quiet: a.quiet,
+    };
+    let built = match Builder::new(&images, &runner, &mut printer, opts)
+        .and_then(|b| b.fetch_with(&puller).build())
+    {
         Ok(b) => b,
         Err(e @ (BuildError::RunFailed { .. } | BuildError::Interrupted(_))) => {
             let code = e.exit_code().clamp(1, 255) as u8;

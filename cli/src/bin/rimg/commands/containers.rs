@@ -14,17 +14,67 @@ use nix::sys::signal::Signal;
 use rimg::container::log::LogReader;
 use rimg::container::monitor::{run_container, MonitorError};
 use rimg::container::{Container, Containers, CreateRequest, Status};
+use rimg::image::{Image, ImageError, Images, Reference};
+use rimg::registry::Platform;
 use rimg::runtime::env::{command_line, container_env, parse_env_arg, parse_env_file};
 use rimg::runtime::{spawn, Launch, Network, RawMode, Stdio, Supervisor, Target, Terminal};
 use rimg::table::{apply_template, ellipsis, render};
 use rimg::units::{ago, human_duration, now_unix, parse_rfc3339};
 use serde_json::{json, Value};
 
+use super::registry::{pull_reference, Out, PullHow};
 use super::{out, outln, Ctx, ExitStatus};
+
+/// `--pull` of `run` and `create`, as Docker has it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PullPolicy {
+    /// Pull the image if the store does not have it.
+    Missing,
+    /// Pull the image before creating the container.
+    Always,
+    /// Never pull.
+    Never,
+}
+
+/// The image `name` of a new container, pulled first as `policy` says; pull output goes to
+/// stderr, as Docker prints it.
+fn container_image(images: &Images, name: &str, policy: PullPolicy) -> Result<Image> {
+    let pull = |reference: &Reference| {
+        let how = PullHow {
+            tls_verify: true,
+            platform: Platform::host(),
+            quiet: false,
+            out: Out::Stderr,
+            bars: true,
+        };
+        pull_reference(images, reference, &how).map_err(|e| fail(125, format!("{e:#}")))
+    };
+    let reference = Reference::parse(name).ok();
+    if let (PullPolicy::Always, Some(r)) = (policy, &reference) {
+        pull(r)?;
+    }
+    match (images.resolve(name), &reference) {
+        (Err(ImageError::NotFound(_)), Some(r)) if policy == PullPolicy::Missing => {
+            eprintln!("Unable to find image '{r}' locally");
+            pull(r)?;
+            images
+                .resolve(name)
+                .map_err(|e| fail(125, format!("{name}: {e}")))
+        }
+        (Err(e), _) => Err(fail(
+            125,
+            format!("Unable to find image '{name}' locally: {e}"),
+        )),
+        (Ok(image), _) => Ok(image),
+    }
+}
 
 /// Flags shared by `run` and `create`.
 #[derive(Args)]
 pub struct CreateFlags {
+    /// When to pull the image: when the store lacks it, every time, or never.
+    #[arg(long, value_enum, default_value = "missing")]
+    pub pull: PullPolicy,
     /// Name of the container.
     #[arg(long)]
     pub name: Option<String>,
@@ -213,12 +263,7 @@ fn host_env(k: &str) -> Option<String> {
 fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)> {
     let images = ctx.images()?;
     let containers = Containers::open(&images)?;
-    let image = images.resolve(&f.image).map_err(|e| {
-        fail(
-            125,
-            format!("Unable to find image '{}' locally: {e}", f.image),
-        )
-    })?;
+    let image = container_image(&images, &f.image, f.pull)?;
     let network: Network = f.network.parse().map_err(|e: String| fail(125, e))?;
     let mut overrides = Vec::new();
     for file in &f.env_files {

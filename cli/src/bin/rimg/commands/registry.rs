@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use anyhow::{bail, Context, Result};
 use clap::{ArgAction, Args, ValueEnum};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use rimg::image::{Compression, Reference};
+use rimg::image::{Compression, Images, Reference};
 use rimg::registry::auth::{self, Credentials};
 use rimg::registry::client::{Client, ClientOptions};
 use rimg::registry::pull::{pull as pull_image, PullOptions};
@@ -89,22 +89,60 @@ pub struct LogoutArgs {
     pub registry: Option<String>,
 }
 
+/// Where a pull's messages go: stdout for `rimg pull`; beside the container's output (stderr)
+/// for `run`, as Docker does.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Out {
+    /// Standard output.
+    Stdout,
+    /// Standard error.
+    Stderr,
+}
+
+impl Out {
+    fn println(self, text: &str) {
+        match self {
+            Out::Stdout => {
+                let _ = outln(text);
+            }
+            Out::Stderr => eprintln!("{text}"),
+        }
+    }
+
+    fn is_terminal(self) -> bool {
+        match self {
+            Out::Stdout => io::stdout().is_terminal(),
+            Out::Stderr => io::stderr().is_terminal(),
+        }
+    }
+}
+
 /// How progress is shown: a bar per blob on a terminal, one line per finished blob otherwise.
 struct Shown {
     pull: bool,
     bars: Option<(MultiProgress, Mutex<HashMap<Digest, ProgressBar>>)>,
     quiet: bool,
+    out: Out,
 }
 
 impl Shown {
-    fn new(pull: bool, quiet: bool) -> Self {
-        let bars = (!quiet && io::stdout().is_terminal()).then(|| {
+    fn new(pull: bool, quiet: bool, out: Out, bars: bool) -> Self {
+        let bars = (bars && !quiet && out.is_terminal()).then(|| {
+            let target = match out {
+                Out::Stdout => ProgressDrawTarget::stdout(),
+                Out::Stderr => ProgressDrawTarget::stderr(),
+            };
             (
-                MultiProgress::with_draw_target(ProgressDrawTarget::stdout()),
+                MultiProgress::with_draw_target(target),
                 Mutex::new(HashMap::new()),
             )
         });
-        Shown { pull, bars, quiet }
+        Shown {
+            pull,
+            bars,
+            quiet,
+            out,
+        }
     }
 
     fn line(&self, blob: &Digest, text: &str) {
@@ -119,9 +157,7 @@ impl Shown {
                     b.finish_and_clear();
                 }
             }
-            None => {
-                let _ = outln(&format!("{}: {text}", blob.short()));
-            }
+            None => self.out.println(&format!("{}: {text}", blob.short())),
         }
     }
 }
@@ -179,7 +215,8 @@ impl Progress for Shown {
                         }
                     }
                     None if !self.quiet => {
-                        let _ = outln(&format!("{}: {text} ({reason})", blob.short()));
+                        self.out
+                            .println(&format!("{}: {text} ({reason})", blob.short()));
                     }
                     None => {}
                 }
@@ -206,6 +243,57 @@ fn connect(registry: &str, tls_verify: bool) -> Result<Client> {
     )?)
 }
 
+/// How [`pull_reference`] pulls and reports.
+pub struct PullHow {
+    /// Require HTTPS and verified certificates (localhost excepted).
+    pub tls_verify: bool,
+    /// The platform to pick from a multi-platform image.
+    pub platform: Platform,
+    /// Print nothing.
+    pub quiet: bool,
+    /// Where the lines go.
+    pub out: Out,
+    /// Progress bars when `out` is a terminal.
+    pub bars: bool,
+}
+
+/// Pulls `reference` into `images` and prints `docker pull`'s lines (`Pulling from`, one per
+/// layer, `Digest:`, `Status:`) to `how.out`.
+pub fn pull_reference(images: &Images, reference: &Reference, how: &PullHow) -> Result<()> {
+    let loc = Location::of(reference);
+    let shown_ref = reference.to_string();
+    let client =
+        connect(&loc.registry, how.tls_verify).with_context(|| format!("pulling {shown_ref}"))?;
+    if !how.quiet {
+        let what = match (&reference.digest, &reference.tag) {
+            (Some(d), _) => d.to_string(),
+            (None, t) => t.clone().unwrap_or_else(|| "latest".into()),
+        };
+        how.out
+            .println(&format!("{what}: Pulling from {}", loc.repository));
+    }
+    let shown = Shown::new(true, how.quiet, how.out, how.bars);
+    let pulled = pull_image(
+        images,
+        &client,
+        reference,
+        &PullOptions {
+            platform: how.platform.clone(),
+        },
+        &shown,
+    )
+    .with_context(|| format!("pulling {shown_ref}"))?;
+    if !how.quiet {
+        how.out.println(&format!("Digest: {}", pulled.digest));
+        how.out.println(&if pulled.changed {
+            format!("Status: Downloaded newer image for {shown_ref}")
+        } else {
+            format!("Status: Image is up to date for {shown_ref}")
+        });
+    }
+    Ok(())
+}
+
 /// Pulls an image and prints what happened, as `docker pull` does.
 pub fn pull(ctx: &Ctx, a: PullArgs) -> Result<u8> {
     let reference = Reference::parse(&a.image)?;
@@ -213,36 +301,15 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> Result<u8> {
         Some(p) => Platform::parse(p)?,
         None => Platform::host(),
     };
-    let loc = Location::of(&reference);
-    let images = ctx.images()?;
-    let shown_ref = reference.to_string();
-    let client =
-        connect(&loc.registry, a.tls_verify).with_context(|| format!("pulling {shown_ref}"))?;
-    if !a.quiet {
-        let what = match (&reference.digest, &reference.tag) {
-            (Some(d), _) => d.to_string(),
-            (None, t) => t.clone().unwrap_or_else(|| "latest".into()),
-        };
-        outln(&format!("{what}: Pulling from {}", loc.repository))?;
-    }
-    let shown = Shown::new(true, a.quiet);
-    let pulled = pull_image(
-        &images,
-        &client,
-        &reference,
-        &PullOptions { platform },
-        &shown,
-    )
-    .with_context(|| format!("pulling {shown_ref}"))?;
-    if !a.quiet {
-        outln(&format!("Digest: {}", pulled.digest))?;
-        if pulled.changed {
-            outln(&format!("Status: Downloaded newer image for {shown_ref}"))?;
-        } else {
-            outln(&format!("Status: Image is up to date for {shown_ref}"))?;
-        }
-    }
-    outln(&shown_ref)?;
+    let how = PullHow {
+        tls_verify: a.tls_verify,
+        platform,
+        quiet: a.quiet,
+        out: Out::Stdout,
+        bars: true,
+    };
+    pull_reference(&ctx.images()?, &reference, &how)?;
+    outln(&reference.to_string())?;
     Ok(0)
 }
 
@@ -264,7 +331,7 @@ pub fn push(ctx: &Ctx, a: PushArgs) -> Result<u8> {
     if !a.quiet {
         outln(&format!("The push refers to repository [{shown_ref}]"))?;
     }
-    let shown = Shown::new(false, a.quiet);
+    let shown = Shown::new(false, a.quiet, Out::Stdout, true);
     let pushed = push_image(
         &images,
         &client,
