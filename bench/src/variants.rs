@@ -54,6 +54,12 @@ impl Kind {
         self != Kind::RimgfsRo
     }
 
+    /// Whether its daemon maps the store's layer tars (whose pages a drop of the page cache
+    /// then keeps).
+    pub fn maps_layers(self) -> bool {
+        matches!(self, Kind::Rimgfs | Kind::RimgfsRo)
+    }
+
     /// Whether it has a mount step at all.
     pub fn mounts(self) -> bool {
         self != Kind::Native
