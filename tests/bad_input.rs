@@ -20,6 +20,10 @@ fn refused(s: &Store, cmd: Cmd, expect: &str) {
         lines[0].starts_with("Error: ") && lines[0].contains(expect),
         "expected an error naming {expect:?}, got:\n{err}"
     );
+    assert!(
+        lines[0].matches("(os error").count() <= 1,
+        "a cause told twice: {err}"
+    );
     assert_eq!(store_state(&s.root()), before, "the store changed");
     assert_eq!(
         tmp_files(&s.root()),
@@ -121,6 +125,21 @@ fn import_refuses_broken_and_escaping_tars() {
         let p = write(&s, &format!("{what}.tar"), &layer);
         refused(&s, s.rimg(["import"]).arg(&p).arg("evil:1"), expect);
     }
+}
+
+#[test]
+fn a_destination_that_cannot_be_written_is_named_with_its_cause_once() {
+    let s = store();
+    refused(
+        &s,
+        s.rimg(["save", "-o", "/proc/nope.tar", "busybox"]),
+        "saving to /proc/nope.tar: create /proc/",
+    );
+    let err = s.rimg(["--root", "/proc/nostore", "images"]).fails();
+    assert_eq!(
+        err.trim(),
+        "Error: opening store /proc/nostore: create /proc/nostore: No such file or directory (os error 2)"
+    );
 }
 
 #[test]

@@ -11,6 +11,23 @@ pub mod runtime;
 pub mod table;
 pub mod units;
 
+/// An error and its causes as one line, `outer: cause: root cause`, leaving out a cause
+/// whose text the line already holds (many errors here name their source in their own
+/// message, and anyhow's `{:#}` would print it twice).
+pub fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !text.is_empty() && !line.contains(&text) {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
+        cause = c.source();
+    }
+    line
+}
+
 /// The default store: `/var/lib/rimg` as root; `$XDG_DATA_HOME/rimg` (or
 /// `~/.local/share/rimg`) otherwise.
 pub fn default_root() -> std::path::PathBuf {
@@ -25,4 +42,28 @@ pub fn default_root() -> std::path::PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/share/rimg")
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(Debug, thiserror::Error)]
+    #[error("create /x: {source}")]
+    struct Repeats {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("saving to /x")]
+    struct Outer(#[source] Repeats);
+
+    #[test]
+    fn error_line_names_each_cause_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let e = Outer(Repeats { source: io });
+        assert_eq!(
+            super::error_line(&e),
+            "saving to /x: create /x: entity not found"
+        );
+    }
 }

@@ -185,7 +185,7 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             let _ = io::stdout().flush();
-            eprintln!("Error: {err:#}");
+            eprintln!("Error: {}", rimg::error_line(err.as_ref()));
             ExitCode::from(commands::exit_code_of(&err))
         }
     }

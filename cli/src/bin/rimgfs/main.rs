@@ -249,7 +249,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("Error: {err:#}");
+            eprintln!("Error: {}", rimg::error_line(err.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -162,7 +162,7 @@ impl BaseImages for Puller<'_> {
             out: Out::Stdout,
             bars: false,
         };
-        pull_reference(self.images, &reference, &how).map_err(|e| format!("{e:#}"))
+        pull_reference(self.images, &reference, &how).map_err(|e| rimg::error_line(e.as_ref()))
     }
 }
 

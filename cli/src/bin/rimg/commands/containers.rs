@@ -47,7 +47,7 @@ fn container_image(images: &Images, name: &str, policy: PullPolicy) -> Result<Im
             out: Out::Stderr,
             bars: true,
         };
-        pull_reference(images, reference, &how).map_err(|e| fail(125, format!("{e:#}")))
+        pull_reference(images, reference, &how).map_err(|e| fail(125, rimg::error_line(e.as_ref())))
     };
     let reference = Reference::parse(name).ok();
     if let (PullPolicy::Always, Some(r)) = (policy, &reference) {
@@ -445,7 +445,7 @@ pub fn start(ctx: &Ctx, a: StartArgs) -> Result<u8> {
         match start_detached(ctx, &c) {
             Ok(()) => outln(name)?,
             Err(e) => {
-                eprintln!("Error: {e:#}");
+                eprintln!("Error: {}", rimg::error_line(e.as_ref()));
                 failed = true;
             }
         }
@@ -692,7 +692,7 @@ fn for_each(
         match r {
             Ok(()) => outln(name)?,
             Err(e) => {
-                eprintln!("Error: {e:#}");
+                eprintln!("Error: {}", rimg::error_line(e.as_ref()));
                 failed = true;
             }
         }

@@ -406,7 +406,7 @@ pub fn rmi(ctx: &Ctx, a: RmiArgs) -> Result<u8> {
                 deleted_images.extend(lines.into_iter().filter(|l| l.starts_with("Deleted:")));
             }
             Err(e) => {
-                eprintln!("Error: {e:#}");
+                eprintln!("Error: {}", rimg::error_line(e.as_ref()));
                 failed = true;
             }
         }
