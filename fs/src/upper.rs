@@ -876,6 +876,7 @@ pub fn write_upper_layer(
         tar: TarWriter::new(BufWriter::with_capacity(1 << 20, out)),
         links: HashMap::new(),
         xattrs: Xattrs::new(),
+        pending: Vec::new(),
     };
     let mut rel = Vec::new();
     c.dir(&root, &mut rel)?;
@@ -892,6 +893,19 @@ struct Committer<'a, W: Write> {
     /// Files with more than one name: (dev, ino) → the path written first.
     links: HashMap<(u64, u64), Vec<u8>>,
     xattrs: Xattrs,
+    /// Directories the upper holds only because something was created below them: the same
+    /// as in the lower, so written only once an entry below them is (outermost first).
+    pending: Vec<PendingDir>,
+}
+
+/// A directory entry held back by [`Committer`].
+struct PendingDir {
+    path: Vec<u8>,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime: i64,
+    xattrs: XattrList,
 }
 
 impl<W: Write> Committer<'_, W> {
@@ -917,6 +931,32 @@ impl<W: Write> Committer<'_, W> {
     }
 
     fn write(&mut self, meta: &EntryMeta<'_>, data: impl io::Read) -> Result<()> {
+        self.flush_pending()?;
+        self.append(meta, data)
+    }
+
+    /// Writes the held-back directory entries.
+    fn flush_pending(&mut self) -> Result<()> {
+        for d in std::mem::take(&mut self.pending) {
+            let dir = EntryMeta {
+                path: &d.path,
+                kind: tar::EntryType::Directory,
+                mode: d.mode,
+                uid: d.uid,
+                gid: d.gid,
+                mtime: d.mtime,
+                size: 0,
+                link: b"",
+                dev_major: 0,
+                dev_minor: 0,
+                xattrs: &d.xattrs,
+            };
+            self.append(&dir, io::empty())?;
+        }
+        Ok(())
+    }
+
+    fn append(&mut self, meta: &EntryMeta<'_>, data: impl io::Read) -> Result<()> {
         self.tar.append_entry(meta, data).map_err(|e| {
             if e.kind() == io::ErrorKind::UnexpectedEof {
                 UpperError::ChangedWhileReading(shown(meta.path))
@@ -926,16 +966,21 @@ impl<W: Write> Committer<'_, W> {
         })
     }
 
-    fn dir(&mut self, fd: &OwnedFd, rel: &mut Vec<u8>) -> Result<()> {
+    /// Writes a directory's entries; returns whether it held a skipped (excluded or
+    /// runtime-injected) one.
+    fn dir(&mut self, fd: &OwnedFd, rel: &mut Vec<u8>) -> Result<bool> {
         let items = self.up.list(fd, rel)?;
+        let mut skipped = false;
         for item in &items {
             let len = push_name(rel, item.name());
-            if !self.skip.contains(rel) {
+            if self.skip.contains(rel) {
+                skipped = true;
+            } else {
                 self.entry(fd, item, rel)?;
             }
             rel.truncate(len);
         }
-        Ok(())
+        Ok(skipped)
     }
 
     fn entry(&mut self, dir: &OwnedFd, item: &Item, rel: &mut Vec<u8>) -> Result<()> {
@@ -961,6 +1006,43 @@ impl<W: Write> Committer<'_, W> {
                     .xattrs
                     .read(&XattrSource::Fd(&sub))
                     .map_err(self.up.err("read xattrs of", rel))?;
+                // A directory the lower has with the same mode, owner and xattrs waits until
+                // something below it is written: the ones the runtime's /etc/hosts & co. made
+                // in the upper stay out of the layer, as they stay out of `diff`.
+                let lower = self
+                    .lower
+                    .resolve(rel)
+                    .and_then(|i| self.lower.node(i))
+                    .filter(|n| {
+                        n.kind == NodeKind::Dir
+                            && item.stat.mode == n.mode & 0o7777
+                            && item.stat.uid == n.uid
+                            && item.stat.gid == n.gid
+                            && xattrs == n.xattrs
+                    })
+                    .map(|n| (n.mtime, n.mtime_nsec));
+                if let (Some(lower_mtime), false) = (lower, opaque) {
+                    let depth = self.pending.len();
+                    self.pending.push(PendingDir {
+                        path: rel.clone(),
+                        mode: item.stat.mode,
+                        uid: item.stat.uid,
+                        gid: item.stat.gid,
+                        mtime: self.mtime(item),
+                        xattrs,
+                    });
+                    let skipped = self.dir(&sub, rel)?;
+                    if self.pending.len() > depth {
+                        // Nothing below was written. Its own mtime is a change unless an
+                        // ignored entry below explains it (as `diff` decides).
+                        if !skipped && !same_time(item.stat.mtime, lower_mtime) {
+                            self.flush_pending()?;
+                        } else {
+                            self.pending.truncate(depth);
+                        }
+                    }
+                    return Ok(());
+                }
                 let mut meta = self.meta(item, rel, tar::EntryType::Directory);
                 meta.xattrs = &xattrs;
                 self.write(&meta, io::empty())?;
@@ -971,7 +1053,7 @@ impl<W: Write> Committer<'_, W> {
                     self.write(&marker, io::empty())?;
                     rel.truncate(len);
                 }
-                self.dir(&sub, rel)
+                self.dir(&sub, rel).map(|_| ())
             }
             ItemKind::File => self.file(dir, item, rel),
             ItemKind::Socket => Ok(()),
@@ -1421,6 +1503,38 @@ mod tests {
                 "D /o/sub",
             ]
         );
+    }
+
+    #[test]
+    fn commit_leaves_out_directories_diff_leaves_out() {
+        let lower_tree = tree(&[&lab_lower()]);
+        let up = make_upper(&[
+            // As in the lower (mtime restored), nothing below: no change, no entry.
+            Op::Dir("diamol"),
+            Op::Settle("diamol"),
+            // Only the runtime's injected file below: no entry, although its mtime moved.
+            Op::File("etc/hosts", b"injected"),
+            // Its mtime moved and nothing explains it: a change, in diff and in the layer.
+            Op::Dir("d"),
+            // A changed file below: its parent's entry comes first.
+            Op::File("o/sub/x", b"changed"),
+            Op::Settle("o/sub"),
+            Op::Settle("o"),
+        ]);
+        let opts = LayerOptions::for_container();
+        let mut out = Vec::new();
+        write_upper_layer(up.path(), &lower_tree, &mut out, &opts).unwrap();
+        assert_eq!(
+            layer_lines(&out),
+            [
+                "d Dir 755",
+                "o Dir 755",
+                "o/sub Dir 755",
+                "o/sub/x File 644 \"changed\""
+            ]
+        );
+        let diff = upper_changes(up.path(), &lower_tree, &opts).unwrap();
+        assert_eq!(lines(&diff), ["C /d", "C /o/sub/x"]);
     }
 
     #[test]
