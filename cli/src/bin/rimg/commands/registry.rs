@@ -351,9 +351,8 @@ pub fn push(ctx: &Ctx, a: PushArgs) -> Result<u8> {
 /// Reads one line from the terminal, optionally without echo.
 fn prompt(question: &str, echo: bool) -> Result<String> {
     use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
-    eprint!("{question}");
-    io::stderr().flush()?;
     let stdin = io::stdin();
+    // Echo goes off before the question shows, so an answer typed at once is not echoed.
     let saved = if echo {
         None
     } else {
@@ -363,6 +362,8 @@ fn prompt(question: &str, echo: bool) -> Result<String> {
         tcsetattr(&stdin, SetArg::TCSANOW, &quiet).context("turning off echo")?;
         Some(saved)
     };
+    eprint!("{question}");
+    io::stderr().flush()?;
     let mut line = String::new();
     let read = stdin.read_line(&mut line);
     if let Some(saved) = saved {
