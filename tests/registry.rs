@@ -167,6 +167,64 @@ fn push_then_pull_into_a_fresh_store_gives_the_same_images() {
 }
 
 #[test]
+fn push_format_v2s2_writes_a_docker_manifest_that_skopeo_and_rimg_read() {
+    require_tool("skopeo");
+    let reg = Registry::start();
+    let s = Store::new();
+    s.image_from_layers(&three_layers(), "three:v1");
+    let addr = reg.addr();
+    let dest = format!("{addr}/three:docker");
+    rimg(&s, ["push", "--format", "v2s2", "three:v1", &dest]).ok();
+    let m = reg.manifest("three", "docker");
+    assert_eq!(
+        m["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json"
+    );
+    assert_eq!(
+        m["config"]["mediaType"],
+        "application/vnd.docker.container.image.v1+json"
+    );
+    for l in m["layers"].as_array().unwrap() {
+        assert_eq!(
+            l["mediaType"],
+            "application/vnd.docker.image.rootfs.diff.tar.gzip"
+        );
+    }
+    let inspected = rimg_tests::sh(&format!(
+        "skopeo inspect --tls-verify=false --raw docker://{dest}"
+    ));
+    assert!(
+        inspected.contains("application/vnd.docker.distribution.manifest.v2+json"),
+        "{inspected}"
+    );
+    // The same blobs as the OCI push: pushing it that way too uploads no layer again.
+    let out = rimg(&s, ["push", "three:v1", &format!("{addr}/three:oci")]).ok();
+    assert_eq!(out.matches("Layer already exists").count(), 3, "{out}");
+    let dst = Store::new();
+    rimg(&dst, ["pull", &dest]).ok();
+    let id = id_of(&s, "three:v1");
+    assert_eq!(id_of(&dst, &dest), id);
+    assert_eq!(saved(&dst, &id), saved(&s, &id));
+    let err = rimg(
+        &s,
+        [
+            "push",
+            "--format",
+            "v2s2",
+            "--compress",
+            "zstd",
+            "three:v1",
+            &dest,
+        ],
+    )
+    .fails();
+    assert!(
+        err.contains("Docker v2 schema 2 has no zstd layers"),
+        "{err}"
+    );
+}
+
+#[test]
 fn push_skips_blobs_the_registry_has_and_mounts_across_repositories() {
     let reg = Registry::start();
     let s = Store::new();

@@ -48,6 +48,8 @@ pub const DOCKER_SCHEMA1: [&str; 2] = [
 ];
 /// Docker image config media type.
 pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+/// Docker v2 schema 2 manifest media type.
+pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
 
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]

@@ -30,7 +30,7 @@ use super::client::{Client, Mount, Upload};
 use super::sources::{BlobSource, Sources};
 use super::{
     parallel, read_full, BlobEvent, Location, Progress, RegistryError, Result, Retry,
-    MAX_MANIFEST_BYTES,
+    DOCKER_CONFIG, DOCKER_MANIFEST, MAX_MANIFEST_BYTES,
 };
 use crate::image::{
     Compression, Image, Images, Reference, CONFIG_MEDIA, LAYER_TAR, MANIFEST_MEDIA,
@@ -55,6 +55,42 @@ pub const GZIP_BLOCK: usize = 4 << 20;
 pub struct PushOptions {
     /// How layers are compressed on the way out.
     pub compression: Compression,
+    /// The manifest format.
+    pub format: ManifestFormat,
+}
+
+/// The manifest format of a push (podman's `--format`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ManifestFormat {
+    /// An OCI image manifest (the store's own format).
+    Oci,
+    /// A Docker v2 schema 2 manifest, for registries and tools that predate OCI.
+    DockerV2S2,
+}
+
+impl ManifestFormat {
+    /// The manifest, config and layer media types; zstd layers have none in Docker's format.
+    fn media_types(self, c: Compression) -> Result<(&'static str, &'static str, &'static str)> {
+        Ok(match self {
+            ManifestFormat::Oci => (MANIFEST_MEDIA, CONFIG_MEDIA, layer_media(c)),
+            ManifestFormat::DockerV2S2 => (
+                DOCKER_MANIFEST,
+                DOCKER_CONFIG,
+                match c {
+                    Compression::Gzip => "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                    Compression::None => "application/vnd.docker.image.rootfs.diff.tar",
+                    Compression::Zstd => {
+                        return Err(RegistryError::BadDocument {
+                            what: "--format v2s2".into(),
+                            message: "Docker v2 schema 2 has no zstd layers: use --format oci, \
+                                      or --compress gzip"
+                                .into(),
+                        })
+                    }
+                },
+            ),
+        })
+    }
 }
 
 /// What a push did.
@@ -97,7 +133,10 @@ pub fn push(
     let _lease = store.lease()?;
     let diff_ids = images.ensure_layers(image)?;
     let sources = Sources::new(store);
+    // Blobs are known by their OCI type: a gzip blob is the same under Docker's name.
     let media = layer_media(opts.compression);
+    let (manifest_media, docker_config, listed_media) =
+        opts.format.media_types(opts.compression)?;
 
     // Repositories of this registry we may mount from need a pull scope in the token.
     let prefix = format!("{}/", loc.registry);
@@ -153,7 +192,7 @@ pub fn push(
             }
         };
         descs.push(serde_json::json!({
-            "mediaType": media,
+            "mediaType": listed_media,
             "digest": l.digest.to_string(),
             "size": l.size,
         }));
@@ -165,14 +204,14 @@ pub fn push(
         client.put_blob(&loc.repository, &image.id, &config)?;
     }
     let config_media = image.manifest.config().media_type().to_string();
-    let config_media = if config_media.is_empty() {
-        CONFIG_MEDIA.to_string()
-    } else {
-        config_media
+    let config_media = match opts.format {
+        ManifestFormat::DockerV2S2 => docker_config.to_string(),
+        ManifestFormat::Oci if config_media.is_empty() => CONFIG_MEDIA.to_string(),
+        ManifestFormat::Oci => config_media,
     };
     let manifest = serde_json::json!({
         "schemaVersion": 2,
-        "mediaType": MANIFEST_MEDIA,
+        "mediaType": manifest_media,
         "config": {
             "mediaType": config_media,
             "digest": image.id.to_string(),
@@ -205,7 +244,7 @@ pub fn push(
             });
         }
     }
-    let reported = client.put_manifest(&loc.repository, &tag, MANIFEST_MEDIA, &bytes)?;
+    let reported = client.put_manifest(&loc.repository, &tag, manifest_media, &bytes)?;
     if let Some(r) = reported {
         if r != digest {
             return Err(RegistryError::DigestMismatch {

@@ -11,7 +11,7 @@ use rimg::image::{Compression, Images, Reference};
 use rimg::registry::auth::{self, Credentials};
 use rimg::registry::client::{Client, ClientOptions};
 use rimg::registry::pull::{pull as pull_image, PullOptions};
-use rimg::registry::push::{push as push_image, PushOptions};
+use rimg::registry::push::{push as push_image, ManifestFormat, PushOptions};
 use rimg::registry::{BlobEvent, Location, Platform, Progress};
 use rimg_fs::Digest;
 
@@ -45,6 +45,15 @@ pub enum CompressArg {
     None,
 }
 
+/// Manifest formats `rimg push` can write (podman's names).
+#[derive(Clone, Copy, ValueEnum)]
+pub enum FormatArg {
+    /// OCI image manifest.
+    Oci,
+    /// Docker v2 schema 2 manifest.
+    V2s2,
+}
+
 /// Flags of `rimg push`.
 #[derive(Args)]
 pub struct PushArgs {
@@ -54,6 +63,10 @@ pub struct PushArgs {
     /// How layers are compressed on the way out.
     #[arg(long, value_enum, default_value = "gzip")]
     pub compress: CompressArg,
+    /// The manifest format: OCI, or Docker v2 schema 2 for registries and tools that predate
+    /// OCI (what `docker push` writes).
+    #[arg(long, value_enum, default_value = "oci")]
+    pub format: FormatArg,
     /// Print only the pushed digest line.
     #[arg(short, long)]
     pub quiet: bool,
@@ -337,7 +350,13 @@ pub fn push(ctx: &Ctx, a: PushArgs) -> Result<u8> {
         &client,
         &image,
         &dest,
-        PushOptions { compression },
+        PushOptions {
+            compression,
+            format: match a.format {
+                FormatArg::Oci => ManifestFormat::Oci,
+                FormatArg::V2s2 => ManifestFormat::DockerV2S2,
+            },
+        },
         &shown,
     )
     .with_context(|| format!("pushing to {shown_ref}"))?;
