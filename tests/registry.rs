@@ -225,6 +225,77 @@ fn push_format_v2s2_writes_a_docker_manifest_that_skopeo_and_rimg_read() {
 }
 
 #[test]
+fn pull_all_tags_fetches_every_tag_of_the_repository() {
+    let reg = Registry::start();
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    s.image_from_layers(&three_layers(), "three:v1");
+    let addr = reg.addr();
+    rimg(&s, ["push", "busybox", &format!("{addr}/mixed:bb")]).ok();
+    rimg(&s, ["push", "three:v1", &format!("{addr}/mixed:three")]).ok();
+    rimg(&s, ["push", "three:v1", &format!("{addr}/mixed:again")]).ok();
+
+    let dst = Store::new();
+    let out = rimg(&dst, ["pull", "-a", &format!("{addr}/mixed")]).ok();
+    assert_eq!(out.matches(": Pulling from mixed").count(), 3, "{out}");
+    assert!(out.ends_with(&format!("\n{addr}/mixed\n")), "{out}");
+    for (tag, image) in [
+        ("bb", "busybox"),
+        ("three", "three:v1"),
+        ("again", "three:v1"),
+    ] {
+        assert_eq!(
+            id_of(&dst, &format!("{addr}/mixed:{tag}")),
+            id_of(&s, image),
+            "{tag}"
+        );
+    }
+    let err = rimg(&dst, ["pull", "-a", &format!("{addr}/mixed:bb")]).fails();
+    assert!(
+        err.contains("a tag or digest cannot be used with --all-tags"),
+        "{err}"
+    );
+}
+
+#[test]
+fn pull_all_tags_follows_the_pages_of_the_tag_list() {
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = log.clone();
+    let f = FakeRegistry::new(move |req: &FakeRequest, _me: &str| -> FakeResponse {
+        seen.lock().unwrap().push(req.path.clone());
+        match req.path.as_str() {
+            "/v2/" => (200, vec![], b"{}".to_vec()),
+            "/v2/img/tags/list" => (
+                200,
+                vec![(
+                    "Link".into(),
+                    "</v2/img/tags/list?n=1&last=one>; rel=\"next\"".into(),
+                )],
+                br#"{"name":"img","tags":["one"]}"#.to_vec(),
+            ),
+            "/v2/img/tags/list?n=1&last=one" => {
+                (200, vec![], br#"{"name":"img","tags":["two"]}"#.to_vec())
+            }
+            _ => (
+                404,
+                vec![],
+                br#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown"}]}"#
+                    .to_vec(),
+            ),
+        }
+    });
+    let s = Store::new();
+    let err = rimg(&s, ["pull", "-a", &format!("{}/img", f.addr())]).fails();
+    // Both pages were read before the first pull, which finds nothing.
+    assert!(err.contains("img:one: manifest unknown"), "{err}");
+    let log = log.lock().unwrap().clone();
+    assert!(
+        log.iter().any(|p| p == "/v2/img/tags/list?n=1&last=one"),
+        "{log:?}"
+    );
+}
+
+#[test]
 fn push_skips_blobs_the_registry_has_and_mounts_across_repositories() {
     let reg = Registry::start();
     let s = Store::new();

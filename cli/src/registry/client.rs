@@ -530,6 +530,59 @@ impl Client {
         Ok((Box::new(r.into_body().into_reader()), start, len))
     }
 
+    /// The repository's tags (`GET /tags/list`, following the registry's `Link` pages), each
+    /// page capped at [`MAX_MANIFEST_BYTES`](super::MAX_MANIFEST_BYTES).
+    pub fn list_tags(&self, repo: &str) -> Result<Vec<String>> {
+        #[derive(serde::Deserialize)]
+        struct Page {
+            #[serde(default)]
+            tags: Option<Vec<String>>,
+        }
+        let what = format!("listing the tags of {}/{repo}", self.registry);
+        let mut url = format!("{}/v2/{repo}/tags/list", self.base);
+        let mut tags = Vec::new();
+        // A registry that sends the same page forever is cut off.
+        for _ in 0..1000 {
+            let r = self.send("GET", &url, &[], None, &what)?;
+            let r = self.check(r, &what)?;
+            let next = header(&r, "link").and_then(|l| {
+                let (target, rel) = l.split_once(';')?;
+                rel.contains("rel=\"next\"")
+                    .then(|| target.trim().trim_start_matches('<').trim_end_matches('>'))
+                    .map(|t| self.url(t))
+            });
+            let mut body = Vec::new();
+            r.into_body()
+                .into_reader()
+                .take(super::MAX_MANIFEST_BYTES + 1)
+                .read_to_end(&mut body)
+                .map_err(|e| RegistryError::Transport {
+                    what: what.clone(),
+                    message: describe_io(&e),
+                })?;
+            if body.len() as u64 > super::MAX_MANIFEST_BYTES {
+                return Err(RegistryError::TooLarge {
+                    what,
+                    limit: super::MAX_MANIFEST_BYTES,
+                });
+            }
+            let page: Page =
+                serde_json::from_slice(&body).map_err(|e| RegistryError::BadDocument {
+                    what: what.clone(),
+                    message: e.to_string(),
+                })?;
+            tags.extend(page.tags.unwrap_or_default());
+            match next {
+                Some(n) => url = n,
+                None => return Ok(tags),
+            }
+        }
+        Err(RegistryError::BadDocument {
+            what,
+            message: "more than 1000 pages".into(),
+        })
+    }
+
     /// Downloads a small blob whole, refusing more than `limit` bytes, and verifies it.
     pub fn get_small_blob(
         &self,

@@ -30,6 +30,9 @@ pub struct PullArgs {
     /// Print only the image name.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Pull every tag of the repository.
+    #[arg(short = 'a', long)]
+    pub all_tags: bool,
     /// The image: `registry/repository[:tag]` or `registry/repository@sha256:…`.
     pub image: String,
 }
@@ -321,8 +324,32 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> Result<u8> {
         out: Out::Stdout,
         bars: true,
     };
-    pull_reference(&ctx.images()?, &reference, &how)?;
-    outln(&reference.to_string())?;
+    let images = ctx.images()?;
+    if !a.all_tags {
+        pull_reference(&images, &reference, &how)?;
+        outln(&reference.to_string())?;
+        return Ok(0);
+    }
+    if a.image.contains('@') || a.image.rsplit('/').next().is_some_and(|n| n.contains(':')) {
+        bail!(
+            "{}: a tag or digest cannot be used with --all-tags",
+            a.image
+        );
+    }
+    let loc = Location::of(&reference);
+    let shown = reference.repository();
+    let tags = connect(&loc.registry, a.tls_verify)
+        .and_then(|c| Ok(c.list_tags(&loc.repository)?))
+        .with_context(|| format!("pulling {shown}"))?;
+    if tags.is_empty() {
+        bail!("pulling {shown}: the repository has no tags");
+    }
+    for tag in tags {
+        let mut r = reference.clone();
+        r.tag = Some(tag);
+        pull_reference(&images, &r, &how)?;
+    }
+    outln(&shown)?;
     Ok(0)
 }
 
