@@ -478,7 +478,7 @@ impl ContentStore {
             path: p.clone(),
             message: e.to_string(),
         })?;
-        write_atomic_in(&self.tmp_dir(), &p, &bytes)?;
+        write_atomic_in(&self.tmp_dir(), &p, &bytes, 0o666)?;
         Ok(out)
     }
 
@@ -600,7 +600,7 @@ impl ContentStore {
 
     /// Atomically writes a small file anywhere in the store (state files, build cache).
     pub fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<()> {
-        write_atomic_in(&self.tmp_dir(), path, bytes)
+        write_atomic_in(&self.tmp_dir(), path, bytes, 0o666)
     }
 
     /// Atomically replaces a small file that describes runtime state only (mount records and
@@ -918,18 +918,37 @@ pub fn sync_dir(dir: &Path) -> Result<()> {
 
 /// Writes `bytes` to `path` atomically (temp file beside it, fsync, rename, fsync dir).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    write_atomic_in(dir, path, bytes)
+    write_atomic_in(parent_dir(path), path, bytes, 0o666)
 }
 
-fn write_atomic_in(tmp_dir: &Path, path: &Path, bytes: &[u8]) -> Result<()> {
+/// [`write_atomic`] for a file only its owner may read (credentials): mode 0600 from the
+/// moment the temp file exists.
+pub fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_in(parent_dir(path), path, bytes, 0o600)
+}
+
+/// The directory holding `path` (`.` for a bare file name).
+fn parent_dir(path: &Path) -> &Path {
+    path.parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."))
+}
+
+fn write_atomic_in(tmp_dir: &Path, path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let tmp = tmp_dir.join(format!(".tmp-{}", unique_name()));
     let result = (|| {
-        let mut f = File::create(&tmp).map_err(io_err("create", &tmp))?;
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(mode)
+            .open(&tmp)
+            .map_err(io_err("create", &tmp))?;
         f.write_all(bytes).map_err(io_err("write", &tmp))?;
         f.sync_all().map_err(io_err("sync", &tmp))?;
         fs::rename(&tmp, path).map_err(io_err("rename into", path))?;
-        sync_dir(path.parent().unwrap_or(Path::new(".")))
+        sync_dir(parent_dir(path))
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -1012,6 +1031,21 @@ mod tests {
         let blob = s.stage_blob(&data[..]).unwrap();
         assert_eq!(blob.digest, Digest::of(&data));
         assert_eq!(fs::read(&blob.file.path).unwrap(), data);
+    }
+
+    #[test]
+    fn private_files_are_0600_and_replaced_whole() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("auth.json");
+        write_private(&p, b"one").unwrap();
+        write_private(&p, b"two").unwrap();
+        assert_eq!(fs::read(&p).unwrap(), b"two");
+        assert_eq!(
+            fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

@@ -14,9 +14,8 @@
 //! realm and send that). [`Challenge::parse`] reads the header; the client does the exchange.
 
 use std::collections::BTreeMap;
-use std::fs::{self, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::fs;
+use std::io;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
@@ -158,49 +157,21 @@ pub fn lookup(registry: &str) -> Result<Option<Credentials>> {
 
 /// Writes the file atomically with mode 0600, creating its directory.
 fn write_file(path: &Path, doc: &Map<String, Value>) -> Result<()> {
-    let io_err = |op: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| RegistryError::Io {
-            op,
-            path: p,
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).map_err(|source| RegistryError::Io {
+            op: "create",
+            path: dir.to_path_buf(),
             source,
-        }
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-        std::process::id()
-    ));
-    let bytes = serde_json::to_vec_pretty(&Value::Object(doc.clone())).map_err(|e| {
+        })?;
+    }
+    let mut bytes = serde_json::to_vec_pretty(&Value::Object(doc.clone())).map_err(|e| {
         RegistryError::AuthFile {
             path: path.to_path_buf(),
             message: e.to_string(),
         }
     })?;
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_err("create", &tmp))?;
-        f.write_all(&bytes).map_err(io_err("write", &tmp))?;
-        f.write_all(b"\n").map_err(io_err("write", &tmp))?;
-        f.sync_all().map_err(io_err("sync", &tmp))?;
-        fs::rename(&tmp, path).map_err(io_err("rename into", path))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    bytes.push(b'\n');
+    Ok(rimg_fs::store::write_private(path, &bytes)?)
 }
 
 /// Stores credentials for `registry` in [`auth_file`], replacing any for the same registry.
