@@ -82,22 +82,14 @@ push_rimg() {
 push_skopeo() {
     measure skopeo-push skopeo copy -q --dest-tls-verify=false "oci:$store:node" "docker://$reg/node-skopeo"
 }
+# pull_rimg NAME REPO / pull_skopeo NAME REPO: R/REPO into a fresh store / oci: dir.
 pull_rimg() {
     rm -rf "$work/pulled"
-    measure rimg-pull env RIMG_ROOT="$work/pulled" "$RIMG" pull "$reg/node-rimg"
+    measure "rimg-$1" env RIMG_ROOT="$work/pulled" "$RIMG" pull "$reg/$2"
 }
 pull_skopeo() {
     rm -rf "$work/oci"
-    measure skopeo-pull skopeo copy -q --src-tls-verify=false "docker://$reg/node-rimg" "oci:$work/oci:node"
-}
-# The same from the blob skopeo pushed: one gzip stream (pgzip) rather than rimg's members.
-pull2_rimg() {
-    rm -rf "$work/pulled"
-    measure rimg-pull2 env RIMG_ROOT="$work/pulled" "$RIMG" pull "$reg/node-skopeo"
-}
-pull2_skopeo() {
-    rm -rf "$work/oci"
-    measure skopeo-pull2 skopeo copy -q --src-tls-verify=false "docker://$reg/node-skopeo" "oci:$work/oci:node"
+    measure "skopeo-$1" skopeo copy -q --src-tls-verify=false "docker://$reg/$2" "oci:$work/oci:node"
 }
 
 i=0
@@ -106,17 +98,18 @@ while [ "$i" -lt "$runs" ]; do
     if [ $((i % 2)) = 0 ]; then
         push_rimg
         push_skopeo
-        pull_rimg
-        pull_skopeo
-        pull2_rimg
-        pull2_skopeo
+        pull_rimg pull node-rimg
+        pull_skopeo pull node-rimg
+        # The blob skopeo pushed: one gzip stream (pgzip) rather than rimg's members.
+        pull_rimg pull2 node-skopeo
+        pull_skopeo pull2 node-skopeo
     else
         push_skopeo
         push_rimg
-        pull_skopeo
-        pull_rimg
-        pull2_skopeo
-        pull2_rimg
+        pull_skopeo pull node-rimg
+        pull_rimg pull node-rimg
+        pull_skopeo pull2 node-skopeo
+        pull_rimg pull2 node-skopeo
     fi
     i=$((i + 1))
 done
