@@ -11,7 +11,6 @@ use rimg::build::builder::{BaseImages, BuildOptions, Builder, Outcome, Progress}
 use rimg::build::run::MountRunner;
 use rimg::build::BuildError;
 use rimg::image::{Images, Reference};
-use rimg::registry::Platform;
 use rimg::units;
 
 use super::registry::{pull_reference, Out, PullHow};
@@ -155,13 +154,7 @@ struct Puller<'a> {
 impl BaseImages for Puller<'_> {
     fn fetch(&self, name: &str) -> std::result::Result<(), String> {
         let reference = Reference::parse(name).map_err(|e| e.to_string())?;
-        let how = PullHow {
-            tls_verify: true,
-            platform: Platform::host(),
-            quiet: self.quiet,
-            out: Out::Stdout,
-            bars: false,
-        };
+        let how = PullHow::implicit(Out::Stdout, self.quiet, false);
         pull_reference(self.images, &reference, &how).map_err(|e| rimg::error_line(e.as_ref()))
     }
 }

@@ -15,7 +15,6 @@ use rimg::container::log::LogReader;
 use rimg::container::monitor::{run_container, MonitorError};
 use rimg::container::{Container, Containers, CreateRequest, Status};
 use rimg::image::{Image, ImageError, Images, Reference};
-use rimg::registry::Platform;
 use rimg::runtime::env::{command_line, container_env, parse_env_arg, parse_env_file};
 use rimg::runtime::{spawn, Launch, Network, RawMode, Stdio, Supervisor, Target, Terminal};
 use rimg::table::{apply_template, ellipsis, render};
@@ -40,13 +39,7 @@ pub enum PullPolicy {
 /// stderr, as Docker prints it.
 fn container_image(images: &Images, name: &str, policy: PullPolicy) -> Result<Image> {
     let pull = |reference: &Reference| {
-        let how = PullHow {
-            tls_verify: true,
-            platform: Platform::host(),
-            quiet: false,
-            out: Out::Stderr,
-            bars: true,
-        };
+        let how = PullHow::implicit(Out::Stderr, false, true);
         pull_reference(images, reference, &how).map_err(|e| fail(125, rimg::error_line(e.as_ref())))
     };
     let reference = Reference::parse(name).ok();

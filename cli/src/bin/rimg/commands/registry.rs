@@ -273,6 +273,20 @@ pub struct PullHow {
     pub bars: bool,
 }
 
+impl PullHow {
+    /// The pull `run` and `build` start for an image they name: this machine's platform,
+    /// certificates verified.
+    pub fn implicit(out: Out, quiet: bool, bars: bool) -> Self {
+        PullHow {
+            tls_verify: true,
+            platform: Platform::host(),
+            quiet,
+            out,
+            bars,
+        }
+    }
+}
+
 /// Pulls `reference` into `images` and prints `docker pull`'s lines (`Pulling from`, one per
 /// layer, `Digest:`, `Status:`) to `how.out`.
 pub fn pull_reference(images: &Images, reference: &Reference, how: &PullHow) -> Result<()> {
