@@ -12,7 +12,7 @@ use rimg_fs::upper::RUNTIME_INJECTED;
 use rimg_fs::upper::{upper_changes, Change, LayerOptions, UpperError};
 use rimg_tests::archives::{DockerImage, Podman};
 use rimg_tests::tree::{hardlink_groups, snapshot, Layer, Reference};
-use rimg_tests::{busybox_tar, require_tool, sh, Store};
+use rimg_tests::{busybox_tar, require_tool, sh, Store, SEEDS_LAB_DIFF};
 
 /// Runs a shell workload (stopping at the first failure) in `dir`.
 #[track_caller]
@@ -77,16 +77,6 @@ fn lab_image(store: &Store) -> Image {
     store.image_with_config(&lab_layers(), config, "lab")
 }
 
-const LAB_CHANGES: [&str; 7] = [
-    "A /data",
-    "A /data/f",
-    "C /diamol",
-    "C /diamol/ch03.txt",
-    "A /diamol/new.txt",
-    "C /etc",
-    "D /etc/some-file",
-];
-
 #[test]
 fn seeds_lab_diff_commit_and_image_diff() {
     let s = Store::new();
@@ -98,7 +88,7 @@ fn seeds_lab_diff_commit_and_image_diff() {
         "echo jslee >> ch03.txt; echo x > new.txt; rm ../etc/some-file; mkdir ../data; echo y > ../data/f",
     );
     let changes = changes_of(&s, "lab", &upper, &LayerOptions::for_container());
-    assert_eq!(lines(&changes), LAB_CHANGES);
+    assert_eq!(lines(&changes), SEEDS_LAB_DIFF);
 
     let img = commit(&s, "lab", &upper, "lab-solution:v1").expect("commit");
     assert_eq!(img.diff_ids().len(), 2);
@@ -116,7 +106,7 @@ fn seeds_lab_diff_commit_and_image_diff() {
 
     // The same list from the images alone: top layer against the layers below, and from one
     // image to the other.
-    let want: String = LAB_CHANGES.iter().map(|l| format!("{l}\n")).collect();
+    let want: String = SEEDS_LAB_DIFF.iter().map(|l| format!("{l}\n")).collect();
     assert_eq!(s.rimg(["diff", "lab-solution:v1"]).ok(), want);
     assert_eq!(s.rimg(["diff", "lab", "lab-solution:v1"]).ok(), want);
     let back = s.rimg(["diff", "lab-solution:v1", "lab"]).ok();

@@ -3,21 +3,10 @@
 //! podman sees the same files and lists the same changes for the same container.
 
 use rimg_tests::archives::Podman;
-use rimg_tests::{mounts_under, require_tool, Store};
+use rimg_tests::{mounts_under, require_tool, Store, SEEDS_LAB_DIFF};
 
 const LAB_CHANGES: &str =
     "echo jslee >> ch03.txt; echo x > new.txt; rm /etc/some-file; mkdir /data; echo y > /data/f";
-
-/// The expected `docker diff` / `podman diff` output, in their order.
-const LAB_DIFF: &[&str] = &[
-    "A /data",
-    "A /data/f",
-    "C /diamol",
-    "C /diamol/ch03.txt",
-    "A /diamol/new.txt",
-    "C /etc",
-    "D /etc/some-file",
-];
 
 /// An image `lab` with /diamol/ch03.txt, /etc/some-file and WORKDIR /diamol, made with rimg
 /// itself (run + commit).
@@ -45,7 +34,7 @@ fn seeds_lab_run_diff_commit_history() {
     s.rimg(["run", "--name", "c", "lab", "sh", "-c", LAB_CHANGES])
         .ok();
     let diff = s.rimg(["diff", "c"]).ok();
-    assert_eq!(diff.lines().collect::<Vec<_>>(), LAB_DIFF);
+    assert_eq!(diff.lines().collect::<Vec<_>>(), SEEDS_LAB_DIFF);
 
     let id = s
         .rimg(["commit", "-m", "lab solution", "c", "lab-solution:v1"])
@@ -78,7 +67,7 @@ fn seeds_lab_run_diff_commit_history() {
 
     // The committed layer holds exactly the container's changes.
     let image_diff = s.rimg(["diff", "lab-solution:v1"]).ok();
-    assert_eq!(image_diff.lines().collect::<Vec<_>>(), LAB_DIFF);
+    assert_eq!(image_diff.lines().collect::<Vec<_>>(), SEEDS_LAB_DIFF);
 
     s.rimg(["rm", "c"]).ok();
     assert!(mounts_under(s.dir.path()).is_empty());

@@ -360,3 +360,15 @@ pub fn mounts_under(dir: &Path) -> Vec<String> {
         .map(str::to_string)
         .collect()
 }
+
+/// What `docker diff` prints for the seeds' lab container (append to ch03.txt, add new.txt,
+/// remove /etc/some-file, create /data/f), in Docker's order.
+pub const SEEDS_LAB_DIFF: [&str; 7] = [
+    "A /data",
+    "A /data/f",
+    "C /diamol",
+    "C /diamol/ch03.txt",
+    "A /diamol/new.txt",
+    "C /etc",
+    "D /etc/some-file",
+];
