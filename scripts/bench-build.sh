@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 runs=${1:-5}
 sh scripts/setup.sh
 if [ -z "${RIMG:-}" ]; then
-    cargo build --release -q -p rimg --bins
+    cargo build --release -q -p rimg-cli --bins
     RIMG=$PWD/target/release/rimg
 fi
 tar=$(RIMG=$RIMG scripts/make-debian-image.sh --tar-only)

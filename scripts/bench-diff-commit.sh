@@ -5,7 +5,7 @@
 #                                               UPPER_BENCH=path/to/upper-bench skip the build)
 # Two podman containers are made from the busybox tar (scripts/make-busybox-image.sh): one
 # writes 10,000 files (100 dirs x 100), one 100 MB (10 files of 10 MB of random data). The
-# library side is cli/examples/upper-bench.rs, which does what `rimg diff CONTAINER` and `rimg
+# library side is cli/bin/examples/upper-bench.rs, which does what `rimg diff CONTAINER` and `rimg
 # commit CONTAINER` do (open the store, build the image's union tree from the layer indexes,
 # then rimg_fs::upper::upper_changes, or rimg::image::commit::commit_upper), pointed at those
 # containers' upper dirs over the same busybox tar imported into a rimg store. The same two
@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 runs=${1:-5}
 sh scripts/setup.sh
 if [ -z "${RIMG:-}" ] || [ -z "${UPPER_BENCH:-}" ]; then
-    cargo build --release -q -p rimg --bins --example upper-bench
+    cargo build --release -q -p rimg-cli --bins --example upper-bench
 fi
 rimg=${RIMG:-$PWD/target/release/rimg}
 bench=${UPPER_BENCH:-$PWD/target/release/examples/upper-bench}

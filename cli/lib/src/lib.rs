@@ -1,6 +1,10 @@
-//! The library half of the `rimg` CLI: the image model, archives, and (as they land) the
-//! builder, runtime and registry client ([`registry`]). The binaries in `src/bin/` parse flags, call into
-//! this library, and print.
+//! rimg's container side as a library: the image model ([`image`]), the builder
+//! ([`build`]), the runtime ([`runtime`]), containers ([`container`]), the registry client
+//! ([`registry`]) and mounted stacks ([`mount`]).
+//!
+//! It knows no command line: it does not depend on clap, anyhow or indicatif, and it prints
+//! nothing. The binaries (`rimg`, `rimgfs`, in the `rimg-cli` package) parse flags, call into
+//! it, and print; Cargo enforces the split.
 
 pub mod build;
 pub mod container;
