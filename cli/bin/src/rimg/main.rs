@@ -3,13 +3,14 @@
 //! This binary parses flags, calls the `rimg` library and prints; errors are printed as one
 //! line (`Error: …`) with a non-zero exit code.
 
+mod argv;
 mod commands;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use commands::Ctx;
 
@@ -81,6 +82,9 @@ enum Command {
     Login(commands::registry::LoginArgs),
     /// Log out from a registry.
     Logout(commands::registry::LogoutArgs),
+    /// Manage containers.
+    #[command(subcommand)]
+    Container(ContainerCommand),
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCommand),
@@ -116,6 +120,34 @@ enum ImageCommand {
     Pull(commands::registry::PullArgs),
     /// Push an image to a registry.
     Push(commands::registry::PushArgs),
+}
+
+/// `rimg container VERB`: the container verbs under Docker's `container` group.
+#[derive(Subcommand)]
+enum ContainerCommand {
+    /// Create and run a container from an image.
+    Run(commands::containers::RunArgs),
+    /// Create a container without starting it.
+    Create(commands::containers::CreateArgs),
+    /// Start stopped or created containers.
+    Start(commands::containers::StartArgs),
+    /// List containers.
+    #[command(visible_aliases = ["ps", "list"])]
+    Ls(commands::containers::PsArgs),
+    /// Show a container's output.
+    Logs(commands::containers::LogsArgs),
+    /// Stop running containers (stop signal, then SIGKILL).
+    Stop(commands::containers::StopArgs),
+    /// Send a signal to running containers.
+    Kill(commands::containers::KillArgs),
+    /// Remove containers.
+    Rm(commands::containers::RmArgs),
+    /// Run a command in a running container.
+    Exec(commands::containers::ExecArgs),
+    /// Show a container's changed files.
+    Diff(commands::diff::DiffArgs),
+    /// Create a new image from a container's changes.
+    Commit(commands::commit::CommitArgs),
 }
 
 #[derive(Subcommand)]
@@ -161,23 +193,54 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Logout(a) => commands::registry::logout(&ctx, a),
         Command::System(SystemCommand::Df(a)) => commands::system::df(&ctx, a),
         Command::System(SystemCommand::Check(a)) => commands::system::check(&ctx, a),
-        Command::Diff(a) => commands::diff::diff(&ctx, a),
-        Command::Commit(a) => commands::commit::commit(&ctx, a),
-        Command::Run(a) => commands::containers::run(&ctx, a),
-        Command::Create(a) => commands::containers::create(&ctx, a),
-        Command::Start(a) => commands::containers::start(&ctx, a),
-        Command::Ps(a) => commands::containers::ps(&ctx, a),
-        Command::Logs(a) => commands::containers::logs(&ctx, a),
-        Command::Stop(a) => commands::containers::stop(&ctx, a),
-        Command::Kill(a) => commands::containers::kill(&ctx, a),
-        Command::Rm(a) => commands::containers::rm(&ctx, a),
-        Command::Exec(a) => commands::containers::exec(&ctx, a),
+        Command::Diff(a) | Command::Container(ContainerCommand::Diff(a)) => {
+            commands::diff::diff(&ctx, a)
+        }
+        Command::Commit(a) | Command::Container(ContainerCommand::Commit(a)) => {
+            commands::commit::commit(&ctx, a)
+        }
+        Command::Run(a) | Command::Container(ContainerCommand::Run(a)) => {
+            commands::containers::run(&ctx, a)
+        }
+        Command::Create(a) | Command::Container(ContainerCommand::Create(a)) => {
+            commands::containers::create(&ctx, a)
+        }
+        Command::Start(a) | Command::Container(ContainerCommand::Start(a)) => {
+            commands::containers::start(&ctx, a)
+        }
+        Command::Ps(a) | Command::Container(ContainerCommand::Ls(a)) => {
+            commands::containers::ps(&ctx, a)
+        }
+        Command::Logs(a) | Command::Container(ContainerCommand::Logs(a)) => {
+            commands::containers::logs(&ctx, a)
+        }
+        Command::Stop(a) | Command::Container(ContainerCommand::Stop(a)) => {
+            commands::containers::stop(&ctx, a)
+        }
+        Command::Kill(a) | Command::Container(ContainerCommand::Kill(a)) => {
+            commands::containers::kill(&ctx, a)
+        }
+        Command::Rm(a) | Command::Container(ContainerCommand::Rm(a)) => {
+            commands::containers::rm(&ctx, a)
+        }
+        Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => {
+            commands::containers::exec(&ctx, a)
+        }
         Command::Monitor(a) => commands::containers::monitor(&ctx, a),
     }
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = argv::end_flags_at_operand(&Cli::command(), std::env::args_os().collect());
+    let cli = match Cli::try_parse_from(args) {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Docker exits 125 when its own command line is wrong; help and version are not errors.
+            let code = if e.use_stderr() { 125 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {

@@ -96,8 +96,11 @@ pub struct CreateFlags {
     #[arg(short = 't', long)]
     pub tty: bool,
     /// Container host name.
-    #[arg(long)]
+    #[arg(short = 'h', long)]
     pub hostname: Option<String>,
+    /// Print help.
+    #[arg(long, action = clap::ArgAction::Help)]
+    pub help: Option<bool>,
     /// Network: host (default) or none.
     #[arg(long, default_value = "host")]
     pub network: String,
@@ -108,8 +111,9 @@ pub struct CreateFlags {
     pub command: Vec<String>,
 }
 
-/// Flags of `rimg run`.
+/// Flags of `rimg run` (`-h` is `--hostname`, as in Docker; help is `--help`).
 #[derive(Args)]
+#[command(disable_help_flag = true)]
 pub struct RunArgs {
     /// Run in the background and print the container id.
     #[arg(short = 'd', long)]
@@ -118,8 +122,9 @@ pub struct RunArgs {
     pub flags: CreateFlags,
 }
 
-/// Flags of `rimg create`.
+/// Flags of `rimg create` (`-h` is `--hostname`, as in Docker; help is `--help`).
 #[derive(Args)]
+#[command(disable_help_flag = true)]
 pub struct CreateArgs {
     #[command(flatten)]
     pub flags: CreateFlags,

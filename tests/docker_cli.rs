@@ -1,0 +1,93 @@
+//! Docker's command line as a script sees it: the `container` group beside the top-level verbs,
+//! flags that end at the image, `-h` as `--hostname`, and exit code 125 for rimg's own errors.
+
+use rimg_tests::containers::{assert_no_mounts, Cleanup};
+use rimg_tests::Store;
+
+fn store() -> Store {
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    s
+}
+
+#[test]
+fn the_container_group_runs_what_the_course_types() {
+    let s = store();
+    let _c = Cleanup(&s);
+    let id = s
+        .rimg(["container", "run", "-d", "--name", "web-ping", "busybox"])
+        .args(["sh", "-c", "echo ping; sleep 30"])
+        .ok();
+    assert_eq!(id.trim().len(), 64, "container run -d prints the id: {id}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let logs = s.rimg(["container", "logs", "web-ping"]).ok();
+        if logs == "ping\n" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no log line: {logs:?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let names = s.rimg(["container", "ls", "--format", "{{.Names}}"]).ok();
+    assert_eq!(names, "web-ping\n");
+    s.rimg(["container", "exec", "web-ping", "touch", "/pinged"])
+        .ok();
+    let diff = s.rimg(["container", "diff", "web-ping"]).ok();
+    assert!(diff.lines().any(|l| l == "A /pinged"), "{diff}");
+    s.rimg(["container", "commit", "web-ping", "pinged"]).ok();
+    s.rimg(["container", "rm", "-f", "web-ping"]).ok();
+    let out = s.rimg(["run", "--rm", "pinged", "ls", "/pinged"]).ok();
+    assert_eq!(out, "/pinged\n");
+    assert_no_mounts(s.dir.path());
+}
+
+#[test]
+fn words_after_the_image_go_to_the_container() {
+    let s = store();
+    let _c = Cleanup(&s);
+    // `--help`, `-i` and `-h` after the image are the container's, not rimg's.
+    let out = s
+        .rimg(["run", "--rm", "busybox", "echo", "--help", "-i", "-h"])
+        .ok();
+    assert_eq!(out, "--help -i -h\n");
+    // Before the image, `-h` is the host name, as in Docker.
+    let out = s
+        .rimg([
+            "container",
+            "run",
+            "--rm",
+            "-h",
+            "db",
+            "busybox",
+            "hostname",
+        ])
+        .ok();
+    assert_eq!(out, "db\n");
+    assert_no_mounts(s.dir.path());
+}
+
+#[test]
+fn rimgs_own_usage_errors_exit_125() {
+    let s = store();
+    let out = s
+        .rimg(["run", "--no-such-flag", "busybox", "true"])
+        .output();
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--no-such-flag"), "{err}");
+    let out = s.rimg(["container", "bogus"]).output();
+    assert_eq!(out.status.code(), Some(125));
+    // Help is not an error.
+    let out = s.rimg(["container", "run", "--help"]).output();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: rimg container run"));
+    assert!(s
+        .root()
+        .join("rimg/containers")
+        .read_dir()
+        .map_or(true, |mut d| d
+            .all(|e| e.map_or(true, |e| e.file_name().len() != 64))));
+}
