@@ -114,14 +114,15 @@ fn push_then_pull_into_a_fresh_store_gives_the_same_images() {
     let name = format!("{addr}/busybox:latest");
     let out = rimg(&dst, ["pull", &format!("{addr}/busybox")]).ok();
     let lines: Vec<&str> = out.lines().collect();
-    assert_eq!(lines[0], "latest: Pulling from busybox", "{out}");
-    assert!(lines[1].ends_with(": Pull complete"), "{out}");
-    assert_eq!(lines[2], format!("Digest: {pushed_digest}"));
+    assert_eq!(lines[0], "Using default tag: latest", "{out}");
+    assert_eq!(lines[1], "latest: Pulling from busybox", "{out}");
+    assert!(lines[2].ends_with(": Pull complete"), "{out}");
+    assert_eq!(lines[3], format!("Digest: {pushed_digest}"));
     assert_eq!(
-        lines[3],
+        lines[4],
         format!("Status: Downloaded newer image for {name}")
     );
-    assert_eq!(lines[4], name);
+    assert_eq!(lines[5], name);
     assert_eq!(identity(&dst, &name), identity(&src, "busybox"));
     let id = id_of(&src, "busybox");
     assert_eq!(saved(&dst, &id), saved(&src, &id));

@@ -79,6 +79,14 @@ impl Reference {
             }
             _ => (None, name),
         };
+        // Docker Hub has several spellings; its official images live under `library/`.
+        // All of them name the one repository, stored and shown as the familiar `busybox`.
+        let (domain, path) = match domain.as_deref() {
+            None | Some("docker.io" | "index.docker.io" | "registry-1.docker.io") => {
+                (None, familiar_path(path))
+            }
+            _ => (domain, path),
+        };
         if path.split('/').any(|c| !valid_component(c)) {
             return Err(bad(
                 "repository name must be lowercase letters, digits and separators",
@@ -103,6 +111,24 @@ impl Reference {
             Some(d) => format!("{d}/{}", self.path),
             None => self.path.clone(),
         }
+    }
+
+    /// The fully qualified name Docker prints after a pull:
+    /// `docker.io/library/busybox:latest`, `localhost:5000/web-ping:v2`.
+    pub fn full_name(&self) -> String {
+        let repository = match &self.domain {
+            Some(d) => format!("{d}/{}", self.path),
+            None if self.path.contains('/') => format!("docker.io/{}", self.path),
+            None => format!("docker.io/library/{}", self.path),
+        };
+        let mut name = repository;
+        if let Some(t) = &self.tag {
+            name = format!("{name}:{t}");
+        }
+        if let Some(d) = &self.digest {
+            name = format!("{name}@{d}");
+        }
+        name
     }
 
     /// The tag, or `latest`.
@@ -154,6 +180,14 @@ impl fmt::Display for Reference {
             write!(f, "@{d}")?;
         }
         Ok(())
+    }
+}
+
+/// `library/busybox` on Docker Hub is `busybox`; `library/a/b` stays as it is.
+fn familiar_path(path: &str) -> &str {
+    match path.strip_prefix("library/") {
+        Some(rest) if !rest.contains('/') => rest,
+        _ => path,
     }
 }
 
@@ -253,6 +287,31 @@ mod tests {
             Reference::parse("localhost/x").unwrap().domain.as_deref(),
             Some("localhost")
         );
+    }
+
+    #[test]
+    fn docker_hub_spellings_name_one_repository() {
+        for name in [
+            "busybox",
+            "docker.io/busybox",
+            "docker.io/library/busybox",
+            "index.docker.io/library/busybox:latest",
+            "library/busybox",
+        ] {
+            let r = Reference::parse(name).unwrap();
+            assert_eq!(
+                (r.domain.as_deref(), r.path.as_str()),
+                (None, "busybox"),
+                "{name}"
+            );
+            assert_eq!(r.ref_name(), "busybox", "{name}");
+            assert_eq!(r.full_name(), "docker.io/library/busybox:latest", "{name}");
+        }
+        let r = Reference::parse("docker.io/diamol/ch03-web-ping").unwrap();
+        assert_eq!(r.to_string(), "diamol/ch03-web-ping:latest");
+        assert_eq!(r.full_name(), "docker.io/diamol/ch03-web-ping:latest");
+        let r = Reference::parse("localhost:5000/busybox:v1").unwrap();
+        assert_eq!(r.full_name(), "localhost:5000/busybox:v1");
     }
 
     #[test]

@@ -340,11 +340,14 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> Result<u8> {
     };
     let images = ctx.images()?;
     if !a.all_tags {
+        if !a.quiet && !a.image.contains('@') && reference_names_no_tag(&a.image) {
+            outln("Using default tag: latest")?;
+        }
         pull_reference(&images, &reference, &how)?;
-        outln(&reference.to_string())?;
+        outln(&reference.full_name())?;
         return Ok(0);
     }
-    if a.image.contains('@') || a.image.rsplit('/').next().is_some_and(|n| n.contains(':')) {
+    if a.image.contains('@') || !reference_names_no_tag(&a.image) {
         bail!(
             "{}: a tag or digest cannot be used with --all-tags",
             a.image
@@ -365,6 +368,13 @@ pub fn pull(ctx: &Ctx, a: PullArgs) -> Result<u8> {
     }
     outln(&shown)?;
     Ok(0)
+}
+
+/// Whether the name the user typed has no `:tag` after its last `/`.
+fn reference_names_no_tag(name: &str) -> bool {
+    name.rsplit('/')
+        .next()
+        .is_some_and(|last| !last.contains(':'))
 }
 
 /// Pushes an image and prints its digest, as `docker push` does.
