@@ -19,6 +19,8 @@ where
 {
     let mut c = s.rimg(args);
     c.0.env("XDG_CONFIG_HOME", s.path("config"))
+        .env("HOME", s.path("home"))
+        .env("XDG_RUNTIME_DIR", s.path("run"))
         .env_remove("REGISTRY_AUTH_FILE")
         .env_remove("DOCKER_CONFIG");
     c
@@ -557,7 +559,9 @@ fn a_registry_with_htpasswd_needs_login_and_logout_forgets() {
     assert!(!err.status.success());
     let stderr = String::from_utf8_lossy(&err.stderr);
     assert!(
-        stderr.contains("incorrect username or password"),
+        stderr.contains("incorrect username or password")
+            && stderr.contains("refused this login")
+            && !stderr.contains("stored"),
         "{stderr}"
     );
     assert!(!auth_file.exists(), "a refused login stored credentials");
@@ -589,6 +593,36 @@ fn a_registry_with_htpasswd_needs_login_and_logout_forgets() {
     let mut pull = rimg(&third, ["pull", &dest]);
     pull.0.env("DOCKER_CONFIG", &docker_dir);
     pull.ok();
+    // So is ~/.docker/config.json, and a credential helper it names is asked, as Docker does.
+    let helpers = s.path("helpers");
+    fs::create_dir_all(&helpers).unwrap();
+    let helper = helpers.join("docker-credential-rimgtest");
+    fs::write(
+        &helper,
+        "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\necho \"$server\" >> \"$0.asked\"\n\
+         echo '{\"ServerURL\":\"'$server'\",\"Username\":\"alice\",\"Secret\":\"s3cret\"}'\n",
+    )
+    .unwrap();
+    fs::set_permissions(&helper, fs::Permissions::from_mode(0o755)).unwrap();
+    let home_docker = s.path("home").join(".docker");
+    fs::create_dir_all(&home_docker).unwrap();
+    let path = format!("{}:{}", helpers.display(), std::env::var("PATH").unwrap());
+    for config in [
+        serde_json::json!({ "credHelpers": { addr.clone(): "rimgtest" } }),
+        serde_json::json!({ "credsStore": "rimgtest" }),
+    ] {
+        fs::write(home_docker.join("config.json"), config.to_string()).unwrap();
+        let fourth = Store::new();
+        let mut pull = rimg(&fourth, ["pull", &dest]);
+        pull.0.env("HOME", s.path("home")).env("PATH", &path);
+        pull.ok();
+    }
+    let asked = fs::read_to_string(helpers.join("docker-credential-rimgtest.asked")).unwrap();
+    assert!(
+        asked.lines().all(|l| l == addr) && asked.lines().count() >= 2,
+        "{asked}"
+    );
+    fs::remove_file(home_docker.join("config.json")).unwrap();
 
     let out = rimg(&s, ["logout", &addr]).ok();
     assert_eq!(out, format!("Removing login credentials for {addr}\n"));

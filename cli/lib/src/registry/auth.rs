@@ -6,7 +6,13 @@
 //! - `$REGISTRY_AUTH_FILE` if set (as podman and skopeo do), else
 //!   `$XDG_CONFIG_HOME/rimg/auth.json`, else `~/.config/rimg/auth.json`. `login` writes here,
 //!   with mode 0600, atomically; other keys in the file are kept.
-//! - `$DOCKER_CONFIG/config.json`, if `DOCKER_CONFIG` is set, is read as a fallback.
+//! - Then Docker's `config.json` (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`)
+//!   and podman's `auth.json` (`$XDG_RUNTIME_DIR/containers/auth.json`, else
+//!   `/run/containers/<uid>/auth.json`, and `~/.config/containers/auth.json`) are read, so
+//!   a user who logged in with Docker or podman is logged in here too.
+//! - In each file, as Docker does: a `credHelpers` entry for the registry, else `credsStore`,
+//!   names a `docker-credential-<name>` program that is asked (`get`, the server on stdin);
+//!   else the `auths` entry.
 //!
 //! A registry answers an unauthenticated request with `401` and a `WWW-Authenticate`
 //! challenge: `Basic realm=…` (send the credentials on every request) or
@@ -81,11 +87,83 @@ pub fn auth_file() -> PathBuf {
 
 /// Every file credentials are read from, in order.
 fn read_files() -> Vec<PathBuf> {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+    };
+    let home = env("HOME").unwrap_or_else(|| PathBuf::from("/root"));
     let mut files = vec![auth_file()];
-    if let Some(d) = std::env::var_os("DOCKER_CONFIG").filter(|p| !p.is_empty()) {
-        files.push(PathBuf::from(d).join("config.json"));
-    }
+    files.push(
+        env("DOCKER_CONFIG")
+            .unwrap_or_else(|| home.join(".docker"))
+            .join("config.json"),
+    );
+    files.push(match env("XDG_RUNTIME_DIR") {
+        Some(d) => d.join("containers/auth.json"),
+        None => PathBuf::from(format!(
+            "/run/containers/{}/auth.json",
+            nix::unistd::getuid()
+        )),
+    });
+    files.push(
+        env("XDG_CONFIG_HOME")
+            .unwrap_or_else(|| home.join(".config"))
+            .join("containers/auth.json"),
+    );
+    files.dedup();
     files
+}
+
+/// The server name a credential helper is asked for: Docker Hub's is its v1 index URL.
+fn helper_server(registry: &str) -> String {
+    if normalize_key(registry) == DEFAULT_REGISTRY {
+        "https://index.docker.io/v1/".to_string()
+    } else {
+        registry.to_string()
+    }
+}
+
+/// Asks `docker-credential-<helper> get` for `registry`'s credentials, as Docker does. A
+/// helper that knows none answers non-zero ("credentials not found"): that is `None`.
+fn from_helper(helper: &str, registry: &str) -> Result<Option<Credentials>> {
+    use std::io::Write as _;
+    use std::process::{Command, Stdio};
+    let program = format!("docker-credential-{helper}");
+    let failed = |message: String| RegistryError::CredentialHelper {
+        helper: program.clone(),
+        message,
+    };
+    let mut child = Command::new(&program)
+        .arg("get")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(e.to_string()))?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(helper_server(registry).as_bytes())
+            .map_err(|e| failed(e.to_string()))?;
+    }
+    let out = child
+        .wait_with_output()
+        .map_err(|e| failed(e.to_string()))?;
+    if !out.status.success() {
+        let said = String::from_utf8_lossy(&out.stdout);
+        if said.contains("credentials not found") || out.stdout.is_empty() {
+            return Ok(None);
+        }
+        return Err(failed(said.trim().to_string()));
+    }
+    let v: Value = serde_json::from_slice(&out.stdout)
+        .map_err(|e| failed(format!("unreadable answer: {e}")))?;
+    let field = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or("").to_string();
+    let (username, password) = (field("Username"), field("Secret"));
+    if password.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Credentials { username, password }))
 }
 
 /// The key an `auths` entry uses for a registry, normalized: Docker writes
@@ -136,6 +214,19 @@ pub fn lookup(registry: &str) -> Result<Option<Credentials>> {
         let Some(doc) = read_json(&file)? else {
             continue;
         };
+        let helper = doc
+            .get("credHelpers")
+            .and_then(Value::as_object)
+            .and_then(|h| h.iter().find(|(k, _)| normalize_key(k) == want))
+            .and_then(|(_, v)| v.as_str())
+            .or_else(|| doc.get("credsStore").and_then(Value::as_str))
+            .filter(|h| !h.is_empty());
+        if let Some(helper) = helper {
+            if let Some(c) = from_helper(helper, registry)? {
+                return Ok(Some(c));
+            }
+            continue;
+        }
         let Some(Value::Object(auths)) = doc.get("auths") else {
             continue;
         };

@@ -253,6 +253,20 @@ impl Client {
 
     /// Checks that the credentials are accepted (`rimg login`).
     pub fn check_login(&self) -> Result<()> {
+        // The credentials are the ones being offered, not stored ones: say the registry
+        // refused this login, as Docker does.
+        self.try_login().map_err(|e| match e {
+            RegistryError::Unauthorized { host, .. } => RegistryError::Unauthorized {
+                host,
+                message:
+                    "unauthorized: incorrect username or password: the registry refused this login"
+                        .into(),
+            },
+            e => e,
+        })
+    }
+
+    fn try_login(&self) -> Result<()> {
         self.authorize(&[])?;
         let r = self.send(
             "GET",

@@ -178,6 +178,14 @@ pub enum RegistryError {
         /// What is wrong.
         message: String,
     },
+    /// A `docker-credential-*` helper named in a config file failed.
+    #[error("credential helper {helper}: {message}")]
+    CredentialHelper {
+        /// The program.
+        helper: String,
+        /// What went wrong.
+        message: String,
+    },
     /// I/O outside the store.
     #[error("{op} {path}: {source}")]
     Io {
