@@ -91,3 +91,50 @@ fn rimgs_own_usage_errors_exit_125() {
         .map_or(true, |mut d| d
             .all(|e| e.map_or(true, |e| e.file_name().len() != 64))));
 }
+
+#[test]
+fn inspect_finds_the_container_before_the_image_of_the_same_name() {
+    let s = store();
+    let _c = Cleanup(&s);
+    s.rimg(["tag", "busybox", "web"]).ok();
+    s.rimg([
+        "run", "-d", "--name", "web", "-e", "K=v", "busybox", "sleep", "30",
+    ])
+    .ok();
+    let v: serde_json::Value = serde_json::from_str(&s.rimg(["inspect", "web"]).ok()).unwrap();
+    assert_eq!(v[0]["Name"], "/web");
+    assert_eq!(v[0]["State"]["Status"], "running");
+    assert_eq!(v[0]["State"]["Running"], true);
+    assert!(v[0]["State"]["Pid"].as_i64().unwrap() > 0);
+    assert_eq!(v[0]["Path"], "sleep");
+    assert_eq!(v[0]["Args"], serde_json::json!(["30"]));
+    assert!(v[0]["Config"]["Env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e == "K=v"));
+    let status = s
+        .rimg([
+            "container",
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.Name}}",
+            "web",
+        ])
+        .ok();
+    assert_eq!(status, "running /web\n");
+    // --type image looks only at images: the image `web` has RepoTags, no State.
+    let img = s
+        .rimg(["inspect", "--type", "image", "-f", "{{.RepoTags}}", "web"])
+        .ok();
+    assert!(img.starts_with('[') && img.contains("web:latest"), "{img}");
+    s.rimg(["stop", "-t", "1", "web"]).ok();
+    let exited = s.rimg(["inspect", "-f", "{{.State.Status}}", "web"]).ok();
+    assert_eq!(exited, "exited\n");
+    let out = s.rimg(["inspect", "nothing-here"]).output();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No such object: nothing-here"));
+    let out = s.rimg(["container", "inspect", "busybox"]).output();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No such container: busybox"));
+}

@@ -39,8 +39,8 @@ enum Command {
     Images(commands::images::ImagesArgs),
     /// Show the history of an image.
     History(commands::images::HistoryArgs),
-    /// Show an image's details as JSON.
-    Inspect(commands::images::InspectArgs),
+    /// Show a container's or an image's details as JSON.
+    Inspect(commands::inspect::InspectArgs),
     /// Create a tag TARGET that refers to SOURCE.
     Tag(commands::images::TagArgs),
     /// Remove images.
@@ -144,6 +144,8 @@ enum ContainerCommand {
     Rm(commands::containers::RmArgs),
     /// Run a command in a running container.
     Exec(commands::containers::ExecArgs),
+    /// Show a container's details as JSON.
+    Inspect(commands::inspect::ContainerInspectArgs),
     /// Show a container's changed files.
     Diff(commands::diff::DiffArgs),
     /// Create a new image from a container's changes.
@@ -171,8 +173,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::History(a) | Command::Image(ImageCommand::History(a)) => {
             commands::images::history(&ctx, a)
         }
-        Command::Inspect(a) | Command::Image(ImageCommand::Inspect(a)) => {
-            commands::images::inspect(&ctx, a)
+        Command::Inspect(a) => commands::inspect::inspect(&ctx, a),
+        Command::Image(ImageCommand::Inspect(a)) => commands::images::inspect(&ctx, a),
+        Command::Container(ContainerCommand::Inspect(a)) => {
+            commands::inspect::container_inspect(&ctx, a)
         }
         Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => commands::images::tag(&ctx, a),
         Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => commands::images::rmi(&ctx, a),

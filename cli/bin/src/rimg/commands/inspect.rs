@@ -1,0 +1,130 @@
+//! `rimg inspect` / `rimg container inspect`: Docker's JSON for containers and images. A name
+//! is looked up as a container first, then as an image, as `docker inspect` does; `--type`
+//! chooses.
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use serde_json::Value;
+
+use rimg::container::{inspect::docker_json, Container, ContainerError, Containers};
+use rimg::image::{ImageError, Images};
+use rimg::table::apply_template;
+
+use super::images::{inspect_json, pretty4};
+use super::{out, outln, Ctx, ExitStatus};
+
+/// What kind of object a name is looked up as.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ObjectType {
+    /// A container.
+    Container,
+    /// An image.
+    Image,
+}
+
+/// Flags of `rimg inspect`.
+#[derive(Args)]
+pub struct InspectArgs {
+    /// Only this kind of object.
+    #[arg(long = "type", value_enum)]
+    pub kind: Option<ObjectType>,
+    /// A Go template applied to each result (`{{.State.Status}}`, `{{json .Config}}`).
+    #[arg(short, long)]
+    pub format: Option<String>,
+    /// Containers or images (names or ids).
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+/// Flags of `rimg container inspect`.
+#[derive(Args)]
+pub struct ContainerInspectArgs {
+    /// A Go template applied to each result (`{{.State.Status}}`, `{{json .Config}}`).
+    #[arg(short, long)]
+    pub format: Option<String>,
+    /// Containers (names or ids).
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// A container's JSON.
+pub fn container_json(c: &Container) -> Value {
+    docker_json(&c.config, &c.state, c.status())
+}
+
+/// `rimg inspect`: every name as a container, else an image (or only as `--type` says).
+pub fn inspect(ctx: &Ctx, a: InspectArgs) -> Result<u8> {
+    let images = ctx.images()?;
+    let containers = Containers::open(&images)?;
+    let mut found = Vec::new();
+    let mut missing = Vec::new();
+    for name in &a.names {
+        match lookup(&images, &containers, name, a.kind)? {
+            Some(v) => found.push(v),
+            None => missing.push(name.clone()),
+        }
+    }
+    print(found, a.format.as_deref())?;
+    if missing.is_empty() {
+        return Ok(0);
+    }
+    let what = match a.kind {
+        Some(ObjectType::Container) => "container",
+        Some(ObjectType::Image) => "image",
+        None => "object",
+    };
+    Err(ExitStatus {
+        code: 1,
+        message: format!("No such {what}: {}", missing.join(", ")),
+    }
+    .into())
+}
+
+/// `rimg container inspect`: containers only.
+pub fn container_inspect(ctx: &Ctx, a: ContainerInspectArgs) -> Result<u8> {
+    inspect(
+        ctx,
+        InspectArgs {
+            kind: Some(ObjectType::Container),
+            format: a.format,
+            names: a.containers,
+        },
+    )
+}
+
+fn lookup(
+    images: &Images,
+    containers: &Containers,
+    name: &str,
+    kind: Option<ObjectType>,
+) -> Result<Option<Value>> {
+    if kind != Some(ObjectType::Image) {
+        match containers.resolve(name) {
+            Ok(c) => return Ok(Some(container_json(&c))),
+            Err(ContainerError::NotFound(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    if kind != Some(ObjectType::Container) {
+        match images.resolve(name) {
+            Ok(img) => return Ok(Some(inspect_json(images, &img))),
+            Err(ImageError::NotFound(_)) | Err(ImageError::Reference(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(None)
+}
+
+fn print(found: Vec<Value>, format: Option<&str>) -> Result<()> {
+    match format {
+        Some(fmt) => {
+            let mut s = String::new();
+            for v in &found {
+                s.push_str(&apply_template(fmt, v)?);
+                s.push('\n');
+            }
+            out(&s)
+        }
+        None => outln(&pretty4(&Value::Array(found))?),
+    }
+}
