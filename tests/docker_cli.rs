@@ -138,3 +138,43 @@ fn inspect_finds_the_container_before_the_image_of_the_same_name() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("No such container: busybox"));
 }
+
+#[test]
+fn version_and_info_answer_as_docker_does() {
+    let s = store();
+    let _c = Cleanup(&s);
+    let v = s.rimg(["version", "--format", "{{.Client.Version}}"]).ok();
+    assert_eq!(v.trim(), env!("CARGO_PKG_VERSION"));
+    s.rimg(["create", "--name", "idle", "busybox", "true"]).ok();
+    let counts = s
+        .rimg([
+            "info",
+            "--format",
+            "{{.Containers}} {{.ContainersStopped}} {{.Images}}",
+        ])
+        .ok();
+    assert_eq!(counts, "1 1 1\n");
+    let text = s.rimg(["system", "info"]).ok();
+    assert!(text.contains(" Containers: 1\n"), "{text}");
+    assert!(
+        text.contains(&format!(" Docker Root Dir: {}\n", s.root().display())),
+        "{text}"
+    );
+}
+
+#[test]
+fn forced_removal_of_what_does_not_exist_is_not_an_error() {
+    let s = store();
+    assert_eq!(
+        s.rimg(["rm", "-f", "nothing"]).output().status.code(),
+        Some(0)
+    );
+    assert_eq!(
+        s.rimg(["rmi", "-f", "nothing"]).output().status.code(),
+        Some(0)
+    );
+    let out = s.rimg(["rm", "nothing"]).output();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("No such container: nothing"));
+    assert_eq!(s.rimg(["rmi", "nothing"]).output().status.code(), Some(1));
+}

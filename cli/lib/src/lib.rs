@@ -9,6 +9,7 @@
 pub mod build;
 pub mod container;
 pub mod image;
+pub mod info;
 pub mod mount;
 pub mod registry;
 pub mod runtime;

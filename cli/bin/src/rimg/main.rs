@@ -82,6 +82,10 @@ enum Command {
     Login(commands::registry::LoginArgs),
     /// Log out from a registry.
     Logout(commands::registry::LogoutArgs),
+    /// Show rimg's version.
+    Version(commands::info::FormatArgs),
+    /// Show system-wide information: containers, images, kernel, cgroups, the store.
+    Info(commands::info::FormatArgs),
     /// Manage containers.
     #[command(subcommand)]
     Container(ContainerCommand),
@@ -158,6 +162,8 @@ enum SystemCommand {
     Df(commands::system::DfArgs),
     /// Verify every blob, layer index and reference; --repair removes what is broken.
     Check(commands::system::CheckArgs),
+    /// Show system-wide information.
+    Info(commands::info::FormatArgs),
 }
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
@@ -197,6 +203,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Logout(a) => commands::registry::logout(&ctx, a),
         Command::System(SystemCommand::Df(a)) => commands::system::df(&ctx, a),
         Command::System(SystemCommand::Check(a)) => commands::system::check(&ctx, a),
+        Command::Info(a) | Command::System(SystemCommand::Info(a)) => commands::info::info(&ctx, a),
+        Command::Version(a) => commands::info::version(&ctx, a),
         Command::Diff(a) | Command::Container(ContainerCommand::Diff(a)) => {
             commands::diff::diff(&ctx, a)
         }

@@ -721,7 +721,23 @@ pub fn kill(ctx: &Ctx, a: KillArgs) -> Result<u8> {
 
 /// `rimg rm`.
 pub fn rm(ctx: &Ctx, a: RmArgs) -> Result<u8> {
-    for_each(ctx, &a.containers, |containers, c| {
+    // As Docker's: `rm -f` of a container that does not exist is not an error.
+    let names: Vec<String> = if a.force {
+        let all = containers(ctx)?;
+        a.containers
+            .iter()
+            .filter(|n| {
+                !matches!(
+                    all.resolve(n),
+                    Err(rimg::container::ContainerError::NotFound(_))
+                )
+            })
+            .cloned()
+            .collect()
+    } else {
+        a.containers.clone()
+    };
+    for_each(ctx, &names, |containers, c| {
         if c.status().is_running() {
             if !a.force {
                 return Err(rimg::container::ContainerError::Running(c.name().to_string()).into());

@@ -405,6 +405,13 @@ pub fn rmi(ctx: &Ctx, a: RmiArgs) -> Result<u8> {
                 }
                 deleted_images.extend(lines.into_iter().filter(|l| l.starts_with("Deleted:")));
             }
+            // As Docker's: `rmi -f` of an image that does not exist is not an error.
+            Err(e)
+                if a.force
+                    && matches!(
+                        e.downcast_ref::<rimg::image::ImageError>(),
+                        Some(rimg::image::ImageError::NotFound(_))
+                    ) => {}
             Err(e) => {
                 eprintln!("Error: {}", rimg::error_line(e.as_ref()));
                 failed = true;

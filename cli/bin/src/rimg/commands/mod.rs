@@ -8,6 +8,7 @@ pub mod containers;
 pub mod diff;
 pub mod images;
 pub mod import;
+pub mod info;
 pub mod inspect;
 pub mod registry;
 pub mod system;
