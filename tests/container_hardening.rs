@@ -1,14 +1,17 @@
 //! Containers and commit against hostile changes and hostile image configs (issue 8): commit
 //! stores symlinks as symlinks (never the host they point to), a container cannot forge a
 //! whiteout, an untrusted `WorkingDir` or `User` fails clearly without escaping, the runtime
-//! refuses an image whose `/etc` is a symlink out, and no host fd leaks into a container.
+//! resolves an image's `/etc` symlinks inside the container, and no host fd leaks into a
+//! container. Issue 21: the directories the runtime creates are 0755, and `/etc` files or a
+//! WORKDIR that are links or FIFOs are resolved inside the root.
 
 use std::fs;
 use std::path::PathBuf;
 
 use rimg_tests::archives::{store_state, tmp_files};
 use rimg_tests::containers::Cleanup;
-use rimg_tests::{sh, Store};
+use rimg_tests::tree::Layer;
+use rimg_tests::{busybox_tar, sh, Store};
 
 fn store() -> Store {
     let s = Store::new();
@@ -101,14 +104,22 @@ fn commit_stores_symlinks_to_the_host_as_symlinks() {
     );
     assert!(size < 64 * 1024, "the layer is {size} bytes: {entries:?}");
 
-    // Running that image: the runtime will not mount /etc/hosts through the symlink.
+    // Running that image: /etc/hosts resolves inside the container (`/etc -> /` leads to
+    // the container's /hosts), never to the host's.
     let before = sh("md5sum /etc/hosts /etc/hostname /etc/resolv.conf; ls / | sort");
-    let err = s.rimg(["run", "--rm", "symlinks:1", "true"]).fails();
-    assert_eq!(err.lines().count(), 1, "{err}");
-    assert!(
-        err.starts_with("Error: ") && err.contains("/etc in the image is not a directory"),
-        "{err}"
-    );
+    let out = s
+        .rimg([
+            "run",
+            "--rm",
+            "--hostname",
+            "linked",
+            "symlinks:1",
+            "cat",
+            "/etc/hostname",
+            "/hostname",
+        ])
+        .ok();
+    assert_eq!(out, "linked\nlinked\n");
     assert_eq!(
         sh("md5sum /etc/hosts /etc/hostname /etc/resolv.conf; ls / | sort"),
         before
@@ -243,4 +254,144 @@ fn no_host_fd_leaks_into_a_container() {
         "exec: {out}"
     );
     s.rimg(["rm", "-f", "d"]).ok();
+}
+
+/// Busybox with `top` (a layer) on it, tagged `name`.
+fn busybox_with(s: &Store, top: Layer, name: &str) {
+    let base = fs::read(busybox_tar()).unwrap();
+    s.image_from_layers(&[base, top.build()], name);
+}
+
+#[test]
+fn a_missing_etc_is_created_0755_and_root_owned() {
+    let s = store();
+    let _c = Cleanup(&s);
+    busybox_with(&s, Layer::new().whiteout("etc"), "noetc:1");
+    let out = s
+        .rimg([
+            "run",
+            "--rm",
+            "-u",
+            "1000",
+            "noetc:1",
+            "sh",
+            "-c",
+            "touch /etc/ld.so.preload",
+        ])
+        .output();
+    assert!(
+        !out.status.success(),
+        "a container user wrote /etc/ld.so.preload"
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Permission denied"), "{err}");
+    let out = s
+        .rimg([
+            "run",
+            "--rm",
+            "noetc:1",
+            "stat",
+            "-c",
+            "%a %u %g %n",
+            "/etc",
+            "/etc/hosts",
+        ])
+        .ok();
+    assert_eq!(out, "755 0 0 /etc\n644 0 0 /etc/hosts\n");
+}
+
+#[test]
+fn etc_files_that_are_links_or_fifos_are_resolved_inside_the_root() {
+    let s = store();
+    let _c = Cleanup(&s);
+    // A relative link that climbs out and an absolute one to a host path: both resolve
+    // inside the container's root, where the host path is created.
+    let victim = s.path("victim");
+    fs::create_dir_all(&victim).unwrap();
+    let escape = format!("../../../../..{}/hostname", victim.display());
+    busybox_with(
+        &s,
+        Layer::new()
+            .symlink("etc/hosts", "/run/missing/hosts")
+            .symlink("etc/hostname", &escape)
+            .fifo("etc/resolv.conf"),
+        "etclinks:1",
+    );
+    let before = sh("md5sum /etc/hosts /etc/hostname /etc/resolv.conf");
+    let script = "cat /etc/hostname; grep -q localhost /run/missing/hosts && echo hosts; \
+                  cmp /etc/hosts /run/missing/hosts && echo same; \
+                  stat -c %F /etc/resolv.conf; wc -c < /etc/resolv.conf";
+    let out = s
+        .rimg([
+            "run",
+            "--rm",
+            "--hostname",
+            "inside",
+            "etclinks:1",
+            "sh",
+            "-c",
+            script,
+        ])
+        .ok();
+    let resolv = fs::read("/etc/resolv.conf").unwrap_or_default().len();
+    assert_eq!(
+        out,
+        format!("inside\nhosts\nsame\nregular file\n{resolv}\n"),
+        "{out}"
+    );
+    assert!(
+        !victim.join("hostname").exists(),
+        "the runtime wrote through a link to the host"
+    );
+    assert_eq!(
+        sh("md5sum /etc/hosts /etc/hostname /etc/resolv.conf"),
+        before
+    );
+
+    // A directory, or a link into /proc, cannot take the file: a clear one-line error.
+    for (layer, name, says) in [
+        (Layer::new().dir("etc/hosts", 0o755), "etcdir:1", "/etc/hosts in the image leads to /etc/hosts, a directory; cannot mount the container's hosts over it"),
+        (
+            Layer::new().symlink("etc/resolv.conf", "/dev/null"),
+            "etcdev:1",
+            "/etc/resolv.conf in the image leads to /dev/null; rimg does not mount the container's resolv.conf there",
+        ),
+        (
+            Layer::new().symlink("etc/hostname", "/proc/self/environ"),
+            "etcproc:1",
+            "resolving /etc/hostname in the image: /proc/self is a link in /proc, which is not followed",
+        ),
+    ] {
+        busybox_with(&s, layer, name);
+        let err = s.rimg(["run", "--rm", name, "true"]).fails();
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.starts_with("Error: ") && err.contains(says), "{err}");
+    }
+}
+
+#[test]
+fn a_workdir_linked_to_a_missing_absolute_path_is_created_inside() {
+    let s = store();
+    let _c = Cleanup(&s);
+    busybox_with(
+        &s,
+        Layer::new().symlink("w", "/missing/abs"),
+        "wdlink-base:1",
+    );
+    s.rimg(["create", "--name", "wl", "wdlink-base:1", "true"])
+        .ok();
+    s.rimg(["commit", "-c", "WORKDIR /w", "wl", "wdlink:1"])
+        .ok();
+    let out = s
+        .rimg([
+            "run",
+            "--rm",
+            "wdlink:1",
+            "sh",
+            "-c",
+            "pwd; stat -c %a /missing /missing/abs",
+        ])
+        .ok();
+    assert_eq!(out, "/missing/abs\n755\n755\n");
+    assert!(!std::path::Path::new("/missing").exists());
 }

@@ -63,6 +63,14 @@ fn kill_after(s: &Store, args: &[&std::ffi::OsStr], ms: u64) {
     child.wait().expect("wait");
 }
 
+/// The bytes of the files in the store's `rimg/tmp/`.
+fn tmp_bytes(s: &Store) -> u64 {
+    std::fs::read_dir(s.root().join("rimg/tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
 /// Everything a user would try after a crash works, and nothing partial is visible.
 #[track_caller]
 fn store_is_sound(s: &Store, when: &str) {
@@ -103,9 +111,16 @@ fn kill_during_import_leaves_a_sound_store() {
         !tmp_files(&s.root()).is_empty(),
         "no kill landed mid-import: the test proves nothing"
     );
-    // Another import works, and garbage collection clears what the killed ones left.
+    // Another import works, and garbage collection clears what the killed ones left, and
+    // says how much that was.
     s.rimg(["import"]).arg(busybox_tar()).arg("again:1").ok();
-    s.rimg(["image", "prune", "-f"]).ok();
+    let left = tmp_bytes(&s);
+    assert!(left > 0);
+    let out = s.rimg(["image", "prune", "-f"]).ok();
+    assert_eq!(
+        out,
+        format!("Total reclaimed space: {}\n", rimg::units::human_size(left))
+    );
     assert_eq!(tmp_files(&s.root()), Vec::<String>::new());
     store_is_sound(&s, "after prune");
 }
@@ -147,4 +162,20 @@ fn kill_during_load_leaves_a_sound_store() {
     );
     s.rimg(["import"]).arg(busybox_tar()).arg("again:1").ok();
     store_is_sound(&s, "after a full load");
+}
+
+#[test]
+fn prune_counts_the_temp_files_a_killed_commit_left() {
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    // What a commit killed midway leaves: its half-written layer in `rimg/tmp/`.
+    let tmp = s.root().join("rimg/tmp");
+    std::fs::write(tmp.join("killed-commit-1"), vec![7u8; 2_500_000]).unwrap();
+    std::fs::write(tmp.join("killed-commit-2"), vec![7u8; 1_300_000]).unwrap();
+    assert_eq!(
+        s.rimg(["image", "prune", "-f"]).ok(),
+        "Total reclaimed space: 3.8MB\n"
+    );
+    assert_eq!(tmp_files(&s.root()), Vec::<String>::new());
+    store_is_sound(&s, "after prune");
 }

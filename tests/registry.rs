@@ -1295,3 +1295,75 @@ fn the_bearer_token_flow_is_followed() {
     rimg(&s, ["pull", &name]).ok();
     assert_eq!(id_of(&s, &name), sha256(&config));
 }
+
+#[test]
+fn a_registry_that_stalls_mid_blob_times_out_and_the_pull_fails_in_one_line() {
+    let layer = random_layer(1);
+    let blob = gzip(&layer);
+    let config = serde_json::to_vec(&json!({
+        "architecture": rimg::image::config::host_arch(),
+        "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
+    }))
+    .unwrap();
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha256(&blob), "size": blob.len()}],
+    }))
+    .unwrap();
+    let config_path = format!("/v2/img/blobs/{}", sha256(&config));
+    let blob_path = format!("/v2/img/blobs/{}", sha256(&blob));
+    let blob_requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = blob_requests.clone();
+    let f = FakeRegistry::new(move |req: &FakeRequest, _me: &str| -> FakeResponse {
+        if req.path == "/v2/" {
+            return (200, vec![], b"{}".to_vec());
+        }
+        if req.path.starts_with("/v2/img/manifests/") {
+            let h = vec![(
+                "Content-Type".to_string(),
+                "application/vnd.oci.image.manifest.v1+json".to_string(),
+            )];
+            return (200, h, manifest.clone());
+        }
+        if req.path == config_path {
+            return (200, vec![], config.clone());
+        }
+        if req.path == blob_path {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let h = vec![("x-stall-after".to_string(), "100".to_string())];
+            return (200, h, blob.clone());
+        }
+        (404, vec![], Vec::new())
+    });
+    let s = Store::new();
+    rimg(&s, ["images"]).ok();
+    let before = store_state(&s.root());
+    let mut cmd = rimg(&s, ["pull", &format!("{}/img:v1", f.addr())]);
+    cmd.0.env("RIMG_REGISTRY_TIMEOUT", "1s");
+    let err = cmd.fails();
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("Error: "), "{err}");
+    assert!(
+        last.contains("timed out: the registry connection was silent for 1s"),
+        "{err}"
+    );
+    // The stall is retryable: every attempt asked for the blob again.
+    assert!(
+        blob_requests.load(std::sync::atomic::Ordering::SeqCst) > 1,
+        "{err}"
+    );
+    assert_eq!(store_state(&s.root()), before);
+    assert!(tmp_files(&s.root()).is_empty());
+
+    // A value that is not a duration is refused before any request.
+    let mut cmd = rimg(&s, ["pull", &format!("{}/img:v1", f.addr())]);
+    cmd.0.env("RIMG_REGISTRY_TIMEOUT", "soon");
+    let err = cmd.fails();
+    assert!(
+        err.contains("RIMG_REGISTRY_TIMEOUT=\"soon\" is not a duration"),
+        "{err}"
+    );
+}

@@ -163,7 +163,6 @@ pub struct TarStream<R> {
     data_left: u64,
     truncated_at: Option<u64>,
     finished: bool,
-    global: Pax,
 }
 
 #[derive(Default, Clone)]
@@ -187,7 +186,6 @@ impl<R: Read> TarStream<R> {
             data_left: 0,
             truncated_at: None,
             finished: false,
-            global: Pax::default(),
         }
     }
 
@@ -244,14 +242,21 @@ impl<R: Read> TarStream<R> {
             let typeflag = block[156];
             let size = parse_number(&block[124..136], offset, "size")?;
             match typeflag {
-                b'x' | b'g' => {
+                b'x' => {
                     let data = self.read_extension(size, offset)?;
-                    let target = if typeflag == b'x' {
-                        &mut local
-                    } else {
-                        &mut self.global
-                    };
-                    parse_pax(&data, offset, target)?;
+                    parse_pax(&data, offset, &mut local)?;
+                    continue;
+                }
+                b'g' => {
+                    // A global header is ignored, as Go's archive/tar (Docker) does: Go
+                    // returns it as an entry of its own that Docker skips, so it applies to
+                    // no later entry and also ends any `x`/`L`/`K` headers before it.
+                    let data = self.read_extension(size, offset)?;
+                    parse_pax(&data, offset, &mut Pax::default())?;
+                    local = Pax::default();
+                    gnu_name = None;
+                    gnu_link = None;
+                    first_header = None;
                     continue;
                 }
                 b'L' | b'K' => {
@@ -313,7 +318,7 @@ impl<R: Read> TarStream<R> {
         gnu_link: Option<Vec<u8>>,
     ) -> Result<RawEntry, TarError> {
         let ustar = &block[257..263] == b"ustar\0";
-        let raw_name = if let Some(p) = local.path.clone().or_else(|| self.global.path.clone()) {
+        let raw_name = if let Some(p) = local.path.clone() {
             p
         } else if let Some(n) = gnu_name {
             n
@@ -333,12 +338,7 @@ impl<R: Read> TarStream<R> {
         if raw_name.contains(&0) {
             return Err(TarError::NulInName(shown));
         }
-        let link = match local
-            .link
-            .clone()
-            .or_else(|| self.global.link.clone())
-            .or(gnu_link)
-        {
+        let link = match local.link.clone().or(gnu_link) {
             Some(l) => l,
             None => cstr(&block[157..257]).to_vec(),
         };
@@ -364,7 +364,7 @@ impl<R: Read> TarStream<R> {
         };
         let path = normalize_path(&raw_name)?;
 
-        let size = match local.size.or(self.global.size) {
+        let size = match local.size {
             Some(pax) if ustar_size != 0 && pax != ustar_size => {
                 return Err(TarError::SizeMismatch {
                     path: shown,
@@ -380,13 +380,11 @@ impl<R: Read> TarStream<R> {
         let mode = parse_number(&block[100..108], offset, "mode")? & 0o7777;
         let uid = local
             .uid
-            .or(self.global.uid)
             .map_or_else(|| parse_number(&block[108..116], offset, "uid"), Ok)?;
         let gid = local
             .gid
-            .or(self.global.gid)
             .map_or_else(|| parse_number(&block[116..124], offset, "gid"), Ok)?;
-        let (mtime, mtime_nsec) = match local.mtime.or(self.global.mtime) {
+        let (mtime, mtime_nsec) = match local.mtime {
             Some(t) => t,
             None => (parse_signed(&block[136..148], offset, "mtime")?, 0),
         };
@@ -412,7 +410,7 @@ impl<R: Read> TarStream<R> {
             path: shown.clone(),
             what: "gid",
         })?;
-        let mut xattrs = self.global.xattrs.clone();
+        let mut xattrs: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         for (k, v) in local.xattrs {
             xattrs.retain(|(ek, _)| *ek != k);
             xattrs.push((k, v));
@@ -845,6 +843,71 @@ mod tests {
         assert_eq!(es[0].xattrs, vec![(b"user.k".to_vec(), b"v\0x".to_vec())]);
         assert_eq!((es[0].mtime, es[0].mtime_nsec), (100, 250_000_000));
         assert_eq!(&bytes[es[0].data_offset as usize..][..2], b"hi");
+    }
+
+    /// A global PAX header (`g`) applies to no entry, as in Go's archive/tar (Docker), so
+    /// every tool reads the same names from the same layer. Go's reader yields, for these
+    /// bytes (Python's `tarfile` writes them with `pax_headers=` set): an entry of type `g`
+    /// that Docker skips, then `a` and `b` with their own names, sizes and owners.
+    #[test]
+    fn global_pax_header_is_ignored() {
+        fn pax_record(key: &str, value: &str) -> Vec<u8> {
+            let body = format!(" {key}={value}\n");
+            let mut n = body.len() + 1;
+            while format!("{n}{body}").len() != n {
+                n += 1;
+            }
+            format!("{n}{body}").into_bytes()
+        }
+        let mut data = pax_record("path", "GLOBAL");
+        data.extend(pax_record("uid", "4242"));
+        data.extend(pax_record("size", "1"));
+        data.extend(pax_record("SCHILY.xattr.user.g", "v"));
+        let mut b = builder();
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::XGlobalHeader);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, "pax_global_header", &data[..])
+            .unwrap();
+        for (name, body) in [("a", &b"first"[..]), ("b", b"second")] {
+            let mut h = tar::Header::new_ustar();
+            h.set_size(body.len() as u64);
+            h.set_uid(7);
+            b.append_data(&mut h, name, body).unwrap();
+        }
+        let bytes = b.into_inner().unwrap();
+        let es = entries(&bytes).unwrap();
+        let got: Vec<_> = es
+            .iter()
+            .map(|e| (e.path.clone(), e.size, e.uid, e.xattrs.len()))
+            .collect();
+        assert_eq!(got, [(b"a".to_vec(), 5, 7, 0), (b"b".to_vec(), 6, 7, 0)]);
+
+        // A global header between an `x` header and its entry ends that header, as in Go.
+        let mut b = builder();
+        b.append_pax_extensions([("path", &b"from-x"[..])]).unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::XGlobalHeader);
+        h.set_size(data.len() as u64);
+        b.append_data(&mut h, "pax_global_header", &data[..])
+            .unwrap();
+        let mut h = tar::Header::new_ustar();
+        h.set_size(1);
+        b.append_data(&mut h, "c", &b"c"[..]).unwrap();
+        let es = entries(&b.into_inner().unwrap()).unwrap();
+        assert_eq!(es.len(), 1);
+        assert_eq!(es[0].path, b"c");
+
+        // A malformed global header is still refused.
+        let mut b = builder();
+        let mut h = tar::Header::new_ustar();
+        h.set_entry_type(tar::EntryType::XGlobalHeader);
+        h.set_size(5);
+        b.append_data(&mut h, "g", &b"junk\n"[..]).unwrap();
+        assert!(matches!(
+            entries(&b.into_inner().unwrap()),
+            Err(TarError::BadPax(0))
+        ));
     }
 
     #[test]

@@ -409,7 +409,8 @@ pub struct FakeRequest {
     pub headers: HashMap<String, String>,
 }
 
-/// A response of the fake registry: status, headers, body.
+/// A response of the fake registry: status, headers, body. A header `x-stall-after: N` is
+/// not sent: the registry sends the headers and N bytes of the body, then stalls.
 pub type FakeResponse = (u16, Vec<(String, String)>, Vec<u8>);
 
 /// A scripted registry: every request is answered by `handler`. For what distribution itself
@@ -502,7 +503,12 @@ fn serve_one(
     let mut w = conn;
     let mut head = format!("HTTP/1.1 {status} X\r\nConnection: close\r\n");
     let mut has_len = false;
+    let mut stall_after = None;
     for (k, v) in &hs {
+        if k == "x-stall-after" {
+            stall_after = v.parse::<usize>().ok();
+            continue;
+        }
         has_len |= k.eq_ignore_ascii_case("content-length");
         head.push_str(&format!("{k}: {v}\r\n"));
     }
@@ -511,6 +517,13 @@ fn serve_one(
     }
     head.push_str("\r\n");
     w.write_all(head.as_bytes())?;
+    if let Some(n) = stall_after {
+        // Send the headers and `n` bytes of the body, then nothing until the client hangs up.
+        w.write_all(&body[..n.min(body.len())])?;
+        w.flush()?;
+        std::io::copy(&mut r, &mut std::io::sink())?;
+        return Ok(());
+    }
     if method != "HEAD" {
         w.write_all(&body)?;
     }

@@ -774,6 +774,19 @@ impl Images {
         Ok(removed)
     }
 
+    /// The bytes of the files interrupted commands left in `rimg/tmp/` (a killed commit's
+    /// half-written layer), which [`Images::collect_garbage`] removes: what a prune reclaims
+    /// besides blobs. Counted while `gc` is held, so no live command's file is among them.
+    pub fn temp_bytes(&self, _gc: &GcGuard) -> u64 {
+        let Ok(dir) = fs::read_dir(self.store.private_dir().join("tmp")) else {
+            return 0;
+        };
+        dir.filter_map(|e| e.ok()?.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum()
+    }
+
     /// The size of every layer of `images` ([`layer_size`]), each computed once.
     pub fn layer_sizes(&self, images: &[Image]) -> HashMap<Digest, u64> {
         let mut sizes = HashMap::new();

@@ -79,13 +79,48 @@ pub fn is_local(registry: &str) -> bool {
     host == "localhost" || host.starts_with("127.") || host == "::1"
 }
 
-fn agent(verify: bool) -> Agent {
+/// The environment variable that sets how long a registry connection may stay silent.
+pub const TIMEOUT_ENV: &str = "RIMG_REGISTRY_TIMEOUT";
+
+/// How long a registry connection may stay silent (no byte read or written) before the
+/// attempt fails and is retried: a registry that stalls mid-blob must not hang a pull.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long connecting may take (TCP and TLS), as Docker's registry client's 30 s dial.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The idle timeout: [`TIMEOUT_ENV`] (`90`, `90s`, `2m`, `500ms`) or [`DEFAULT_IDLE_TIMEOUT`].
+pub fn idle_timeout() -> Result<Duration> {
+    let Ok(v) = std::env::var(TIMEOUT_ENV) else {
+        return Ok(DEFAULT_IDLE_TIMEOUT);
+    };
+    parse_timeout(&v).ok_or(RegistryError::BadTimeout(v))
+}
+
+fn parse_timeout(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    let (num, unit_ms) = if let Some(n) = v.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = v.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = v.strip_suffix('m') {
+        (n, 60_000)
+    } else {
+        (v, 1000)
+    };
+    let n: u64 = num.trim().parse().ok()?;
+    Some(Duration::from_millis(n.checked_mul(unit_ms)?)).filter(|d| !d.is_zero())
+}
+
+fn agent(verify: bool, idle: Duration) -> Agent {
     let tls = TlsConfig::builder().disable_verification(!verify).build();
     Agent::config_builder()
         .http_status_as_error(false)
         .tls_config(tls)
-        .timeout_connect(Some(Duration::from_secs(30)))
+        .timeout_connect(Some(CONNECT_TIMEOUT.min(idle)))
         .timeout_recv_response(Some(Duration::from_secs(300)))
+        .timeout_per_read(Some(idle))
+        .timeout_per_write(Some(idle))
         .user_agent(concat!("rimg/", env!("CARGO_PKG_VERSION")))
         .max_idle_connections_per_host(8)
         .build()
@@ -103,6 +138,7 @@ fn transport(what: impl Into<String>, e: ureq::Error) -> RegistryError {
 fn describe(e: &ureq::Error) -> String {
     match e {
         ureq::Error::Io(io) => describe_io(io),
+        ureq::Error::Timeout(t) => describe_timeout(*t),
         other => {
             let m = other.to_string();
             if m.contains("disconnected") {
@@ -114,9 +150,27 @@ fn describe(e: &ureq::Error) -> String {
     }
 }
 
+fn describe_timeout(t: ureq::Timeout) -> String {
+    let idle = idle_timeout().unwrap_or(DEFAULT_IDLE_TIMEOUT);
+    match t {
+        ureq::Timeout::Connect => format!(
+            "timed out connecting to the registry after {:?}",
+            CONNECT_TIMEOUT.min(idle)
+        ),
+        ureq::Timeout::PerRead | ureq::Timeout::PerWrite => format!(
+            "timed out: the registry connection was silent for {idle:?} (set {TIMEOUT_ENV} to wait longer)"
+        ),
+        other => format!("timed out ({other})"),
+    }
+}
+
 /// A one-line description of an I/O error on a registry connection.
 pub fn describe_io(e: &std::io::Error) -> String {
     use std::io::ErrorKind::*;
+    if let Some(ureq::Error::Timeout(t)) = e.get_ref().and_then(|i| i.downcast_ref::<ureq::Error>())
+    {
+        return describe_timeout(*t);
+    }
     let m = e.to_string();
     if matches!(
         e.kind(),
@@ -162,7 +216,7 @@ impl Client {
         if insecure {
             schemes.push("http");
         }
-        let agent = agent(!insecure);
+        let agent = agent(!insecure, idle_timeout()?);
         let mut first_error = None;
         for scheme in schemes {
             let base = format!("{scheme}://{api}");
@@ -812,6 +866,22 @@ mod query {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_parse_with_units() {
+        assert_eq!(parse_timeout("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_timeout("90s"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_timeout("2m"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_timeout("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_timeout("0"), None);
+        assert_eq!(parse_timeout("soon"), None);
+        let stalled = std::io::Error::other(ureq::Error::Timeout(ureq::Timeout::PerRead));
+        assert!(
+            describe_io(&stalled).contains("silent"),
+            "{}",
+            describe_io(&stalled)
+        );
+    }
 
     #[test]
     fn local_registries_are_insecure() {

@@ -205,6 +205,9 @@ pub enum RegistryError {
         /// What the registry said.
         message: String,
     },
+    /// `RIMG_REGISTRY_TIMEOUT` is not a duration.
+    #[error("RIMG_REGISTRY_TIMEOUT={0:?} is not a duration (e.g. 60, 90s, 2m, 500ms)")]
+    BadTimeout(String),
     /// Another worker failed first; this one stopped.
     #[error("cancelled")]
     Cancelled,

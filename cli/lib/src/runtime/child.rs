@@ -239,14 +239,18 @@ fn prepare_and_exec(plan: &Plan<'_>) -> Result<std::convert::Infallible, Failure
         env.push(format!("HOME={}", user.home));
     }
     let cwd = if spec.cwd.is_empty() { "/" } else { &spec.cwd };
-    if !Path::new(cwd).is_dir() {
-        fs::create_dir_all(cwd).map_err(|e| {
+    // Resolved inside the container's root (a link to a missing absolute path is created
+    // where it leads, as runc does), missing directories made 0755; the chdir then follows
+    // no symlink, so never a `/proc` magic link out of the container.
+    let root = Path::new("/");
+    let resolved = rootfs::resolve_in_root(root, Path::new(cwd))
+        .and_then(|rel| rootfs::make_dirs_in_root(root, &rel).map(|()| root.join(rel)))
+        .map_err(|e| {
             setup(format!(
                 "chdir to cwd ({cwd:?}) set in config.json failed: {e}"
             ))
         })?;
-    }
-    chdir(cwd).map_err(|e| {
+    chdir(&resolved).map_err(|e| {
         let code = if e == nix::Error::EACCES { 126 } else { 125 };
         fail(
             code,

@@ -7,12 +7,18 @@
 //!
 //! Mount points the image lacks (`/proc`, `/dev`, `/sys`, the three `/etc` files) are created
 //! in the rootfs, which with an overlay lands in the upper dir; `diff` and `commit` leave
-//! exactly those paths out.
+//! exactly those paths out. Directories the runtime creates are 0755 and files 0644, owned by
+//! root, as Docker's. An `/etc` file that is a symlink in the image is resolved inside the
+//! rootfs (as if it were `/`, as runc's securejoin does) and mounted where it leads; one that
+//! is a FIFO, socket or device is mounted over.
 
+use std::collections::VecDeque;
+use std::ffi::OsString;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::Path;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
+use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{makedev, mknod, umask, Mode, SFlag};
@@ -42,27 +48,156 @@ fn ensure_dir(path: &Path) -> Result<(), String> {
             "{} in the image is not a directory; cannot mount over it",
             path.display()
         )),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(path)
-            .map_err(|e| format!("creating mount point {}: {e}", path.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            make_dir(path).map_err(|e| format!("creating mount point {}: {e}", path.display()))
+        }
         Err(e) => Err(format!("{}: {e}", path.display())),
     }
 }
 
-/// Makes `path` a regular file unless it is one; `false` when it is something else (a
-/// symlink, say), in which case it is left alone and not mounted over.
-fn ensure_file(path: &Path) -> Result<bool, String> {
-    match fs::symlink_metadata(path) {
-        Ok(m) => Ok(m.is_file()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            if let Some(parent) = path.parent() {
-                ensure_dir(parent)?;
-            }
-            fs::write(path, b"")
-                .map_err(|e| format!("creating mount point {}: {e}", path.display()))?;
-            Ok(true)
-        }
-        Err(e) => Err(format!("{}: {e}", path.display())),
+/// Creates the directory `path` 0755 whatever the umask, as Docker's runtime does (a
+/// world-writable `/etc` would let any container user plant `/etc/ld.so.preload`).
+fn make_dir(path: &Path) -> io::Result<()> {
+    fs::DirBuilder::new().mode(0o755).create(path)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755))
+}
+
+/// How many symlinks [`resolve_in_root`] follows before giving up (Linux's limit).
+const MAX_LINKS: usize = 40;
+
+/// Where `path` leads inside `root`, as a path relative to `root` with every symlink of it
+/// resolved as if `root` were `/`: an absolute target starts again at `root` and `..` never
+/// climbs above it, so the result is always inside. Components that do not exist are kept as
+/// written. What `filepath-securejoin` does for runc; a link inside `/proc` is an error.
+pub(crate) fn resolve_in_root(root: &Path, path: &Path) -> io::Result<PathBuf> {
+    fn parts(p: &Path) -> impl Iterator<Item = OsString> + '_ {
+        p.components().filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some(OsString::from("..")),
+            _ => None,
+        })
     }
+    let mut pending: VecDeque<OsString> = parts(path).collect();
+    let mut resolved = PathBuf::new();
+    let mut links = 0;
+    while let Some(c) = pending.pop_front() {
+        if c == ".." {
+            resolved.pop();
+            continue;
+        }
+        let candidate = resolved.join(&c);
+        match fs::symlink_metadata(root.join(&candidate)) {
+            Ok(m) if m.file_type().is_symlink() => {
+                // procfs links are magic (`/proc/self/fd/N` is whatever file N is, the host's
+                // included): never followed, as openat2's RESOLVE_NO_MAGICLINKS.
+                if resolved.starts_with("proc") {
+                    return Err(io::Error::other(format!(
+                        "/{} is a link in /proc, which is not followed",
+                        candidate.display()
+                    )));
+                }
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(io::Error::from_raw_os_error(libc::ELOOP));
+                }
+                let target = fs::read_link(root.join(&candidate))?;
+                if target.is_absolute() {
+                    resolved = PathBuf::new();
+                }
+                for part in parts(&target).collect::<Vec<_>>().into_iter().rev() {
+                    pending.push_front(part);
+                }
+            }
+            Ok(_) => resolved = candidate,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => resolved = candidate,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(resolved)
+}
+
+/// Creates every missing directory of `rel` (as [`resolve_in_root`] returns it) under `root`,
+/// 0755 and root-owned.
+pub(crate) fn make_dirs_in_root(root: &Path, rel: &Path) -> io::Result<()> {
+    let mut at = root.to_path_buf();
+    for c in rel.components() {
+        at.push(c);
+        match fs::symlink_metadata(&at) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(io::Error::from_raw_os_error(libc::ENOTDIR)),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => make_dir(&at)?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Bind-mounts `src` (one of the [`ETC_FILES`]) on `/etc/NAME` of the rootfs, wherever that
+/// leads inside it: created (0644) when missing, mounted over when a file, FIFO, socket or
+/// device; an error when it is a directory or leads into `/proc`, `/sys` or `/dev`.
+fn mount_etc_file(
+    rootfs: &Path,
+    root: &impl rustix::fd::AsFd,
+    src: &Path,
+    name: &str,
+) -> Result<(), String> {
+    use rustix::fs::{openat2, Mode as RMode, OFlags, ResolveFlags};
+    let wanted = Path::new("/etc").join(name);
+    let shown = wanted.display();
+    let rel = resolve_in_root(rootfs, &wanted)
+        .map_err(|e| format!("resolving {shown} in the image: {e}"))?;
+    let leads = || format!("{shown} in the image leads to /{}", rel.display());
+    if let Some(Component::Normal(top)) = rel.components().next() {
+        if ["proc", "sys", "dev"].iter().any(|d| top == *d) {
+            return Err(format!(
+                "{}; rimg does not mount the container's {name} there",
+                leads()
+            ));
+        }
+    }
+    if let Some(parent) = rel.parent() {
+        make_dirs_in_root(rootfs, parent)
+            .map_err(|e| format!("{}; creating its directory: {e}", leads()))?;
+    }
+    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    match fs::symlink_metadata(rootfs.join(&rel)) {
+        Ok(m) if m.is_dir() => {
+            return Err(format!(
+                "{}, a directory; cannot mount the container's {name} over it",
+                leads()
+            ))
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            openat2(
+                root,
+                &rel,
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                RMode::from_raw_mode(0o644),
+                resolve,
+            )
+            .map_err(|e| format!("{}; creating it: {e}", leads()))?;
+        }
+        Err(e) => return Err(format!("{}: {e}", leads())),
+    }
+    let target = openat2(
+        root,
+        &rel,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        RMode::empty(),
+        resolve,
+    )
+    .map_err(|e| format!("{}: {e}", leads()))?;
+    // The descriptor, not a path: what is mounted over is exactly what was resolved inside.
+    let via = PathBuf::from(format!("/proc/self/fd/{}", target.as_raw_fd()));
+    mount(
+        Some(src),
+        &via,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .map_err(|e| format!("mounting the container's {name} on {}: {e}", leads()))
 }
 
 fn populate_dev(dev: &Path) -> Result<(), String> {
@@ -210,14 +345,16 @@ pub(crate) fn enter(rootfs: &Path, etc_dir: &Path) -> Result<(), String> {
     )?;
     populate_dev(&dev)?;
     protect_proc(&proc, &dev.join("null"))?;
+    let root = rustix::fs::open(
+        rootfs,
+        rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .map_err(|e| format!("opening {}: {e}", rootfs.display()))?;
     for name in ETC_FILES {
         let src = etc_dir.join(name);
-        if !src.is_file() {
-            continue;
-        }
-        let target = rootfs.join("etc").join(name);
-        if ensure_file(&target)? {
-            mnt(Some(&src), &target, None, MsFlags::MS_BIND, None)?;
+        if src.is_file() {
+            mount_etc_file(rootfs, &root, &src, name)?;
         }
     }
     umask(old_umask);

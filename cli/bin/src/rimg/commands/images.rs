@@ -526,9 +526,10 @@ pub fn prune(ctx: &Ctx, a: PruneArgs) -> Result<u8> {
     // The build cache keeps what listed images were built with; the rest may go.
     let cache = rimg::build::cache::BuildCache::new(images.store());
     cache.release_unused(&images)?;
+    let temp = images.temp_bytes(&gc);
     let removed = images.collect_garbage(&gc)?;
     cache.remove_stale();
-    let reclaimed: u64 = removed.iter().map(|(_, s)| s).sum();
+    let reclaimed: u64 = temp + removed.iter().map(|(_, s)| s).sum::<u64>();
     let mut s = String::new();
     if !lines.is_empty() {
         s.push_str("Deleted Images:\n");
