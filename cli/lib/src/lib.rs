@@ -8,6 +8,7 @@
 
 pub mod build;
 pub mod container;
+pub mod glob;
 pub mod image;
 pub mod info;
 pub mod mount;

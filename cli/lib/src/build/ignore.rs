@@ -4,6 +4,8 @@
 //! also excluding everything under a directory it matches, and `!pattern` lines re-including
 //! what earlier lines excluded (the last matching line wins).
 
+use crate::glob;
+
 /// One `.dockerignore` line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Pattern {
@@ -93,7 +95,7 @@ fn match_parts(pat: &[String], path: &[&str]) -> bool {
         None => path.is_empty(),
         Some(p) if p == "**" => (0..=path.len()).any(|i| match_parts(&pat[1..], &path[i..])),
         Some(p) => match path.first() {
-            Some(c) => go_match(p, c) && match_parts(&pat[1..], &path[1..]),
+            Some(c) => glob::matches(p, c) && match_parts(&pat[1..], &path[1..]),
             None => false,
         },
     }
@@ -105,95 +107,27 @@ fn prefix_could_match(pat: &[String], dir: &[&str]) -> bool {
         (_, None) => true,
         (None, Some(_)) => false,
         (Some(p), Some(_)) if p == "**" => true,
-        (Some(p), Some(c)) => go_match(p, c) && prefix_could_match(&pat[1..], &dir[1..]),
+        (Some(p), Some(c)) => glob::matches(p, c) && prefix_could_match(&pat[1..], &dir[1..]),
     }
 }
 
-/// Go's `filepath.Match` for one path component: `*`, `?`, `[...]` classes (ranges, `^` or
-/// `!` negation) and `\` escapes.
-pub fn go_match(pattern: &str, name: &str) -> bool {
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    match_from(&p, &n)
-}
-
-fn match_from(p: &[char], n: &[char]) -> bool {
-    match p.first() {
-        None => n.is_empty(),
-        Some('*') => (0..=n.len()).any(|i| !n[..i].contains(&'/') && match_from(&p[1..], &n[i..])),
-        Some('?') => n.first().is_some_and(|&c| c != '/') && match_from(&p[1..], &n[1..]),
-        Some('[') => {
-            let Some(&c) = n.first() else {
-                return false;
-            };
-            match class(&p[1..], c) {
-                Some((ok, used)) => ok && match_from(&p[1 + used..], &n[1..]),
-                None => false,
-            }
-        }
-        Some('\\') if p.len() > 1 => n.first() == Some(&p[1]) && match_from(&p[2..], &n[1..]),
-        Some(&c) => n.first() == Some(&c) && match_from(&p[1..], &n[1..]),
-    }
-}
-
-/// Matches `c` against a class body (after `[`); returns whether it matched and how many
-/// pattern characters the class used (through `]`), or `None` if the class is malformed.
-fn class(p: &[char], c: char) -> Option<(bool, usize)> {
-    let mut i = 0;
-    let negate = matches!(p.first(), Some('^') | Some('!'));
-    if negate {
-        i += 1;
-    }
-    let mut matched = false;
-    let mut first = true;
-    loop {
-        let mut lo = *p.get(i)?;
-        if lo == ']' && !first {
-            i += 1;
-            break;
-        }
-        first = false;
-        i += 1;
-        if lo == '\\' {
-            lo = *p.get(i)?;
-            i += 1;
-        }
-        let mut hi = lo;
-        if p.get(i) == Some(&'-') && p.get(i + 1).is_some_and(|&x| x != ']') {
-            hi = *p.get(i + 1)?;
-            i += 2;
-            if hi == '\\' {
-                hi = *p.get(i)?;
-                i += 1;
-            }
-        }
-        if lo <= c && c <= hi {
-            matched = true;
-        }
-    }
-    Some((matched != negate, i))
-}
+/// Go's `filepath.Match` for one path component: [`crate::glob::matches`], the matcher
+/// `rimg images` also uses (a malformed pattern matches nothing).
+pub use crate::glob::matches as go_match;
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn go_match_table() {
-        let cases = [
-            ("*.js", "app.js", true),
-            ("*.js", "app.jsx", false),
-            ("a?c", "abc", true),
-            ("[a-c]x", "bx", true),
-            ("[^a-c]x", "bx", false),
-            ("[!a-c]x", "dx", true),
-            ("\\*", "*", true),
-            ("\\*", "a", false),
-            ("*", "", true),
-        ];
-        for (p, n, want) in cases {
-            assert_eq!(go_match(p, n), want, "{p} vs {n}");
-        }
+    fn bracket_bang_is_literal_as_in_go() {
+        // Issue 19: Go negates a class with `^` only; `[!a]` is the class of `!` and `a`.
+        let ig = Ignore::parse("[!a]*.txt\n[^c]*.md\n");
+        assert!(ig.excluded("a.txt"));
+        assert!(ig.excluded("!.txt"));
+        assert!(!ig.excluded("b.txt"));
+        assert!(ig.excluded("d.md"));
+        assert!(!ig.excluded("c.md"));
     }
 
     #[test]

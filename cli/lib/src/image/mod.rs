@@ -9,7 +9,9 @@ pub mod change;
 pub mod check;
 pub mod commit;
 pub mod config;
+pub mod filter;
 pub mod reference;
+pub mod usage;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -796,22 +798,6 @@ impl Images {
                 .or_insert_with(|| layer_size(&self.store, d));
         }
         sizes
-    }
-
-    /// How many images reference each layer (diff_id), for `system df`.
-    pub fn layer_users(&self, images: &[Image]) -> HashMap<Digest, usize> {
-        let mut users: HashMap<Digest, usize> = HashMap::new();
-        let mut seen_ids = BTreeSet::new();
-        for img in images {
-            if !seen_ids.insert(img.id) {
-                continue;
-            }
-            let unique: BTreeSet<&Digest> = img.diff_ids().iter().collect();
-            for d in unique {
-                *users.entry(*d).or_default() += 1;
-            }
-        }
-        users
     }
 }
 

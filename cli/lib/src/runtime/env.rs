@@ -1,6 +1,11 @@
 //! What a container process gets from its image and `run`'s flags: the environment
 //! (image `Env`, then `-e`/`--env-file`, with Docker's defaults) and the command line
 //! (Entrypoint + Cmd with Docker's override rules).
+//! [`ProcessSpec::for_image`] puts them together with the user and working directory: the
+//! process `run` and `create` start.
+
+use super::{Network, ProcessSpec};
+use crate::image::RunConfig;
 
 /// The `PATH` a container gets when its image sets none (Docker's default).
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -106,6 +111,84 @@ pub fn command_line(
     ep.into_iter().chain(cmd.iter().cloned()).collect()
 }
 
+/// What `run`/`create` flags say about the process, over the image's defaults.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProcessOverrides {
+    /// `--entrypoint`: replaces the image's Entrypoint and drops its Cmd (`""` clears both).
+    pub entrypoint: Option<String>,
+    /// The arguments after the image: replace the image's Cmd.
+    pub command: Vec<String>,
+    /// `--env-file` then `-e` values, `KEY=VALUE`, in order (later wins).
+    pub env: Vec<String>,
+    /// `-w`: the working directory, absolute.
+    pub workdir: Option<String>,
+    /// `-u`: the user, replacing the image's.
+    pub user: Option<String>,
+    /// `--hostname`.
+    pub hostname: Option<String>,
+    /// `-t`.
+    pub tty: bool,
+    /// `-i`.
+    pub interactive: bool,
+    /// `--network`.
+    pub network: Network,
+}
+
+/// Why a container cannot be made from an image and flags (Docker's words; `run` exits 125).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// Neither the image nor the flags name a command.
+    #[error("No command specified")]
+    NoCommand,
+    /// `-w` is not an absolute path.
+    #[error("the working directory '{0}' is invalid, it needs to be an absolute path")]
+    RelativeWorkdir(String),
+}
+
+impl ProcessSpec {
+    /// The process of a container of an image with config `image`, as `run` makes it: the
+    /// command line from Entrypoint and Cmd ([`command_line`]), the environment from `PATH`,
+    /// `HOSTNAME`, `TERM`, the image's Env and the overrides ([`container_env`]), the user
+    /// from `-u` or the image, the working directory from `-w` or the image or `/`.
+    pub fn for_image(image: &RunConfig, o: ProcessOverrides) -> Result<Self, SpecError> {
+        let argv = command_line(
+            image.entrypoint.as_deref(),
+            image.cmd.as_deref(),
+            o.entrypoint.as_deref(),
+            &o.command,
+        );
+        if argv.is_empty() {
+            return Err(SpecError::NoCommand);
+        }
+        let cwd = match o.workdir {
+            Some(w) if !w.starts_with('/') => return Err(SpecError::RelativeWorkdir(w)),
+            Some(w) => w,
+            None => image
+                .working_dir
+                .clone()
+                .filter(|w| !w.is_empty())
+                .unwrap_or_else(|| "/".into()),
+        };
+        let hostname = o.hostname.unwrap_or_default();
+        let env = container_env(
+            image.env.as_deref().unwrap_or(&[]),
+            &o.env,
+            &hostname,
+            o.tty,
+        );
+        Ok(ProcessSpec {
+            argv,
+            env,
+            cwd,
+            user: o.user.or_else(|| image.user.clone()).unwrap_or_default(),
+            hostname,
+            tty: o.tty,
+            interactive: o.interactive,
+            network: o.network,
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +258,106 @@ mod tests {
         );
         assert_eq!(command_line(None, Some(&cmd), None, &[]), cmd);
         assert!(command_line(None, None, None, &[]).is_empty());
+    }
+
+    /// An image like `web-ping`: ENTRYPOINT, CMD, ENV, USER and WORKDIR set.
+    fn web_ping() -> RunConfig {
+        RunConfig {
+            entrypoint: Some(s(&["node", "app.js"])),
+            cmd: Some(s(&["example.com"])),
+            env: Some(s(&["INTERVAL=5", "TARGET=a"])),
+            user: Some("node".into()),
+            working_dir: Some("/app".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_image_decides_what_the_flags_leave_alone() {
+        let p = ProcessSpec::for_image(&web_ping(), ProcessOverrides::default()).unwrap();
+        assert_eq!(p.argv, s(&["node", "app.js", "example.com"]));
+        assert_eq!(p.cwd, "/app");
+        assert_eq!(p.user, "node");
+        assert_eq!(env_value(&p.env, "INTERVAL"), Some("5"));
+        assert_eq!(env_value(&p.env, "TERM"), None);
+        assert_eq!(
+            (p.tty, p.interactive, p.network),
+            (false, false, Network::Host)
+        );
+        // An image without WORKDIR, USER or ENTRYPOINT: `/`, root, just the Cmd.
+        let plain = RunConfig {
+            cmd: Some(s(&["sh"])),
+            working_dir: Some(String::new()),
+            ..Default::default()
+        };
+        let p = ProcessSpec::for_image(&plain, ProcessOverrides::default()).unwrap();
+        assert_eq!(
+            (p.argv, p.cwd, p.user),
+            (s(&["sh"]), "/".into(), String::new())
+        );
+    }
+
+    #[test]
+    fn flags_override_the_image_as_in_docker() {
+        let o = ProcessOverrides {
+            command: s(&["other.org"]),
+            env: s(&["INTERVAL=1", "NEW=x"]),
+            workdir: Some("/tmp".into()),
+            user: Some("1000:1000".into()),
+            hostname: Some("box".into()),
+            tty: true,
+            interactive: true,
+            network: Network::None,
+            ..Default::default()
+        };
+        let p = ProcessSpec::for_image(&web_ping(), o).unwrap();
+        assert_eq!(p.argv, s(&["node", "app.js", "other.org"]));
+        assert_eq!(p.cwd, "/tmp");
+        assert_eq!(p.user, "1000:1000");
+        assert_eq!(p.hostname, "box");
+        assert_eq!(
+            p.env,
+            s(&[
+                &format!("PATH={DEFAULT_PATH}"),
+                "HOSTNAME=box",
+                "TERM=xterm",
+                "INTERVAL=1",
+                "TARGET=a",
+                "NEW=x"
+            ])
+        );
+        assert_eq!(
+            (p.tty, p.interactive, p.network),
+            (true, true, Network::None)
+        );
+    }
+
+    #[test]
+    fn refusals_are_dockers() {
+        let o = ProcessOverrides {
+            entrypoint: Some(String::new()),
+            ..Default::default()
+        };
+        let e = ProcessSpec::for_image(&web_ping(), o).unwrap_err();
+        assert_eq!(e.to_string(), "No command specified");
+        let o = ProcessOverrides {
+            workdir: Some("tmp".into()),
+            ..Default::default()
+        };
+        let e = ProcessSpec::for_image(&web_ping(), o).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "the working directory 'tmp' is invalid, it needs to be an absolute path"
+        );
+        // No command wins over a bad working directory, as before.
+        let o = ProcessOverrides {
+            entrypoint: Some(String::new()),
+            workdir: Some("tmp".into()),
+            ..Default::default()
+        };
+        assert_eq!(
+            ProcessSpec::for_image(&web_ping(), o).unwrap_err(),
+            SpecError::NoCommand
+        );
     }
 }

@@ -15,7 +15,7 @@ use rimg::container::log::LogReader;
 use rimg::container::monitor::{run_container, MonitorError};
 use rimg::container::{Container, Containers, CreateRequest, Status};
 use rimg::image::{Image, ImageError, Images, Reference};
-use rimg::runtime::env::{command_line, container_env, parse_env_arg, parse_env_file};
+use rimg::runtime::env::{container_env, parse_env_arg, parse_env_file, ProcessOverrides};
 use rimg::runtime::{spawn, Launch, Network, RawMode, Stdio, Supervisor, Target, Terminal};
 use rimg::table::{apply_template, ellipsis, render};
 use rimg::units::{ago, human_duration, now_unix, parse_rfc3339};
@@ -263,18 +263,18 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
     let containers = Containers::open(&images)?;
     let image = container_image(&images, &f.image, f.pull)?;
     let network: Network = f.network.parse().map_err(|e: String| fail(125, e))?;
-    let mut overrides = Vec::new();
+    let mut env = Vec::new();
     for file in &f.env_files {
         let text = std::fs::read_to_string(file)
             .map_err(|e| fail(125, format!("open {}: {e}", file.display())))?;
-        overrides.extend(
+        env.extend(
             parse_env_file(&text, host_env)
                 .map_err(|e| fail(125, format!("{}: {e}", file.display())))?,
         );
     }
     for e in &f.env {
         match parse_env_arg(e, host_env) {
-            Ok(Some(kv)) => overrides.push(kv),
+            Ok(Some(kv)) => env.push(kv),
             Ok(None) => {}
             Err(m) => {
                 return Err(fail(
@@ -284,56 +284,24 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
             }
         }
     }
-    let rc = &image.config.config;
-    let argv = command_line(
-        rc.entrypoint.as_deref(),
-        rc.cmd.as_deref(),
-        f.entrypoint.as_deref(),
-        &f.command,
-    );
-    if argv.is_empty() {
-        return Err(fail(125, "No command specified"));
-    }
-    let cwd = match &f.workdir {
-        Some(w) if !w.starts_with('/') => {
-            return Err(fail(
-                125,
-                format!("the working directory '{w}' is invalid, it needs to be an absolute path"),
-            ))
-        }
-        Some(w) => w.clone(),
-        None => rc
-            .working_dir
-            .clone()
-            .filter(|w| !w.is_empty())
-            .unwrap_or_else(|| "/".into()),
-    };
-    let hostname = f.hostname.clone().unwrap_or_default();
-    let env = container_env(
-        rc.env.as_deref().unwrap_or(&[]),
-        &overrides,
-        &hostname,
-        f.tty,
-    );
-    let process = rimg::runtime::ProcessSpec {
-        argv,
+    let overrides = ProcessOverrides {
+        entrypoint: f.entrypoint,
+        command: f.command,
         env,
-        cwd,
-        user: f
-            .user
-            .clone()
-            .or_else(|| rc.user.clone())
-            .unwrap_or_default(),
-        hostname,
+        workdir: f.workdir,
+        user: f.user,
+        hostname: f.hostname,
         tty: f.tty,
         interactive: f.interactive,
         network,
     };
+    let process = rimg::runtime::ProcessSpec::for_image(&image.config.config, overrides)
+        .map_err(|e| fail(125, e.to_string()))?;
     let c = containers
         .create(CreateRequest {
             image,
-            image_name: f.image.clone(),
-            name: f.name.clone(),
+            image_name: f.image,
+            name: f.name,
             process,
             auto_remove: f.rm,
         })

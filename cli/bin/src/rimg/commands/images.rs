@@ -2,8 +2,9 @@
 
 use std::collections::BTreeSet;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::{ArgAction, Args};
+use rimg::image::filter::ImageFilter;
 use rimg::image::{layer_size, Image, Images, Reference};
 use rimg::table::{apply_template, ellipsis, render};
 use rimg::units::{ago, human_size};
@@ -36,95 +37,15 @@ pub struct ImagesArgs {
     pub format: Option<String>,
 }
 
-/// One row of `rimg images`.
-struct Row<'a> {
-    image: &'a Image,
-    repository: String,
-    tag: String,
-    digest: String,
-}
-
-/// Lists images, newest first, one row per tag.
+/// Lists images, newest first, one row per tag (see `rimg::image::filter`).
 pub fn images(ctx: &Ctx, a: ImagesArgs) -> Result<u8> {
     let images = ctx.images()?;
     let mut list = images.list()?;
     list.sort_by(|x, y| y.config.created.cmp(&x.config.created));
-    let mut patterns: Vec<String> = a.pattern.iter().cloned().collect();
-    let mut dangling: Option<bool> = None;
-    let mut labels: Vec<(String, Option<String>)> = Vec::new();
-    for f in &a.filters {
-        let (k, v) = f
-            .split_once('=')
-            .with_context(|| format!("invalid filter {f:?}: expected KEY=VALUE"))?;
-        match k {
-            "dangling" => {
-                dangling = Some(match v {
-                    "true" | "1" => true,
-                    "false" | "0" => false,
-                    _ => bail!("invalid filter {f:?}: dangling takes true or false"),
-                })
-            }
-            "reference" => patterns.push(v.to_string()),
-            "label" => labels.push(match v.split_once('=') {
-                Some((lk, lv)) => (lk.to_string(), Some(lv.to_string())),
-                None => (v.to_string(), None),
-            }),
-            _ => bail!("invalid filter {k:?}: rimg images supports dangling, reference and label"),
-        }
-    }
+    let filter = ImageFilter::parse(a.pattern.as_deref(), &a.filters)?;
     let sizes = images.layer_sizes(&list);
-    let mut rows: Vec<Row> = Vec::new();
-    for img in &list {
-        if let Some(d) = dangling {
-            if d != img.tags.is_empty() {
-                continue;
-            }
-        }
-        let img_labels = img.config.config.labels.clone().unwrap_or_default();
-        if !labels.iter().all(|(k, v)| match v {
-            Some(v) => img_labels.get(k) == Some(v),
-            None => img_labels.contains_key(k),
-        }) {
-            continue;
-        }
-        if img.tags.is_empty() {
-            if patterns.is_empty() {
-                rows.push(Row {
-                    image: img,
-                    repository: "<none>".into(),
-                    tag: "<none>".into(),
-                    digest: "<none>".into(),
-                });
-            }
-            continue;
-        }
-        for t in &img.tags {
-            let repo = t.repository();
-            let full = format!("{repo}:{}", t.tag_or_latest());
-            if !patterns.is_empty()
-                && !patterns
-                    .iter()
-                    .any(|p| glob_match(p, &repo) || glob_match(p, &full))
-            {
-                continue;
-            }
-            let digest = img
-                .repo_digests
-                .iter()
-                .find_map(|rd| {
-                    rd.split_once('@')
-                        .filter(|(r, _)| *r == repo)
-                        .map(|(_, d)| d.to_string())
-                })
-                .unwrap_or_else(|| "<none>".into());
-            rows.push(Row {
-                image: img,
-                repository: repo,
-                tag: t.tag_or_latest().to_string(),
-                digest,
-            });
-        }
-    }
+    let rows = filter.rows(&list);
+    let none = |v: &Option<String>| v.clone().unwrap_or_else(|| "<none>".into());
     let id = |img: &Image| {
         if a.no_trunc {
             img.id.to_string()
@@ -152,12 +73,12 @@ pub fn images(ctx: &Ctx, a: ImagesArgs) -> Result<u8> {
                 "Containers": "N/A",
                 "CreatedAt": created,
                 "CreatedSince": ago(r.image.config.created.as_deref()),
-                "Digest": r.digest,
+                "Digest": none(&r.digest),
                 "ID": id(r.image),
-                "Repository": r.repository,
+                "Repository": none(&r.repository),
                 "SharedSize": "N/A",
                 "Size": size,
-                "Tag": r.tag,
+                "Tag": none(&r.tag),
                 "UniqueSize": "N/A",
                 "VirtualSize": size,
             });
@@ -178,9 +99,9 @@ pub fn images(ctx: &Ctx, a: ImagesArgs) -> Result<u8> {
     let table: Vec<Vec<String>> = rows
         .iter()
         .map(|r| {
-            let mut row = vec![r.repository.clone(), r.tag.clone()];
+            let mut row = vec![none(&r.repository), none(&r.tag)];
             if a.digests {
-                row.push(r.digest.clone());
+                row.push(none(&r.digest));
             }
             row.push(id(r.image));
             row.push(ago(r.image.config.created.as_deref()));
@@ -545,73 +466,4 @@ pub fn prune(ctx: &Ctx, a: PruneArgs) -> Result<u8> {
     ));
     out(&s)?;
     Ok(0)
-}
-
-/// Go's `path.Match`: `*` (not crossing `/`), `?`, `[...]` classes with ranges and `^`.
-pub fn glob_match(pattern: &str, text: &str) -> bool {
-    fn go(p: &[char], t: &[char]) -> bool {
-        match p.first() {
-            None => t.is_empty(),
-            Some('*') => {
-                let rest = &p[1..];
-                for i in 0..=t.len() {
-                    if go(rest, &t[i..]) {
-                        return true;
-                    }
-                    if i < t.len() && t[i] == '/' {
-                        break;
-                    }
-                }
-                false
-            }
-            Some('?') => !t.is_empty() && t[0] != '/' && go(&p[1..], &t[1..]),
-            Some('[') => {
-                let Some(&c) = t.first() else { return false };
-                let mut i = 1;
-                let negate = p.get(1) == Some(&'^');
-                if negate {
-                    i += 1;
-                }
-                let mut matched = false;
-                let mut first = true;
-                while i < p.len() && (first || p[i] != ']') {
-                    first = false;
-                    let lo = p[i];
-                    if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|&x| x != ']') {
-                        let hi = p[i + 2];
-                        matched |= lo <= c && c <= hi;
-                        i += 3;
-                    } else {
-                        matched |= lo == c;
-                        i += 1;
-                    }
-                }
-                if i >= p.len() {
-                    return false;
-                }
-                matched != negate && c != '/' && go(&p[i + 1..], &t[1..])
-            }
-            Some('\\') if p.len() > 1 => !t.is_empty() && t[0] == p[1] && go(&p[2..], &t[1..]),
-            Some(&c) => !t.is_empty() && t[0] == c && go(&p[1..], &t[1..]),
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let t: Vec<char> = text.chars().collect();
-    go(&p, &t)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::glob_match;
-
-    #[test]
-    fn glob_matches_like_go_path_match() {
-        assert!(glob_match("w*", "web-ping"));
-        assert!(!glob_match("w*", "busybox"));
-        assert!(!glob_match("*", "a/b"));
-        assert!(glob_match("*/b", "a/b"));
-        assert!(glob_match("web-ping:v?", "web-ping:v2"));
-        assert!(glob_match("[a-c]x", "bx"));
-        assert!(!glob_match("[^a-c]x", "bx"));
-    }
 }

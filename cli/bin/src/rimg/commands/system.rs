@@ -1,14 +1,12 @@
-//! `system df`: disk usage, with shared layers counted once; `system check`: verifies the
+//! `system df`: disk usage (see `rimg::image::usage`); `system check`: verifies the
 //! store (see `rimg::image::check`).
-
-use std::collections::BTreeSet;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use rimg::image::{check, Image, CONTAINER_PIN_PREFIX};
+use rimg::image::check;
+use rimg::image::usage::DiskUsage;
 use rimg::table::render;
 use rimg::units::{ago, human_size, human_size4};
-use rimg_fs::Digest;
 
 use super::{out, outln, Ctx};
 
@@ -27,84 +25,22 @@ fn with_percent(part: u64, total: u64) -> String {
     }
 }
 
-/// Prints TYPE TOTAL ACTIVE SIZE RECLAIMABLE (and, with `-v`, per-image usage).
+/// Prints TYPE TOTAL ACTIVE SIZE RECLAIMABLE (and, with `-v`, per-image usage), as
+/// [`DiskUsage`] accounts it.
 pub fn df(ctx: &Ctx, a: DfArgs) -> Result<u8> {
     let images = ctx.images()?;
-    let store = images.store();
-    let mut list = images.list()?;
-    list.sort_by(|x, y| y.config.created.cmp(&x.config.created));
-    let mut unique: Vec<&Image> = Vec::new();
-    let mut ids = BTreeSet::new();
-    for img in &list {
-        if ids.insert(img.id) {
-            unique.push(img);
-        }
-    }
-    let pins = images.pins()?;
-    let container_pins: Vec<&(String, Vec<Digest>)> = pins
-        .iter()
-        .filter(|(n, _)| n.starts_with(CONTAINER_PIN_PREFIX))
-        .collect();
-    let cache_pins: Vec<&(String, Vec<Digest>)> = pins
-        .iter()
-        .filter(|(n, _)| n.starts_with("cache-"))
-        .collect();
-    let active = |img: &Image| {
-        container_pins
-            .iter()
-            .any(|(_, ds)| ds.contains(&img.manifest_digest) || ds.contains(&img.id))
-    };
-    let users = images.layer_users(&list);
-    let sizes = images.layer_sizes(&list);
-    // Layers as Docker sizes them; a cache layer no image uses is measured as its blob.
-    let size_of = |d: &Digest| {
-        sizes
-            .get(d)
-            .copied()
-            .unwrap_or_else(|| store.blob_size(d).unwrap_or(0))
-    };
-    // Docker's per-image SIZE and SHARED SIZE: shared layers are those another image uses.
-    let shared_of = |img: &Image| -> u64 {
-        img.diff_ids()
-            .iter()
-            .filter(|d| users.get(*d).copied().unwrap_or(0) > 1)
-            .map(size_of)
-            .sum()
-    };
-    let all_layers: BTreeSet<Digest> = unique
-        .iter()
-        .flat_map(|i| i.diff_ids().iter().copied())
-        .collect();
-    // SIZE counts each layer once, however many images share it.
-    let total: u64 = all_layers.iter().map(size_of).sum();
-    // RECLAIMABLE as Docker computes it: the total less the unique size of every image a
-    // container uses.
-    let used: u64 = unique
-        .iter()
-        .filter(|i| active(i))
-        .map(|i| i.size_from(&sizes) - shared_of(i))
-        .sum();
-    let reclaimable = total.saturating_sub(used);
-    let n_active = unique.iter().filter(|i| active(i)).count();
-
-    let cache_layers: BTreeSet<Digest> = cache_pins
-        .iter()
-        .flat_map(|(_, ds)| ds.iter().copied())
-        .filter(|d| !all_layers.contains(d))
-        .collect();
-    let cache_size: u64 = cache_layers.iter().map(size_of).sum();
-
+    let u = DiskUsage::measure(&images)?;
     let rows = vec![
         vec![
             "Images".into(),
-            unique.len().to_string(),
-            n_active.to_string(),
-            human_size4(total),
-            with_percent(reclaimable, total),
+            u.images.len().to_string(),
+            u.active.to_string(),
+            human_size4(u.images_size),
+            with_percent(u.reclaimable, u.images_size),
         ],
         vec![
             "Containers".into(),
-            container_pins.len().to_string(),
+            u.containers.to_string(),
             "0".into(),
             human_size4(0),
             human_size4(0),
@@ -118,10 +54,10 @@ pub fn df(ctx: &Ctx, a: DfArgs) -> Result<u8> {
         ],
         vec![
             "Build Cache".into(),
-            cache_pins.len().to_string(),
+            u.cache.len().to_string(),
             "0".into(),
-            human_size4(cache_size),
-            human_size4(cache_size),
+            human_size4(u.cache_size),
+            human_size4(u.cache_size),
         ],
     ];
     if !a.verbose {
@@ -132,13 +68,8 @@ pub fn df(ctx: &Ctx, a: DfArgs) -> Result<u8> {
         return Ok(0);
     }
     let mut table = Vec::new();
-    for img in &unique {
-        let size = img.size_from(&sizes);
-        let shared = shared_of(img);
-        let containers = container_pins
-            .iter()
-            .filter(|(_, ds)| ds.contains(&img.manifest_digest) || ds.contains(&img.id))
-            .count();
+    for i in &u.images {
+        let img = &i.image;
         // Docker shows each image once, under its first tag.
         let (repo, tag) = match img.tags.first() {
             Some(t) => (t.repository(), t.tag_or_latest().to_string()),
@@ -149,10 +80,10 @@ pub fn df(ctx: &Ctx, a: DfArgs) -> Result<u8> {
             tag,
             img.id.short(),
             ago(img.config.created.as_deref()),
-            human_size(size),
-            human_size(shared),
-            human_size(size - shared),
-            containers.to_string(),
+            human_size(i.size),
+            human_size(i.shared),
+            human_size(i.unique()),
+            i.containers.to_string(),
         ]);
     }
     let mut s = String::from("Images space usage:\n\n");
@@ -187,23 +118,18 @@ pub fn df(ctx: &Ctx, a: DfArgs) -> Result<u8> {
     s.push_str(&render(&["VOLUME NAME", "LINKS", "SIZE"], &[]));
     s.push_str(&format!(
         "\nBuild cache usage: {}\n\n",
-        human_size4(cache_size)
+        human_size4(u.cache_size)
     ));
-    let cache_rows: Vec<Vec<String>> = cache_pins
+    let cache_rows: Vec<Vec<String>> = u
+        .cache
         .iter()
-        .map(|(name, ds)| {
-            let size: u64 = ds
-                .iter()
-                .filter(|d| !all_layers.contains(d))
-                .map(size_of)
-                .sum();
-            let shared = ds.iter().any(|d| all_layers.contains(d));
+        .map(|c| {
             vec![
-                name.trim_start_matches("cache-").chars().take(12).collect(),
+                c.id.chars().take(12).collect(),
                 "regular".into(),
-                human_size(size),
+                human_size(c.size),
                 "true".into(),
-                shared.to_string(),
+                c.in_use.to_string(),
             ]
         })
         .collect();
