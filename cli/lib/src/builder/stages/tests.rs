@@ -80,6 +80,15 @@ struct FakeBases<'a> {
     fetched: RefCell<Vec<String>>,
 }
 
+impl<'a> FakeBases<'a> {
+    fn new(images: &'a Images) -> Self {
+        FakeBases {
+            images,
+            fetched: RefCell::new(Vec::new()),
+        }
+    }
+}
+
 impl BaseImages for FakeBases<'_> {
     fn fetch(&self, name: &str) -> Result<(), String> {
         self.fetched.borrow_mut().push(name.to_string());
@@ -179,6 +188,12 @@ impl Lab {
         (result, rec)
     }
 
+    /// The message of a build that must fail.
+    fn error(&self, opts: BuildOptions, bases: Option<&FakeBases>) -> String {
+        let (r, _) = self.build_with(opts, bases);
+        r.map(|_| ()).unwrap_err().to_string()
+    }
+
     fn build(&self, dockerfile: &str) -> (Built, Recorder) {
         let (r, rec) = self.build_with(self.opts(dockerfile), None);
         (r.unwrap(), rec)
@@ -248,9 +263,8 @@ fn target_builds_the_stage_and_only_the_stages_it_needs() {
 
     let mut opts = lab.opts(STAGES);
     opts.target = Some("nope".into());
-    let (err, _) = lab.build_with(opts, None);
     assert_eq!(
-        err.unwrap_err().to_string(),
+        lab.error(opts, None),
         "target stage \"nope\" could not be found"
     );
 }
@@ -414,10 +428,7 @@ CMD [\"run\"]
 #[test]
 fn copy_from_reads_an_earlier_stage_by_name_or_number_and_images_by_name() {
     let lab = Lab::new();
-    let bases = FakeBases {
-        images: &lab.images,
-        fetched: RefCell::new(Vec::new()),
-    };
+    let bases = FakeBases::new(&lab.images);
     let dockerfile = "\
 FROM scratch AS build
 RUN write /out/bin/tool built
@@ -443,12 +454,9 @@ COPY --from=base:1 /etc/base /from-image
     assert_eq!(h[0].0, "COPY --from=build /out/bin /usr/bin");
 
     // A missing source names the stage it was looked for in.
-    let (err, _) = lab.build_with(
-        lab.opts("FROM scratch AS s\nFROM scratch\nCOPY --from=s /nope /\n"),
-        None,
-    );
+    let opts = lab.opts("FROM scratch AS s\nFROM scratch\nCOPY --from=s /nope /\n");
     assert_eq!(
-        err.unwrap_err().to_string(),
+        lab.error(opts, None),
         "Dockerfile line 3: COPY --from=s /nope /: /nope: not found in s"
     );
 }
@@ -456,10 +464,7 @@ COPY --from=base:1 /etc/base /from-image
 #[test]
 fn from_a_named_image_fetches_it_once_and_gives_it_a_path() {
     let lab = Lab::new();
-    let bases = FakeBases {
-        images: &lab.images,
-        fetched: RefCell::new(Vec::new()),
-    };
+    let bases = FakeBases::new(&lab.images);
     let dockerfile = "\
 ARG BASE=base:2
 FROM $BASE AS one
@@ -483,9 +488,8 @@ RUN echo in two
         Some("base:2")
     );
 
-    let (err, _) = lab.build_with(lab.opts("FROM missing:1\n"), Some(&bases));
     assert_eq!(
-        err.unwrap_err().to_string(),
+        lab.error(lab.opts("FROM missing:1\n"), Some(&bases)),
         "Dockerfile line 1: FROM missing:1: missing:1: not in the registry"
     );
 }
