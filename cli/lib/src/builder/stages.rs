@@ -105,7 +105,7 @@ pub(super) fn stage_index(stages: &[Stage], name: &str, before: usize) -> Option
 }
 
 /// Runs a build. What the whole build shares lives here; what one stage's steps share is
-/// a [`steps::StageContext`].
+/// a `StageContext` (`steps/`).
 pub struct Builder<'a> {
     pub(super) images: &'a Images,
     pub(super) runner: &'a dyn Runner,
