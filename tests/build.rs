@@ -82,14 +82,14 @@ fn outcome(out: &str, n: usize, total: usize) -> String {
 fn read_file(s: &Store, image: &str, path: &str) -> Option<Vec<u8>> {
     let images = rimg::image::Images::open(&s.root()).unwrap();
     let img = images.resolve(image).unwrap();
-    let files = rimg::build::layer::ImageFiles::open(images.store(), img.diff_ids()).unwrap();
+    let files = rimg::builder::layer::ImageFiles::open(images.store(), img.diff_ids()).unwrap();
     files.read(path, 1 << 20)
 }
 
 fn node(s: &Store, image: &str, path: &str) -> Option<rimg_fs::union::Node> {
     let images = rimg::image::Images::open(&s.root()).unwrap();
     let img = images.resolve(image).unwrap();
-    let files = rimg::build::layer::ImageFiles::open(images.store(), img.diff_ids()).unwrap();
+    let files = rimg::builder::layer::ImageFiles::open(images.store(), img.diff_ids()).unwrap();
     let ino = files.lookup(path)?;
     files.tree.node(ino).cloned()
 }
@@ -418,7 +418,7 @@ fn bad_dockerfiles_name_the_line() {
 fn tree_of(s: &Store, image: &str) -> Vec<String> {
     let images = rimg::image::Images::open(&s.root()).unwrap();
     let img = images.resolve(image).unwrap();
-    let files = rimg::build::layer::ImageFiles::open(images.store(), img.diff_ids()).unwrap();
+    let files = rimg::builder::layer::ImageFiles::open(images.store(), img.diff_ids()).unwrap();
     files
         .tree
         .walk()

@@ -3,7 +3,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use rimg::build::dockerfile::{flags_text, parse, parse_arg, parse_copy, parse_from};
+use rimg::builder::dockerfile::{flags_text, parse, parse_arg, parse_copy, parse_from};
 use rimg::image::change::{split_instruction, CommandForm, Lexer};
 
 fuzz_target!(|data: &[u8]| {

@@ -1,12 +1,12 @@
 //! rimg's container side as a library: the image model ([`image`]), the builder
-//! ([`build`]), the runtime ([`runtime`]), containers ([`container`]), the registry client
+//! ([`builder`]), the runtime ([`runtime`]), containers ([`container`]), the registry client
 //! ([`registry`]) and mounted stacks ([`mount`]).
 //!
 //! It knows no command line: it does not depend on clap, anyhow or indicatif, and it prints
 //! nothing. The binaries (`rimg`, `rimgfs`, in the `rimg-cli` package) parse flags, call into
 //! it, and print; Cargo enforces the split.
 
-pub mod build;
+pub mod builder;
 pub mod container;
 pub mod glob;
 pub mod image;

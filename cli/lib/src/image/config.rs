@@ -138,11 +138,16 @@ impl ImageConfig {
 
     /// The value of `key` in `Env`, if set.
     pub fn env_value(&self, key: &str) -> Option<&str> {
-        self.config.env.as_ref()?.iter().rev().find_map(|kv| {
-            let (k, v) = kv.split_once('=')?;
-            (k == key).then_some(v)
-        })
+        env_value(self.config.env.as_deref().unwrap_or_default(), key)
     }
+}
+
+/// The value of `key` in an environment list (`KEY=value` entries; the last one wins).
+pub fn env_value<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
+    env.iter().rev().find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then_some(v)
+    })
 }
 
 /// Sets `key=value` in an `Env` list, replacing an earlier value in place.

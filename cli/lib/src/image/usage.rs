@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 use rimg_fs::Digest;
 
 use super::{Image, Images, Result, CONTAINER_PIN_PREFIX};
-use crate::build::cache::BUILD_PIN_PREFIX;
+use crate::builder::cache::BUILD_PIN_PREFIX;
 
 /// One image's line of `system df -v`.
 #[derive(Clone, Debug)]

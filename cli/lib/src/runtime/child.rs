@@ -21,10 +21,10 @@ use nix::unistd::{
     setuid, Gid, Uid,
 };
 
-use super::env::env_value;
 use super::sys::{self, Forked, WinSize};
 use super::user::resolve_user;
 use super::{rootfs, Network, ProcessSpec};
+use crate::image::config::env_value;
 
 /// Where the container process comes from.
 pub(crate) enum Entry {

@@ -81,15 +81,6 @@ pub fn container_env(
     env
 }
 
-/// The value of `key` in an environment list.
-pub fn env_value<'a>(env: &'a [String], key: &str) -> Option<&'a str> {
-    env.iter().rev().find_map(|kv| {
-        kv.split_once('=')
-            .filter(|(k, _)| *k == key)
-            .map(|(_, v)| v)
-    })
-}
-
 /// Docker's command rules: `--entrypoint` replaces the image's Entrypoint and clears its
 /// Cmd (an empty `--entrypoint ""` clears both); arguments after the image replace Cmd.
 /// The result is Entrypoint followed by Cmd.
@@ -192,6 +183,7 @@ impl ProcessSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::image::config::env_value;
 
     fn s(v: &[&str]) -> Vec<String> {
         v.iter().map(|x| x.to_string()).collect()

@@ -7,9 +7,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
-use rimg::build::builder::{BaseImages, BuildOptions, Builder, Outcome, Progress};
-use rimg::build::run::MountRunner;
-use rimg::build::BuildError;
+use rimg::builder::run::MountRunner;
+use rimg::builder::{BaseImages, BuildError, BuildOptions, Builder, Outcome, Progress};
 use rimg::image::{Images, Reference};
 use rimg::units;
 

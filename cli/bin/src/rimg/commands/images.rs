@@ -445,7 +445,7 @@ pub fn prune(ctx: &Ctx, a: PruneArgs) -> Result<u8> {
         lines.push(format!("deleted: {}", img.id));
     }
     // The build cache keeps what listed images were built with; the rest may go.
-    let cache = rimg::build::cache::BuildCache::new(images.store());
+    let cache = rimg::builder::cache::BuildCache::new(images.store());
     cache.release_unused(&images)?;
     let temp = images.temp_bytes(&gc);
     let removed = images.collect_garbage(&gc)?;

@@ -3,10 +3,11 @@
 //! [`dockerfile`] parses the text into instructions; [`ignore`] and [`context`] say which
 //! context files a step may read and hash them; [`layer`] writes the layers of COPY, ADD and
 //! WORKDIR directly (no container); [`run`] executes RUN on the mounted layer stack; [`cache`]
-//! keys every step by its parent state, its expanded instruction and its input files; and
-//! [`builder`] walks the stages, tracking Docker's variable scopes, and creates the image.
+//! keys every step by its parent state, its expanded instruction and its input files;
+//! `stages` walks the stages and creates the image ([`Builder`]), and `steps` holds one
+//! module per instruction kind, over a per-stage context that tracks Docker's variable
+//! scopes.
 
-pub mod builder;
 pub mod cache;
 pub mod context;
 pub mod dockerfile;
@@ -14,6 +15,10 @@ pub mod fetch;
 pub mod ignore;
 pub mod layer;
 pub mod run;
+mod stages;
+mod steps;
+
+pub use stages::{BaseImages, BuildOptions, Builder, Built, Outcome, Progress};
 
 use std::io;
 use std::path::PathBuf;
