@@ -1,6 +1,6 @@
 //! rimg's container side as a library: the image model ([`image`]), the builder
 //! ([`build`]), the runtime ([`runtime`]), containers ([`container`]), the registry client
-//! ([`registry`]) and mounted stacks ([`mount`]).
+//! ([`registry`]) and mounted stacks ([`mount`]); [`random`] makes their random ids and names.
 //!
 //! It knows no command line: it does not depend on clap, anyhow or indicatif, and it prints
 //! nothing. The binaries (`rimg`, `rimgfs`, in the `rimg-cli` package) parse flags, call into
@@ -10,6 +10,7 @@ pub mod build;
 pub mod container;
 pub mod image;
 pub mod mount;
+pub mod random;
 pub mod registry;
 pub mod runtime;
 pub mod table;
