@@ -4,29 +4,14 @@
 //! line (`Error: …`) with a non-zero exit code.
 
 mod commands;
+#[path = "../shared.rs"]
+mod shared;
 
-use std::io::{self, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 
 use commands::Ctx;
-
-/// The command line.
-#[derive(Parser)]
-#[command(
-    name = "rimg",
-    version,
-    about = "Container images as filesystems, without unpacking them"
-)]
-struct Cli {
-    /// The store: an OCI image layout (default /var/lib/rimg as root).
-    #[arg(long, global = true, env = "RIMG_ROOT", value_name = "DIR")]
-    root: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
-}
 
 #[derive(Subcommand)]
 enum Command {
@@ -126,8 +111,10 @@ enum SystemCommand {
     Check(commands::system::CheckArgs),
 }
 
+type Cli = shared::Cli<Command>;
+
 fn run(cli: Cli) -> anyhow::Result<u8> {
-    let ctx = Ctx::new(cli.root);
+    let ctx = Ctx::new(cli.store.dir());
     match cli.command {
         Command::Build(a) | Command::Image(ImageCommand::Build(a)) => commands::build::run(&ctx, a),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => {
@@ -177,15 +164,17 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::parse_as(
+        "rimg",
+        "Container images as filesystems, without unpacking them",
+    );
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(err) => {
             if commands::is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            let _ = io::stdout().flush();
-            eprintln!("Error: {}", rimg::error_line(err.as_ref()));
+            shared::print_error(&err);
             ExitCode::from(commands::exit_code_of(&err))
         }
     }
