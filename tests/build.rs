@@ -882,10 +882,7 @@ fn no_color_leaves_the_build_progress_without_colour_codes() {
     );
     let plain = on_terminal("NO_COLOR=1");
     assert!(plain.contains("[2/2] ENV A=1"), "{plain:?}");
-    assert!(
-        colour_codes.iter().all(|c| !plain.contains(c)),
-        "{plain:?}"
-    );
+    assert!(colour_codes.iter().all(|c| !plain.contains(c)), "{plain:?}");
     let piped = s.rimg(["build"]).arg(&ctx).ok();
     assert!(
         piped.contains("[2/2] ENV A=1") && !piped.contains('\x1b'),

@@ -28,7 +28,10 @@ mod tests {
         let a = super::hex_id(32).unwrap();
         let b = super::hex_id(32).unwrap();
         assert_eq!(a.len(), 64);
-        assert!(a.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')), "{a}");
+        assert!(
+            a.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f')),
+            "{a}"
+        );
         assert_ne!(a, b);
     }
 }

@@ -241,8 +241,8 @@ mod tests {
         let tag = Reference::parse("c:v1").unwrap();
         let listed = commit_image(&images, None, None, h(), &["ENV A=1".into()], &[tag]).unwrap();
         assert_eq!(images.resolve("c:v1").unwrap().id, listed.id);
-        let untagged = commit_image(&images, Some(&listed), None, h(), &["ENV B=2".into()], &[])
-            .unwrap();
+        let untagged =
+            commit_image(&images, Some(&listed), None, h(), &["ENV B=2".into()], &[]).unwrap();
         assert_eq!(untagged.config.env_value("A"), Some("1"));
         assert_eq!(untagged.config.history.len(), 2);
         assert!(images.list().unwrap().iter().any(|i| i.id == untagged.id));
