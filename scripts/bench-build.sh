@@ -9,13 +9,8 @@
 set -eu
 cd "$(dirname "$0")/.."
 runs=${1:-5}
-sh scripts/setup.sh
-if [ -z "${RIMG:-}" ]; then
-    cargo build --release -q -p rimg-cli --bins
-    RIMG=$PWD/target/release/rimg
-fi
-tar=$(RIMG=$RIMG scripts/make-debian-image.sh --tar-only)
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/rimg-bench-build.XXXXXX")
+. scripts/bench-common.sh
+bench_setup build --bins
 cleanup() {
     for m in $(RIMG_ROOT="$work/store" "$(dirname "$RIMG")/rimgfs" ls 2>/dev/null | awk 'NR > 1 { print $2 }'); do
         RIMG_ROOT="$work/store" "$(dirname "$RIMG")/rimgfs" umount "$m" || true
@@ -23,7 +18,7 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-printf '[containers]\ndefault_ulimits = []\n' >"$work/containers.conf"
+tar=$(RIMG=$RIMG scripts/make-debian-image.sh --tar-only)
 export RIMG_ROOT="$work/store"
 # A wrapper (a file, so /usr/bin/time can run it) for podman with a private store.
 cat >"$work/podman.sh" <<EOF
@@ -84,16 +79,9 @@ EOF
 measure() {
     name=$1
     shift
-    /usr/bin/time -f '%e' -o "$work/one" "$@" >/dev/null 2>"$work/err" || {
-        cat "$work/err" >&2
-        exit 1
-    }
+    timed '%e' "$@"
     cat "$work/one" >>"$work/t-$name"
     printf '%-22s %6ss\n' "$name" "$(cat "$work/one")"
-}
-
-median() {
-    sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 # Warm both (page cache, podman's first-run setup).
@@ -111,7 +99,7 @@ while [ "$i" -lt "$runs" ]; do
 done
 echo "medians of $runs runs:"
 for case in first cached run5; do
-    r=$(median <"$work/t-rimg-$case")
-    p=$(median <"$work/t-podman-$case")
+    r=$(median 3 <"$work/t-rimg-$case")
+    p=$(median 3 <"$work/t-podman-$case")
     echo "$case $r $p" | awk '{ printf "  %-7s rimg %6.3fs  podman %6.3fs  ratio %.2f\n", $1, $2, $3, $2 / $3 }'
 done

@@ -8,31 +8,19 @@
 set -eu
 cd "$(dirname "$0")/.."
 runs=${1:-5}
-sh scripts/setup.sh
-if [ -z "${RIMG:-}" ]; then
-    cargo build --release -q -p rimg-cli --bin rimg
-    RIMG=$PWD/target/release/rimg
-fi
-tar=$(RIMG=$RIMG scripts/make-debian-image.sh --tar-only)
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/rimg-bench-import.XXXXXX")
+. scripts/bench-common.sh
+bench_setup import --bin rimg
 trap 'rm -rf "$work"' EXIT
-printf '[containers]\ndefault_ulimits = []\n' >"$work/containers.conf"
+tar=$(RIMG=$RIMG scripts/make-debian-image.sh --tar-only)
 cat "$tar" >/dev/null
 
 # measure NAME COMMAND...: appends "seconds max_rss_kb" to $work/NAME.
 measure() {
     name=$1
     shift
-    /usr/bin/time -f '%e %M' -o "$work/one" "$@" >/dev/null 2>"$work/err" || {
-        cat "$work/err" >&2
-        exit 1
-    }
+    timed '%e %M' "$@"
     cat "$work/one" >>"$work/t-$name"
     printf '%-7s %6ss %8s KiB\n' "$name" $(cat "$work/one")
-}
-
-median() {
-    sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 echo "input: $tar ($(du -m "$tar" | cut -f1) MB, $(tar tf "$tar" | wc -l) entries), $runs runs each"

@@ -11,13 +11,8 @@
 set -eu
 cd "$(dirname "$0")/.."
 runs=${1:-3}
-sh scripts/setup.sh
-if [ -z "${RIMG:-}" ]; then
-    cargo build --release -q -p rimg-cli --bin rimg
-    RIMG=$PWD/target/release/rimg
-fi
-tar=$(RIMG=$RIMG scripts/make-debian-image.sh --tar-only)
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/rimg-bench-registry.XXXXXX")
+. scripts/bench-common.sh
+bench_setup registry --bin rimg
 pid=""
 cleanup() {
     [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
@@ -25,6 +20,7 @@ cleanup() {
     return 0
 }
 trap cleanup EXIT
+tar=$(RIMG=$RIMG scripts/make-debian-image.sh --tar-only)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 reg=127.0.0.1:$port
 cat >"$work/config.yml" <<EOF
@@ -59,16 +55,9 @@ measure() {
     name=$1
     shift
     sync
-    /usr/bin/time -f '%e %M %U %S' -o "$work/one" "$@" >/dev/null 2>"$work/err" || {
-        cat "$work/err" >&2
-        exit 1
-    }
+    timed '%e %M %U %S' "$@"
     awk '{ printf "%s %s %.2f\n", $1, $2, $3 + $4 }' "$work/one" >>"$work/t-$name"
     tail -1 "$work/t-$name" | awk -v n="$name" '{ printf "%-12s %6ss %8s KiB %6ss CPU\n", n, $1, $2, $3 }'
-}
-
-median() {
-    sort -n | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%.2f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
 
 store=$work/store

@@ -9,12 +9,8 @@
 set -eu
 cd "$(dirname "$0")/.."
 runs=${1:-10}
-sh scripts/setup.sh
-if [ -z "${RIMG:-}" ]; then
-    cargo build --release -q -p rimg-cli --bins
-    RIMG=$PWD/target/release/rimg
-fi
-work=$(mktemp -d "${TMPDIR:-/var/tmp}/rimg-bench-run.XXXXXX")
+. scripts/bench-common.sh
+bench_setup run --bins
 podman_flags="--root $work/podman/root --runroot $work/podman/run --storage-driver overlay"
 cleanup() {
     # shellcheck disable=SC2086
@@ -25,7 +21,6 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-printf '[containers]\ndefault_ulimits = []\n' >"$work/containers.conf"
 export CONTAINERS_CONF="$work/containers.conf"
 
 # The busybox tar the tests use: make-busybox-image.sh with a stand-in rimg that keeps it.

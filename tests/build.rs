@@ -856,3 +856,36 @@ fn variable_scopes_follow_docker() {
     assert_eq!(config["WorkingDir"], "/other");
     assert_eq!(config["User"], "global");
 }
+
+/// On a terminal the build's progress is coloured; `NO_COLOR` takes the colours away and
+/// leaves the lines, and a pipe gets no escape codes at all.
+#[test]
+fn no_color_leaves_the_build_progress_without_colour_codes() {
+    rimg_tests::require_tool("script");
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    let ctx = context(&s, "colours", &[("Dockerfile", "FROM busybox\nENV A=1\n")]);
+    let on_terminal = |no_color: &str| {
+        rimg_tests::sh(&format!(
+            "env -u NO_COLOR -u CLICOLOR -u CLICOLOR_FORCE {no_color} TERM=xterm RIMG_ROOT={} \
+             script -qec '{} build {}' /dev/null",
+            s.root().display(),
+            rimg_tests::bin("rimg").display(),
+            ctx.display()
+        ))
+    };
+    let colour_codes = ["\x1b[1m", "\x1b[32m", "\x1b[36m", "\x1b[0m"];
+    let coloured = on_terminal("");
+    assert!(
+        coloured.contains("\x1b[1m[2/2] ENV A=1\x1b[0m"),
+        "{coloured:?}"
+    );
+    let plain = on_terminal("NO_COLOR=1");
+    assert!(plain.contains("[2/2] ENV A=1"), "{plain:?}");
+    assert!(colour_codes.iter().all(|c| !plain.contains(c)), "{plain:?}");
+    let piped = s.rimg(["build"]).arg(&ctx).ok();
+    assert!(
+        piped.contains("[2/2] ENV A=1") && !piped.contains('\x1b'),
+        "{piped:?}"
+    );
+}

@@ -114,10 +114,11 @@ fn beside_me(name: &str) -> PathBuf {
         .unwrap_or_else(|_| PathBuf::from(name))
 }
 
+/// Now, to the minute: `2026-11-22 23:32 UTC`.
 fn utc_now() -> String {
-    sys::run(std::process::Command::new("date").args(["-u", "+%Y-%m-%d %H:%M UTC"]))
-        .map(|s| s.trim().to_string())
-        .unwrap_or_default()
+    let t = rimg::units::rfc3339(rimg::units::now_unix());
+    let minute = t.get(..16).unwrap_or(&t).replacen('T', " ", 1);
+    format!("{minute} UTC")
 }
 
 fn main() -> ExitCode {

@@ -1,6 +1,6 @@
 //! rimg's container side as a library: the image model ([`image`]), the builder
 //! ([`builder`]), the runtime ([`runtime`]), containers ([`container`]), the registry client
-//! ([`registry`]) and mounted stacks ([`mount`]).
+//! ([`registry`]) and mounted stacks ([`mount`]); [`random`] makes their random ids and names.
 //!
 //! It knows no command line: it does not depend on clap, anyhow or indicatif, and it prints
 //! nothing. The binaries (`rimg`, `rimgfs`, in the `rimg-cli` package) parse flags, call into
@@ -12,6 +12,7 @@ pub mod glob;
 pub mod image;
 pub mod info;
 pub mod mount;
+pub mod random;
 pub mod registry;
 pub mod runtime;
 pub mod table;

@@ -23,7 +23,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
-use rimg_fs::digest::{Digest, Hasher};
+use rimg_fs::digest::Hasher;
 use rimg_fs::fuse::{self, FuseOptions, LayerFs, Tuning};
 use rimg_fs::mapped::MappedLayer;
 use rimg_fs::overlay::{self, CopyOnWrite, KernelOverlay};
@@ -68,6 +68,9 @@ pub enum StackError {
     /// A `--tune` spec that does not parse.
     #[error("{0}")]
     Tuning(String),
+    /// The system's random source failed (naming a fresh upper directory).
+    #[error(transparent)]
+    Random(#[from] crate::random::RandomError),
     /// The daemon did not come up.
     #[error("the rimgfs daemon failed: {0}")]
     Daemon(String),
@@ -379,7 +382,7 @@ impl<'a> Stacks<'a> {
                     .store()
                     .private_dir()
                     .join("uppers")
-                    .join(random_id());
+                    .join(random_id()?);
                 let (u, w) = (base.join("upper"), base.join("work"));
                 fs::create_dir_all(&u).map_err(io_err("creating", &u))?;
                 fs::create_dir_all(&w).map_err(io_err("creating", &w))?;
@@ -547,15 +550,8 @@ pub fn mount_id(mountpoint: &Path) -> String {
     h.finish().hex()[..16].to_string()
 }
 
-fn random_id() -> String {
-    let mut h = Hasher::new();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    h.update(&now.as_nanos().to_le_bytes());
-    h.update(&std::process::id().to_le_bytes());
-    let d: Digest = h.finish();
-    d.hex()[..12].to_string()
+fn random_id() -> Result<String> {
+    Ok(crate::random::hex_id(6)?)
 }
 
 fn default_work(upper: &Path) -> PathBuf {

@@ -5,29 +5,14 @@
 
 mod argv;
 mod commands;
+#[path = "../shared.rs"]
+mod shared;
 
-use std::io::{self, Write};
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{CommandFactory, Parser, Subcommand};
+use clap::Subcommand;
 
 use commands::Ctx;
-
-/// The command line.
-#[derive(Parser)]
-#[command(
-    name = "rimg",
-    version,
-    about = "Container images as filesystems, without unpacking them"
-)]
-struct Cli {
-    /// The store: an OCI image layout (default /var/lib/rimg as root).
-    #[arg(long, global = true, env = "RIMG_ROOT", value_name = "DIR")]
-    root: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
-}
 
 #[derive(Subcommand)]
 enum Command {
@@ -166,8 +151,10 @@ enum SystemCommand {
     Info(commands::info::FormatArgs),
 }
 
+type Cli = shared::Cli<Command>;
+
 fn run(cli: Cli) -> anyhow::Result<u8> {
-    let ctx = Ctx::new(cli.root);
+    let ctx = Ctx::new(cli.store.dir());
     match cli.command {
         Command::Build(a) | Command::Image(ImageCommand::Build(a)) => commands::build::run(&ctx, a),
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => {
@@ -243,15 +230,15 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 fn main() -> ExitCode {
-    let args = argv::end_flags_at_operand(&Cli::command(), std::env::args_os().collect());
-    let cli = match Cli::try_parse_from(args) {
+    const ABOUT: &str = "Container images as filesystems, without unpacking them";
+    let args = argv::end_flags_at_operand(
+        &Cli::command_as("rimg", ABOUT),
+        std::env::args_os().collect(),
+    );
+    // Docker exits 125 when its own command line is wrong; help and version are not errors.
+    let cli = match Cli::parse_args_as("rimg", ABOUT, args, 125) {
         Ok(cli) => cli,
-        Err(e) => {
-            // Docker exits 125 when its own command line is wrong; help and version are not errors.
-            let code = if e.use_stderr() { 125 } else { 0 };
-            let _ = e.print();
-            return ExitCode::from(code);
-        }
+        Err(code) => return ExitCode::from(u8::try_from(code).unwrap_or(125)),
     };
     match run(cli) {
         Ok(code) => ExitCode::from(code),
@@ -259,8 +246,7 @@ fn main() -> ExitCode {
             if commands::is_broken_pipe(&err) {
                 return ExitCode::SUCCESS;
             }
-            let _ = io::stdout().flush();
-            eprintln!("Error: {}", rimg::error_line(err.as_ref()));
+            shared::print_error(&err);
             ExitCode::from(commands::exit_code_of(&err))
         }
     }

@@ -1,33 +1,21 @@
 //! `rimgfs`: mounts an image as a lazy union of its stored tar layers (read-only FUSE),
 //! with a kernel overlayfs copy-on-write upper directory on top.
 
+#[path = "../shared.rs"]
+mod shared;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use nix::sys::signal::{SigSet, Signal};
 
 use rimg::image::Images;
 use rimg::mount::{self, MountRecord, MountRequest, MountState, Stacks};
 use rimg::table;
 use rimg_fs::overlay;
-
-/// The command line.
-#[derive(Parser)]
-#[command(
-    name = "rimgfs",
-    version,
-    about = "Mount container images straight from their stored tar layers"
-)]
-struct Cli {
-    /// The store: an OCI image layout (default /var/lib/rimg as root).
-    #[arg(long, global = true, env = "RIMG_ROOT", value_name = "DIR")]
-    root: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Command,
-}
 
 #[derive(Subcommand)]
 enum Command {
@@ -234,8 +222,8 @@ fn cmd_serve(root: &Path, a: ServeArgs) -> Result<()> {
     Ok(())
 }
 
-fn run(cli: Cli) -> Result<()> {
-    let root = cli.root.unwrap_or_else(rimg::default_root);
+fn run(cli: shared::Cli<Command>) -> Result<()> {
+    let root = cli.store.dir();
     match cli.command {
         Command::Mount(a) => cmd_mount(&root, a),
         Command::Umount { mountpoint } => cmd_umount(&root, &mountpoint),
@@ -245,11 +233,14 @@ fn run(cli: Cli) -> Result<()> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = shared::Cli::<Command>::parse_as(
+        "rimgfs",
+        "Mount container images straight from their stored tar layers",
+    );
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("Error: {}", rimg::error_line(err.as_ref()));
+            shared::print_error(&err);
             ExitCode::FAILURE
         }
     }

@@ -4,7 +4,7 @@
 //! last line without a newline is written when the output ends.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Write};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -136,13 +136,6 @@ impl LogReader {
             out.push(e);
         }
         Ok(out)
-    }
-
-    /// Skips to the end of the log.
-    pub fn seek_end(&mut self) -> io::Result<()> {
-        self.reader.seek(SeekFrom::End(0))?;
-        self.pending.clear();
-        Ok(())
     }
 }
 

@@ -26,7 +26,7 @@ pub mod monitor;
 pub mod names;
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -37,6 +37,7 @@ use rimg_fs::Digest;
 use serde::{Deserialize, Serialize};
 
 use crate::image::{Image, ImageError, Images, CONTAINER_PIN_PREFIX};
+use crate::random::{self, RandomError};
 use crate::runtime::{write_etc_files, Network, ProcessSpec};
 use crate::units::rfc3339_nanos_now;
 
@@ -69,6 +70,9 @@ pub enum ContainerError {
     /// Mounting or unmounting the container's rootfs failed.
     #[error("{0}")]
     Mount(String),
+    /// The system's random source failed (naming a new container).
+    #[error(transparent)]
+    Random(#[from] RandomError),
     /// The image store failed.
     #[error(transparent)]
     Image(#[from] ImageError),
@@ -591,23 +595,6 @@ pub struct Containers {
     images: Images,
 }
 
-fn random_bytes<const N: usize>() -> [u8; N] {
-    let mut b = [0u8; N];
-    if File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut b))
-        .is_err()
-    {
-        let t = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default()
-            .as_nanos();
-        for (i, x) in b.iter_mut().enumerate() {
-            *x = (t >> ((i % 16) * 8)) as u8 ^ (std::process::id() as u8).wrapping_mul(i as u8);
-        }
-    }
-    b
-}
-
 impl Containers {
     /// The containers of the store `images` is open on.
     pub fn open(images: &Images) -> Result<Self> {
@@ -687,20 +674,17 @@ impl Containers {
                 n
             }
             None => loop {
-                let n = names::generate(random_bytes::<2>());
+                let n = names::generate(random::bytes::<2>()?);
                 if !existing.iter().any(|c| c.name() == n) {
                     break n;
                 }
-                let n2 = format!("{n}{}", random_bytes::<1>()[0] % 10);
+                let n2 = format!("{n}{}", random::bytes::<1>()?[0] % 10);
                 if !existing.iter().any(|c| c.name() == n2) {
                     break n2;
                 }
             },
         };
-        let id: String = random_bytes::<32>()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let id = random::hex_id(32)?;
         let dir = self.dir.join(&id);
         for d in ["upper", "work", "rootfs", "etc"] {
             let p = dir.join(d);

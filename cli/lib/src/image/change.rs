@@ -64,17 +64,9 @@ impl CommandForm {
 }
 
 /// Splits `K=V K2="v 2" K3=v\ 3` into pairs, handling double and single quotes and backslash
-/// escapes as Docker does for ENV and LABEL. A legacy `K value with spaces` (first word has no
-/// `=`) gives one pair.
-pub fn parse_key_values(
-    instruction: &str,
-    args: &str,
-) -> Result<Vec<(String, String)>, ChangeError> {
-    parse_key_values_with(instruction, args, &Lexer::literal('\\'))
-}
-
-/// [`parse_key_values`] with a lexer that may substitute variables (the Dockerfile's ENV,
-/// LABEL and ARG). Keys and values are processed separately, so a value's `=` stays in it.
+/// escapes as Docker does for ENV and LABEL, with a lexer that may substitute variables (the
+/// Dockerfile's ENV, LABEL and ARG). Keys and values are processed separately, so a value's
+/// `=` stays in it. A legacy `K value with spaces` (first word has no `=`) gives one pair.
 pub fn parse_key_values_with(
     instruction: &str,
     args: &str,
@@ -159,11 +151,6 @@ pub fn raw_words(s: &str, escape: char) -> Result<Vec<String>, String> {
         words.push(cur);
     }
     Ok(words)
-}
-
-/// Splits on unquoted whitespace, removing quotes and backslash escapes (no substitution).
-pub fn split_words(s: &str) -> Result<Vec<String>, String> {
-    Lexer::literal('\\').words(s)
 }
 
 /// Looks up a variable for substitution: `Some(value)` when it is set.
@@ -402,17 +389,6 @@ impl<'a> Lexer<'a> {
             _ => Ok(("$".into(), i)),
         }
     }
-}
-
-/// Parses the list form of EXPOSE/VOLUME arguments: a JSON array or whitespace-separated words.
-pub fn parse_list(args: &str) -> Vec<String> {
-    let t = args.trim();
-    if t.starts_with('[') {
-        if let Ok(v) = serde_json::from_str::<Vec<String>>(t) {
-            return v;
-        }
-    }
-    split_words(t).unwrap_or_else(|_| t.split_whitespace().map(String::from).collect())
 }
 
 /// Normalizes an EXPOSE port: `80` → `80/tcp`, `53/UDP` → `53/udp`.

@@ -102,26 +102,6 @@ pub fn commit_image(
     Ok(images.create(&layers, config, tags)?)
 }
 
-/// [`commit_image`] without listing the image in `index.json`: config and manifest are
-/// written and the image returned, for a builder's intermediate steps, which `rimg images`
-/// must not show. The caller holds a store lease until it pins the image ([`Images::pin`]) or
-/// lists it ([`Images::add_to_index`]).
-pub fn commit_image_unlisted(
-    images: &Images,
-    base: Option<&Image>,
-    layer: Option<&Digest>,
-    history: History,
-    config_changes: &[String],
-) -> Result<Image, CommitError> {
-    let config = commit_config(base.map(|b| &b.config), layer, history, config_changes)?;
-    let bytes = serde_json::to_vec(&config).map_err(|e| ImageError::BadDocument {
-        what: "config",
-        digest: Digest::of(b""),
-        message: e.to_string(),
-    })?;
-    Ok(images.write_image(&bytes)?)
-}
-
 /// The union tree of `image`'s layers, bottom first: what its containers see below their
 /// upper dir. Layers written by other tools are decompressed and indexed first if needed.
 pub fn image_tree(images: &Images, image: &Image) -> Result<UnionTree, ImageError> {
@@ -250,7 +230,7 @@ mod tests {
     }
 
     #[test]
-    fn committed_images_are_listed_unless_asked_not_to_be() {
+    fn committed_images_are_listed_with_or_without_tags() {
         let dir = tempfile::tempdir().unwrap();
         let images = Images::open(dir.path()).unwrap();
         let _lease = images.store().lease().unwrap();
@@ -261,12 +241,11 @@ mod tests {
         let tag = Reference::parse("c:v1").unwrap();
         let listed = commit_image(&images, None, None, h(), &["ENV A=1".into()], &[tag]).unwrap();
         assert_eq!(images.resolve("c:v1").unwrap().id, listed.id);
-        let step =
-            commit_image_unlisted(&images, Some(&listed), None, h(), &["ENV B=2".into()]).unwrap();
-        assert_eq!(step.config.env_value("A"), Some("1"));
-        assert_eq!(step.config.history.len(), 2);
-        assert!(images.store().has_blob(&step.id));
-        assert!(images.list().unwrap().iter().all(|i| i.id != step.id));
+        let untagged =
+            commit_image(&images, Some(&listed), None, h(), &["ENV B=2".into()], &[]).unwrap();
+        assert_eq!(untagged.config.env_value("A"), Some("1"));
+        assert_eq!(untagged.config.history.len(), 2);
+        assert!(images.list().unwrap().iter().any(|i| i.id == untagged.id));
     }
 
     #[test]

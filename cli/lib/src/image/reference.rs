@@ -154,20 +154,6 @@ impl Reference {
         }
         Some(r)
     }
-
-    /// This reference with a different tag and no digest.
-    pub fn with_tag(&self, tag: &str) -> Self {
-        Reference {
-            tag: Some(tag.to_string()),
-            digest: None,
-            ..self.clone()
-        }
-    }
-
-    /// The same repository, tagless: used to compare repositories.
-    pub fn same_repository(&self, other: &Reference) -> bool {
-        self.domain == other.domain && self.path == other.path
-    }
 }
 
 impl fmt::Display for Reference {

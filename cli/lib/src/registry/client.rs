@@ -832,6 +832,18 @@ pub fn is_manifest(media: &str) -> bool {
 mod query {
     //! Query strings appended to registry URLs (which may already carry `?_state=…`).
 
+    use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
+
+    /// What a value keeps unencoded: RFC 3986's unreserved characters, and `:` and `/`
+    /// (digests and repository names read as themselves).
+    const VALUE: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~')
+        .remove(b':')
+        .remove(b'/');
+
     /// A URL being given query parameters.
     pub struct Query(String);
 
@@ -846,14 +858,8 @@ mod query {
             self.0.push(if self.0.contains('?') { '&' } else { '?' });
             self.0.push_str(key);
             self.0.push('=');
-            for b in value.bytes() {
-                if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b':' | b'/')
-                {
-                    self.0.push(b as char);
-                } else {
-                    self.0.push_str(&format!("%{b:02X}"));
-                }
-            }
+            self.0
+                .extend(percent_encoding::utf8_percent_encode(value, VALUE));
         }
 
         /// The URL.

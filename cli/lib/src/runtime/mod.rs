@@ -646,7 +646,7 @@ pub fn run_in_rootfs(rootfs: &Path, spec: &ProcessSpec) -> Result<i32, RuntimeEr
         spec,
         target: Target::Rootfs {
             rootfs,
-            etc_dir: &etc.0,
+            etc_dir: etc.0.path(),
         },
         stdin: Stdio::Inherit,
         output: Stdio::Inherit,
@@ -659,30 +659,29 @@ pub fn run_in_rootfs(rootfs: &Path, spec: &ProcessSpec) -> Result<i32, RuntimeEr
     sup.wait(process, input, &mut Terminal)
 }
 
-/// A private temporary directory for the `/etc` files of [`run_in_rootfs`].
-struct EtcDir(PathBuf);
+/// A private temporary directory for the `/etc` files of [`run_in_rootfs`], removed when
+/// it is dropped.
+struct EtcDir(tempfile::TempDir);
 
 impl EtcDir {
     fn new(hostname: &str, network: Network) -> Result<Self, RuntimeError> {
-        let mut rnd = [0u8; 8];
-        let _ = fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut rnd));
-        let name: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
-        let dir = std::env::temp_dir().join(format!("rimg-etc-{}-{name}", std::process::id()));
-        let io_err = |source| RuntimeError::Io {
-            op: "writing",
-            path: dir.clone(),
-            source,
-        };
-        fs::create_dir(&dir).map_err(io_err)?;
-        let d = EtcDir(dir.clone());
-        write_etc_files(&dir, hostname, network == Network::Host).map_err(io_err)?;
-        Ok(d)
-    }
-}
-
-impl Drop for EtcDir {
-    fn drop(&mut self) {
-        let _ = fs::remove_dir_all(&self.0);
+        let tmp = std::env::temp_dir();
+        let dir = tempfile::Builder::new()
+            .prefix(&format!("rimg-etc-{}-", std::process::id()))
+            .tempdir_in(&tmp)
+            .map_err(|source| RuntimeError::Io {
+                op: "creating a directory in",
+                path: tmp,
+                source,
+            })?;
+        write_etc_files(dir.path(), hostname, network == Network::Host).map_err(|source| {
+            RuntimeError::Io {
+                op: "writing",
+                path: dir.path().to_path_buf(),
+                source,
+            }
+        })?;
+        Ok(EtcDir(dir))
     }
 }
 

@@ -1,15 +1,23 @@
-//! The kernel calls the runtime needs that have no safe wrapper: fork, `_exit`, resetting
-//! signal dispositions, `close_range`, the controlling terminal, window sizes, passing a file
-//! descriptor over a socket, and bringing up the loopback interface of a new network
-//! namespace. Everything else goes through nix's safe API.
+//! The runtime's raw kernel calls. Those with no safe wrapper are here as `unsafe`: fork,
+//! `_exit`, resetting signal dispositions, `close_range`, and the interface-flags ioctls that
+//! bring up the loopback interface of a new network namespace. Beside them, through rustix's
+//! safe wrappers: the controlling terminal, window sizes, passing a file descriptor over a
+//! socket, the socket for the loopback ioctls, and dropping capabilities from the bounding
+//! set. Everything else goes through nix's safe API.
 #![allow(unsafe_code)]
 
 use std::io::{self, IoSlice, IoSliceMut};
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::sys::signal::{SigHandler, Signal};
-use nix::sys::socket::{recvmsg, sendmsg, ControlMessage, ControlMessageOwned, MsgFlags};
 use nix::unistd::{ForkResult, Pid};
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, SendAncillaryBuffer,
+    SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+};
+use rustix::termios::Winsize;
+use rustix::thread::CapabilitySet;
 
 /// Which side of a fork this is.
 pub(crate) enum Forked {
@@ -63,12 +71,7 @@ pub(crate) fn cloexec_from_3() -> io::Result<()> {
 
 /// Makes `fd` (a terminal) the calling session leader's controlling terminal.
 pub(crate) fn set_controlling_tty(fd: BorrowedFd<'_>) -> io::Result<()> {
-    // SAFETY: TIOCSCTTY takes an integer argument and touches no memory of ours.
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    Ok(rustix::process::ioctl_tiocsctty(fd)?)
 }
 
 /// A terminal's size: rows and columns.
@@ -82,15 +85,8 @@ pub struct WinSize {
 
 /// The window size of the terminal `fd`, if it is one.
 pub(crate) fn window_size(fd: BorrowedFd<'_>) -> Option<WinSize> {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes one `winsize` into the struct we pass.
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
-    (r == 0 && ws.ws_row > 0).then_some(WinSize {
+    let ws = rustix::termios::tcgetwinsize(fd).ok()?;
+    (ws.ws_row > 0).then_some(WinSize {
         rows: ws.ws_row,
         cols: ws.ws_col,
     })
@@ -98,31 +94,23 @@ pub(crate) fn window_size(fd: BorrowedFd<'_>) -> Option<WinSize> {
 
 /// Sets the window size of the terminal `fd`.
 pub(crate) fn set_window_size(fd: BorrowedFd<'_>, size: WinSize) -> io::Result<()> {
-    let ws = libc::winsize {
+    let ws = Winsize {
         ws_row: size.rows,
         ws_col: size.cols,
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
-    // SAFETY: TIOCSWINSZ reads one `winsize` from the struct we pass.
-    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
-    if r < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    Ok(())
+    Ok(rustix::termios::tcsetwinsize(fd, ws)?)
 }
 
 /// Sends `fd` over the Unix socket `sock` (SCM_RIGHTS).
 pub(crate) fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> nix::Result<()> {
-    let fds = [fd.as_raw_fd()];
+    let fds = [fd];
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = SendAncillaryBuffer::new(&mut space);
+    control.push(SendAncillaryMessage::ScmRights(&fds));
     let iov = [IoSlice::new(b"F")];
-    sendmsg::<()>(
-        sock.as_raw_fd(),
-        &iov,
-        &[ControlMessage::ScmRights(&fds)],
-        MsgFlags::empty(),
-        None,
-    )?;
+    rustix::net::sendmsg(sock, &iov, &mut control, SendFlags::empty()).map_err(nix_error)?;
     Ok(())
 }
 
@@ -131,34 +119,30 @@ pub(crate) fn send_fd(sock: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> nix::Result<(
 pub(crate) fn recv_fd(sock: BorrowedFd<'_>) -> nix::Result<Option<OwnedFd>> {
     let mut byte = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut byte)];
-    let mut space = nix::cmsg_space!([std::os::fd::RawFd; 1]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(&raw) = fds.first() {
-                // SAFETY: the kernel just installed `raw` in our table for us; nobody else
-                // owns it.
-                return Ok(Some(unsafe { OwnedFd::from_raw_fd(raw) }));
-            }
-        }
-    }
-    Ok(None)
+    let mut space = [MaybeUninit::uninit(); rustix::cmsg_space!(ScmRights(1))];
+    let mut control = RecvAncillaryBuffer::new(&mut space);
+    rustix::net::recvmsg(sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)
+        .map_err(nix_error)?;
+    let received = control.drain().find_map(|c| match c {
+        RecvAncillaryMessage::ScmRights(mut fds) => fds.next(),
+        _ => None,
+    });
+    Ok(received)
+}
+
+/// A rustix error as nix's (the same errno), for [`RuntimeError::Sys`](super::RuntimeError).
+fn nix_error(e: rustix::io::Errno) -> nix::Error {
+    nix::Error::from_raw(e.raw_os_error())
 }
 
 /// Brings up `lo` in the calling process's network namespace.
 pub(crate) fn loopback_up() -> io::Result<()> {
-    // SAFETY: socket() returns a new descriptor that we own (or -1).
-    let raw = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
-    if raw < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: `raw` is a fresh descriptor owned by nobody else.
-    let sock = unsafe { OwnedFd::from_raw_fd(raw) };
+    let sock = rustix::net::socket_with(
+        AddressFamily::INET,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
     // SAFETY: ifreq is plain data; all-zero is a valid value.
     let mut ifr: libc::ifreq = unsafe { std::mem::zeroed() };
     for (dst, src) in ifr.ifr_name.iter_mut().zip(b"lo\0") {
@@ -194,13 +178,15 @@ pub(crate) fn drop_capabilities() -> io::Result<()> {
         if DEFAULT_CAPS.contains(&cap) {
             continue;
         }
-        // SAFETY: PR_CAPBSET_DROP takes an integer and touches no memory of ours.
-        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINVAL) {
-                return Err(e);
-            }
+        let Some(bit) = 1u64.checked_shl(cap) else {
+            continue;
+        };
+        match rustix::thread::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(
+            bit,
+        )) {
+            // A capability this kernel does not know.
+            Ok(()) | Err(rustix::io::Errno::INVAL) => {}
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(())

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
+use console::style;
 use rimg::builder::run::MountRunner;
 use rimg::builder::{BaseImages, BuildError, BuildOptions, Builder, Outcome, Progress};
 use rimg::image::{Images, Reference};
@@ -22,7 +23,8 @@ pub enum ProgressMode {
     Auto,
     /// One line per event.
     Plain,
-    /// Each step's line rewritten in place with its outcome.
+    /// Each step's line rewritten in place with its outcome, in colour when stdout is a
+    /// colour terminal (`NO_COLOR`, `CLICOLOR=0` and `CLICOLOR_FORCE` are honoured).
     Tty,
 }
 
@@ -92,10 +94,10 @@ impl Progress for Printer {
                 .next()
                 .is_some_and(|k| k.eq_ignore_ascii_case("RUN"))
             {
-                self.write(&format!("\x1b[1m{line}\x1b[0m\n"));
+                self.write(&format!("{}\n", style(&line).bold()));
                 self.open = None;
             } else {
-                self.write(&format!("\x1b[1m{line}\x1b[0m"));
+                self.write(&style(&line).bold().to_string());
                 self.open = Some(line);
             }
         } else {
@@ -112,16 +114,13 @@ impl Progress for Printer {
             Outcome::Done => format!("DONE {:.2}s", elapsed.as_secs_f64()),
         };
         if self.tty {
-            let color = if outcome == Outcome::Cached {
-                "36"
-            } else {
-                "32"
+            let status = match outcome {
+                Outcome::Cached => style(status).cyan(),
+                Outcome::Done => style(status).green(),
             };
             match self.open.take() {
-                Some(line) => {
-                    self.write(&format!("\r\x1b[K{line}  \x1b[{color}m{status}\x1b[0m\n"))
-                }
-                None => self.write(&format!("{}  \x1b[{color}m{status}\x1b[0m\n", self.current)),
+                Some(line) => self.write(&format!("\r\x1b[K{line}  {status}\n")),
+                None => self.write(&format!("{}  {status}\n", self.current)),
             }
         } else {
             self.write(&format!("{} {status}\n", self.current));

@@ -25,11 +25,9 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// Uses `root`, else the default store location.
-    pub fn new(root: Option<PathBuf>) -> Self {
-        Ctx {
-            root: root.unwrap_or_else(rimg::default_root),
-        }
+    /// The store at `root`.
+    pub fn new(root: PathBuf) -> Self {
+        Ctx { root }
     }
 
     /// The store root.
