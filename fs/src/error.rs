@@ -48,14 +48,18 @@ pub fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) ->
     move |source| IoError::new(op, path, source)
 }
 
-/// An error and its causes as one line, `outer: cause: root cause`. Under this crate's
-/// convention (no message repeats its source) each cause appears exactly once.
+/// An error and its causes as one line, `outer: cause: root cause`. Under this module's
+/// convention (no message repeats its source) each cause appears exactly once. A cause with
+/// an empty message (an exit status that prints nothing) adds nothing.
 pub fn error_line(e: &(dyn Error + 'static)) -> String {
     let mut line = e.to_string();
     let mut cause = e.source();
     while let Some(c) = cause {
-        line.push_str(": ");
-        line.push_str(&c.to_string());
+        let text = c.to_string();
+        if !text.is_empty() {
+            line.push_str(": ");
+            line.push_str(&text);
+        }
         cause = c.source();
     }
     line

@@ -14,6 +14,7 @@ use std::path::PathBuf;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use rimg_fs::error::IoError;
 use rimg_fs::{Digest, LayerIndex};
 
 use super::cache::{BuildCache, Entry, FileKey, KeyParts};
@@ -27,7 +28,7 @@ use crate::image::change::{apply_change_with, join_workdir, ChangeState, Command
 use crate::image::commit::commit_config;
 use crate::image::config::{host_arch, set_env};
 use crate::image::{History, Image, ImageConfig, ImageError, Images, Reference};
-use crate::units;
+use crate::{error_line, units};
 
 /// The `PATH` a stage gets when its base sets none.
 pub const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -208,7 +209,7 @@ impl<'a> Builder<'a> {
     /// The image `name` from the store, fetched first when it is missing or `--pull` asks.
     fn named_image(&mut self, name: &str) -> Result<Image, String> {
         let Some(fetcher) = self.fetcher else {
-            return self.images.resolve(name).map_err(|e| e.to_string());
+            return self.images.resolve(name).map_err(|e| error_line(&e));
         };
         if self.opts.pull_always && !self.fetched.contains(name) {
             self.fetch(fetcher, name)?;
@@ -216,9 +217,9 @@ impl<'a> Builder<'a> {
         match self.images.resolve(name) {
             Err(ImageError::NotFound(_)) if !self.fetched.contains(name) => {
                 self.fetch(fetcher, name)?;
-                self.images.resolve(name).map_err(|e| e.to_string())
+                self.images.resolve(name).map_err(|e| error_line(&e))
             }
-            other => other.map_err(|e| e.to_string()),
+            other => other.map_err(|e| error_line(&e)),
         }
     }
 
@@ -706,10 +707,13 @@ impl<'a> Builder<'a> {
                 parts,
                 config: state.config.clone(),
             })
-            .map_err(|source| BuildError::Io {
-                op: "write build cache entry",
-                path: self.images.store().private_dir().join("build-cache"),
-                source,
+            .map_err(|source| {
+                IoError::new(
+                    "write build cache entry",
+                    self.images.store().private_dir().join("build-cache"),
+                    source,
+                )
+                .into()
             })
     }
 
@@ -798,7 +802,7 @@ impl<'a> Builder<'a> {
         let layer = match self.runner.run(self.images, &state.config, &req) {
             Ok(l) => l,
             Err(e @ (BuildError::RunFailed { .. } | BuildError::Interrupted(_))) => return Err(e),
-            Err(e) => return Err(step_err(ins, e)),
+            Err(e) => return Err(step_err(ins, error_line(&e))),
         };
         let next = commit(state.config.clone(), layer, &text, created)?;
         self.record(parts, &next)?;
@@ -895,7 +899,11 @@ impl<'a> Builder<'a> {
                         downloads.push(d);
                         continue;
                     }
-                    for m in self.context.resolve(s).map_err(|e| step_err(ins, e))? {
+                    for m in self
+                        .context
+                        .resolve(s)
+                        .map_err(|e| step_err(ins, error_line(&e)))?
+                    {
                         let mut entries = vec![m.entry.clone()];
                         if m.entry.kind == HostKind::Dir {
                             entries.extend(self.context.walk(&m.entry.rel)?);
@@ -909,7 +917,7 @@ impl<'a> Builder<'a> {
                                 HostKind::File(_) => self
                                     .context
                                     .hash(&e.rel)
-                                    .map_err(|er| step_err(ins, er))?
+                                    .map_err(|er| step_err(ins, error_line(&er)))?
                                     .to_string(),
                             };
                             file_keys.push(FileKey {
@@ -1011,7 +1019,11 @@ impl<'a> Builder<'a> {
                     if fetch::is_url(s) {
                         continue;
                     }
-                    for m in self.context.resolve(s).map_err(|e| step_err(ins, e))? {
+                    for m in self
+                        .context
+                        .resolve(s)
+                        .map_err(|e| step_err(ins, error_line(&e)))?
+                    {
                         wildcard |= m.wildcard;
                         matched.push(m.entry);
                     }
@@ -1263,7 +1275,10 @@ mod tempfile_path {
 
     impl Download {
         pub fn fetch(images: &Images, url: &str) -> Result<Self, String> {
-            let mut tmp = images.store().temp_file().map_err(|e| e.to_string())?;
+            let mut tmp = images
+                .store()
+                .temp_file()
+                .map_err(|e| crate::error_line(&e))?;
             let path = tmp.path.clone();
             let mut w = HashingWriter::new(&mut tmp.file);
             let size = fetch::fetch(url, &mut w)?;
@@ -1290,7 +1305,10 @@ mod tempfile_path {
             let (path, tmp) = if comp == Compression::None {
                 (archive.to_path_buf(), None)
             } else {
-                let mut tmp = images.store().temp_file().map_err(|e| e.to_string())?;
+                let mut tmp = images
+                    .store()
+                    .temp_file()
+                    .map_err(|e| crate::error_line(&e))?;
                 let f = File::open(archive).map_err(|e| e.to_string())?;
                 let mut dec = comp.decoder(BufReader::new(f)).map_err(|e| e.to_string())?;
                 io::copy(&mut dec, &mut tmp.file).map_err(|e| format!("decompressing: {e}"))?;
@@ -1304,7 +1322,7 @@ mod tempfile_path {
             let mut entries: Vec<(String, NewEntry)> = Vec::new();
             while let Some(e) = s
                 .next_entry()
-                .map_err(|e| format!("reading archive: {e}"))?
+                .map_err(|e| format!("reading archive: {}", crate::error_line(&e)))?
             {
                 let rel = String::from_utf8_lossy(&e.path).into_owned();
                 if rel.is_empty() {

@@ -35,6 +35,7 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{pipe2, Pid};
+use rimg_fs::error::{io_err, IoError};
 use serde::{Deserialize, Serialize};
 
 use child::{ChildFd, Entry, Plan};
@@ -101,7 +102,7 @@ pub enum RuntimeError {
         message: String,
     },
     /// A system call on the supervisor's side failed.
-    #[error("{op}: {source}")]
+    #[error("{op}")]
     Sys {
         /// What was being done.
         op: &'static str,
@@ -113,15 +114,8 @@ pub enum RuntimeError {
     #[error("cancelled by {0}")]
     Interrupted(&'static str),
     /// I/O on the supervisor's side failed.
-    #[error("{op} {path}: {source}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// On what.
-        path: PathBuf,
-        /// The error.
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 impl RuntimeError {
@@ -230,11 +224,7 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Process, RuntimeError> {
             let mut fds = Vec::new();
             for ns in ["ipc", "uts", "net", "pid", "mnt"] {
                 let p = PathBuf::from(format!("/proc/{pid}/ns/{ns}"));
-                let f = fs::File::open(&p).map_err(|source| RuntimeError::Io {
-                    op: "opening",
-                    path: p,
-                    source,
-                })?;
+                let f = fs::File::open(&p).map_err(io_err("opening", &p))?;
                 fds.push(OwnedFd::from(f));
             }
             Entry::Join(fds)
@@ -463,11 +453,7 @@ impl Supervisor {
         if let Some(p) = &process.pty {
             outputs.push((
                 Stream::Stdout,
-                fs::File::from(p.try_clone().map_err(|source| RuntimeError::Io {
-                    op: "dup",
-                    path: "pty".into(),
-                    source,
-                })?),
+                fs::File::from(p.try_clone().map_err(io_err("dup", Path::new("pty")))?),
             ));
         }
         if let Some(o) = process.stdout.take() {
@@ -668,14 +654,10 @@ impl EtcDir {
         let _ = fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut rnd));
         let name: String = rnd.iter().map(|b| format!("{b:02x}")).collect();
         let dir = std::env::temp_dir().join(format!("rimg-etc-{}-{name}", std::process::id()));
-        let io_err = |source| RuntimeError::Io {
-            op: "writing",
-            path: dir.clone(),
-            source,
-        };
-        fs::create_dir(&dir).map_err(io_err)?;
+        fs::create_dir(&dir).map_err(io_err("writing", &dir))?;
         let d = EtcDir(dir.clone());
-        write_etc_files(&dir, hostname, network == Network::Host).map_err(io_err)?;
+        write_etc_files(&dir, hostname, network == Network::Host)
+            .map_err(io_err("writing", &dir))?;
         Ok(d)
     }
 }
