@@ -15,22 +15,10 @@ pub mod runtime;
 pub mod table;
 pub mod units;
 
-/// An error and its causes as one line, `outer: cause: root cause`, leaving out a cause
-/// whose text the line already holds (many errors here name their source in their own
-/// message, and anyhow's `{:#}` would print it twice).
-pub fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !text.is_empty() && !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        cause = c.source();
-    }
-    line
-}
+/// An error and its causes as one line, `outer: cause: root cause`: every error here
+/// leaves its cause out of its own message and returns it from `source()` (the convention
+/// of [`rimg_fs::error`]), so each cause appears exactly once.
+pub use rimg_fs::error::error_line;
 
 /// The default store: `/var/lib/rimg` as root; `$XDG_DATA_HOME/rimg` (or
 /// `~/.local/share/rimg`) otherwise.
@@ -50,24 +38,28 @@ pub fn default_root() -> std::path::PathBuf {
 
 #[cfg(test)]
 mod tests {
-    #[derive(Debug, thiserror::Error)]
-    #[error("create /x: {source}")]
-    struct Repeats {
-        #[source]
-        source: std::io::Error,
-    }
+    use std::path::Path;
 
-    #[derive(Debug, thiserror::Error)]
-    #[error("saving to /x")]
-    struct Outer(#[source] Repeats);
+    use crate::image::archive::ArchiveError;
+    use crate::image::ImageError;
+    use rimg_fs::error::io_err;
+    use rimg_fs::StoreError;
 
+    /// An error from the store, wrapped by the image model and then by the archive code,
+    /// reads as one line that names the OS error once.
     #[test]
     fn error_line_names_each_cause_once() {
-        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
-        let e = Outer(Repeats { source: io });
+        let io = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let store: StoreError = io_err("create", Path::new("/x"))(io).into();
+        let e = ArchiveError::from(ImageError::from(store));
         assert_eq!(
             super::error_line(&e),
-            "saving to /x: create /x: entity not found"
+            "create /x: No such file or directory (os error 2)"
+        );
+        let read = ArchiveError::Read(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        assert_eq!(
+            super::error_line(&read),
+            "reading archive: unexpected end of file"
         );
     }
 }
