@@ -102,7 +102,7 @@ impl Context {
         if !meta.is_dir() {
             return Err(IoError::new(
                 "open context",
-                root.to_path_buf(),
+                root,
                 io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
             )
             .into());

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rimg_fs::error::IoError;
+use rimg_fs::error::{io_err, IoError};
 use rimg_fs::union::{NodeKind, UnionTree};
 use rimg_fs::upper::{upper_changes, LayerOptions, RUNTIME_INJECTED};
 use rimg_fs::Digest;
@@ -71,8 +71,7 @@ impl MountRunner {
     }
 
     fn rimgfs(&self) -> Result<Command, BuildError> {
-        let exe = std::env::current_exe()
-            .map_err(|source| IoError::new("find", PathBuf::from("rimgfs"), source))?;
+        let exe = std::env::current_exe().map_err(io_err("find", Path::new("rimgfs")))?;
         let mut c = Command::new(exe.with_file_name("rimgfs"));
         c.arg("--root").arg(&self.root);
         Ok(c)
@@ -130,7 +129,7 @@ impl Runner for MountRunner {
         req: &RunRequest,
     ) -> Result<Option<Digest>, BuildError> {
         let bytes = serde_json::to_vec(parent)
-            .map_err(|e| IoError::new("serialize", PathBuf::from("config"), io::Error::other(e)))?;
+            .map_err(|e| IoError::new("serialize", "config", io::Error::other(e)))?;
         let image = images.write_image(&bytes)?;
         let dir = images.store().private_dir().join("build").join(format!(
             "{}-{}",
@@ -139,7 +138,7 @@ impl Runner for MountRunner {
         ));
         let (upper, work, rootfs) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
         for d in [&upper, &work, &rootfs] {
-            fs::create_dir_all(d).map_err(|source| IoError::new("create", d.clone(), source))?;
+            fs::create_dir_all(d).map_err(io_err("create", d))?;
         }
         let mut sandbox = Sandbox {
             dir: dir.clone(),
@@ -158,7 +157,7 @@ impl Runner for MountRunner {
             .arg(&rootfs)
             .stdin(Stdio::null())
             .output()
-            .map_err(|source| IoError::new("run", PathBuf::from("rimgfs"), source))?;
+            .map_err(io_err("run", Path::new("rimgfs")))?;
         if !out.status.success() {
             return Err(IoError::new(
                 "mount",
@@ -173,9 +172,7 @@ impl Runner for MountRunner {
                 .quiet
                 .then(Silence::new)
                 .transpose()
-                .map_err(|source| {
-                    IoError::new("redirect output", PathBuf::from("/dev/null"), source)
-                })?;
+                .map_err(io_err("redirect output", Path::new("/dev/null")))?;
             run_command(&rootfs, req)?
         };
         sandbox
@@ -188,8 +185,7 @@ impl Runner for MountRunner {
             });
         }
         let lower = layers_tree(images, &parent.rootfs.diff_ids)?;
-        drop_injected(&upper, &lower)
-            .map_err(|source| IoError::new("clean", upper.clone(), source))?;
+        drop_injected(&upper, &lower).map_err(io_err("clean", &upper))?;
         let opts = LayerOptions {
             ignore: RUNTIME_INJECTED.iter().map(|s| s.to_string()).collect(),
             mtime_clamp: Some(req.epoch),
@@ -305,11 +301,6 @@ fn run_command(rootfs: &Path, req: &RunRequest) -> Result<i32, BuildError> {
             code,
         },
         RuntimeError::Interrupted(sig) => BuildError::Interrupted(sig),
-        other => IoError::new(
-            "run",
-            rootfs.to_path_buf(),
-            io::Error::other(crate::error_line(&other)),
-        )
-        .into(),
+        other => IoError::new("run", rootfs, io::Error::other(crate::error_line(&other))).into(),
     })
 }

@@ -377,8 +377,7 @@ impl Container {
         let pid = self
             .live_pid()
             .ok_or_else(|| ContainerError::NotRunning(self.id().to_string()))?;
-        kill(pid, sig)
-            .map_err(|e| IoError::new("signalling", self.dir.clone(), io::Error::from(e)).into())
+        kill(pid, sig).map_err(|e| IoError::new("signalling", &self.dir, io::Error::from(e)).into())
     }
 
     /// Every process of the container: those in its pid namespace.
