@@ -62,4 +62,46 @@ mod tests {
             "reading archive: unexpected end of file"
         );
     }
+
+    /// Every error that wraps a cause leaves the cause's text to `source()`.
+    #[test]
+    fn no_message_repeats_its_source() {
+        use rimg_fs::error::IoError;
+        use rimg_fs::layer_index::IndexError;
+        use rimg_fs::overlay::MountError;
+        use rimg_fs::tar_stream::TarError;
+        use rimg_fs::upper::UpperError;
+
+        let io = || std::io::Error::from_raw_os_error(libc::EIO);
+        let errno = nix::errno::Errno::EIO;
+        let samples: Vec<Box<dyn std::error::Error>> = vec![
+            Box::new(IoError::new("reading", "/x", io())),
+            Box::new(StoreError::ReadLayer(io())),
+            Box::new(StoreError::Layer(IndexError::RootNotDirectory)),
+            Box::new(TarError::Io(io())),
+            Box::new(UpperError::Write(io())),
+            Box::new(MountError::Unmount {
+                target: "/m".into(),
+                cause: errno,
+            }),
+            Box::new(ArchiveError::Tar(TarError::Truncated(1))),
+            Box::new(ImageError::Decompress {
+                digest: rimg_fs::Digest::of(b""),
+                source: io(),
+            }),
+            Box::new(crate::runtime::RuntimeError::Sys {
+                op: "poll",
+                source: errno,
+            }),
+            Box::new(crate::mount::StackError::Fuse {
+                path: "/m".into(),
+                cause: io(),
+            }),
+        ];
+        for e in samples {
+            let cause = e.source().expect("a wrapped cause").to_string();
+            assert!(!e.to_string().contains(&cause), "{e} repeats {cause}");
+            assert_eq!(super::error_line(e.as_ref()), format!("{e}: {cause}"));
+        }
+    }
 }
