@@ -9,49 +9,46 @@
 //! propagation, unmounting a mount whose daemon is gone).
 
 use std::fs;
-use std::io;
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 
+use crate::error::{io_err, IoError};
+
 /// Why a mount or unmount failed.
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
     /// The kernel refused the overlay mount.
-    #[error("kernel overlayfs refused to mount {target}: {cause} (is the overlay module loaded, and are upper and work dirs on one filesystem that supports trusted xattrs?)")]
+    #[error("kernel overlayfs refused to mount {target} (is the overlay module loaded, and are upper and work dirs on one filesystem that supports trusted xattrs?)")]
     Overlay {
         /// The mount point.
         target: PathBuf,
         /// The kernel's answer.
+        #[source]
         cause: Errno,
     },
     /// Unmounting failed.
-    #[error("cannot unmount {target}: {cause}")]
+    #[error("cannot unmount {target}")]
     Unmount {
         /// The mount point.
         target: PathBuf,
         /// The kernel's answer.
+        #[source]
         cause: Errno,
     },
     /// Changing mount propagation failed.
-    #[error("cannot make {target} a private mount: {cause}")]
+    #[error("cannot make {target} a private mount")]
     Propagation {
         /// The mount point.
         target: PathBuf,
         /// The kernel's answer.
+        #[source]
         cause: Errno,
     },
     /// A path could not be used.
-    #[error("{op} {path}: {cause}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// The error.
-        cause: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// A path cannot be passed to overlayfs.
     #[error("path {0} cannot be used in overlayfs mount options")]
     BadPath(PathBuf),
@@ -88,11 +85,7 @@ impl CopyOnWrite for KernelOverlay {
         target: &Path,
     ) -> Result<(), MountError> {
         for (dir, op) in [(upper, "creating upper dir"), (work, "creating work dir")] {
-            fs::create_dir_all(dir).map_err(|source| MountError::Io {
-                op,
-                path: dir.to_path_buf(),
-                cause: source,
-            })?;
+            fs::create_dir_all(dir).map_err(io_err(op, dir))?;
         }
         // redirect_dir, metacopy and index off: the upper dir stays in the plain format that
         // diff and commit read (and that Docker's overlay2 leaves).
@@ -194,11 +187,7 @@ pub struct MountInfo {
 /// The mounts of this mount namespace.
 pub fn mounts() -> Result<Vec<MountInfo>, MountError> {
     let path = Path::new("/proc/self/mountinfo");
-    let text = fs::read_to_string(path).map_err(|source| MountError::Io {
-        op: "reading",
-        path: path.to_path_buf(),
-        cause: source,
-    })?;
+    let text = fs::read_to_string(path).map_err(io_err("reading", path))?;
     Ok(parse_mountinfo(&text))
 }
 

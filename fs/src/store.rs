@@ -26,6 +26,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use oci_spec::image::ImageIndex;
 
 use crate::digest::{Digest, HashingReader};
+use crate::error::{io_err, IoError};
 use crate::layer_index::{IndexBuilder, IndexError, LayerIndex};
 use crate::tar_stream::TarStream;
 
@@ -46,15 +47,8 @@ pub const MAX_JSON_BYTES: u64 = 16 << 20;
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// A filesystem operation failed.
-    #[error("{op} {path}: {source}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// On what.
-        path: PathBuf,
-        /// The OS error.
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// The root exists but is not an OCI image layout.
     #[error("{0} is not an OCI image layout (no valid oci-layout file)")]
     NotALayout(PathBuf),
@@ -79,10 +73,9 @@ pub enum StoreError {
         /// The limit.
         limit: u64,
     },
-    /// A layer could not be indexed. (The message includes the cause, so it is not also
-    /// reported as a source: error chains print each cause once.)
-    #[error("invalid layer: {0}")]
-    Layer(IndexError),
+    /// A layer could not be indexed.
+    #[error("invalid layer")]
+    Layer(#[source] IndexError),
     /// A blob being written grew over the `RIMG_MAX_LAYER_SIZE` cap.
     #[error("layer is over the {limit}-byte limit ({MAX_LAYER_SIZE_ENV})")]
     OverLimit {
@@ -101,8 +94,8 @@ pub enum StoreError {
     #[error("{MAX_LAYER_SIZE_ENV}={0:?} is not a size (bytes, or a number with K, M, G or T)")]
     BadLimit(String),
     /// Reading a layer from its source failed (a truncated or corrupt compressed stream).
-    #[error("reading layer: {0}")]
-    ReadLayer(io::Error),
+    #[error("reading layer")]
+    ReadLayer(#[source] io::Error),
     /// `index.json` or another JSON document is malformed.
     #[error("{path}: {message}")]
     Json {
@@ -121,14 +114,6 @@ impl From<IndexError> for StoreError {
 
 /// Result type of the store.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
-
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StoreError + 'a {
-    move |source| StoreError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
-}
 
 /// What [`ContentStore::ingest_layer`] stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -192,7 +177,7 @@ impl ContentStore {
                     format!("{{\"imageLayoutVersion\":\"{LAYOUT_VERSION}\"}}").as_bytes(),
                 )?;
             }
-            Err(e) => return Err(io_err("read", &layout)(e)),
+            Err(e) => return Err(IoError::new("read", &layout, e).into()),
         }
         for dir in [store.blob_dir(), store.tmp_dir(), store.index_dir()] {
             fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
@@ -255,7 +240,7 @@ impl ContentStore {
         match fs::metadata(&p) {
             Ok(m) => Ok(m.len()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Err(StoreError::BlobMissing(*d)),
-            Err(e) => Err(io_err("stat", &p)(e)),
+            Err(e) => Err(IoError::new("stat", &p, e).into()),
         }
     }
 
@@ -266,7 +251,7 @@ impl ContentStore {
             if e.kind() == io::ErrorKind::NotFound {
                 StoreError::BlobMissing(*d)
             } else {
-                io_err("open", &p)(e)
+                IoError::new("open", &p, e).into()
             }
         })
     }
@@ -452,7 +437,7 @@ impl ContentStore {
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Err(StoreError::BlobMissing(*d));
             }
-            Err(e) => return Err(io_err("read", &p)(e)),
+            Err(e) => return Err(IoError::new("read", &p, e).into()),
         };
         Ok(LayerIndex::decode(&bytes, d)?)
     }
@@ -505,7 +490,7 @@ impl ContentStore {
         match file.try_lock() {
             Ok(()) => Ok(Some(GcGuard { _file: file })),
             Err(fs::TryLockError::WouldBlock) => Ok(None),
-            Err(fs::TryLockError::Error(e)) => Err(io_err("lock", &p)(e)),
+            Err(fs::TryLockError::Error(e)) => Err(IoError::new("lock", &p, e).into()),
         }
     }
 
@@ -540,7 +525,7 @@ impl ContentStore {
             match fs::remove_file(&p) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                Err(e) => return Err(io_err("remove", &p)(e)),
+                Err(e) => return Err(IoError::new("remove", &p, e).into()),
             }
         }
         sync_dir(&self.blob_dir())
@@ -610,7 +595,8 @@ impl ContentStore {
         let tmp = self.tmp_dir().join(format!(".tmp-{}", unique_name()));
         let result = fs::write(&tmp, bytes)
             .map_err(io_err("write", &tmp))
-            .and_then(|()| fs::rename(&tmp, path).map_err(io_err("rename into", path)));
+            .and_then(|()| fs::rename(&tmp, path).map_err(io_err("rename into", path)))
+            .map_err(StoreError::from);
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
         }
@@ -694,7 +680,7 @@ pub struct StagedBlob {
 impl StagedBlob {
     /// Opens the staged bytes for reading.
     pub fn open(&self) -> Result<File> {
-        File::open(&self.file.path).map_err(io_err("open", &self.file.path))
+        Ok(File::open(&self.file.path).map_err(io_err("open", &self.file.path))?)
     }
 }
 
@@ -861,14 +847,14 @@ impl Write for SpaceGuard<'_> {
 
 /// A [`SpaceGuard`] refusal carried through an `io::Error` becomes its own store error;
 /// anything else goes through `other`.
-fn guard_err(e: io::Error, other: impl FnOnce(io::Error) -> StoreError) -> StoreError {
+fn guard_err<E: Into<StoreError>>(e: io::Error, other: impl FnOnce(io::Error) -> E) -> StoreError {
     match e.get_ref().and_then(|i| i.downcast_ref::<StoreError>()) {
         Some(StoreError::OverLimit { limit }) => StoreError::OverLimit { limit: *limit },
         Some(StoreError::DiskFull { free, written }) => StoreError::DiskFull {
             free: *free,
             written: *written,
         },
-        _ => other(e),
+        _ => other(e).into(),
     }
 }
 
@@ -900,20 +886,20 @@ fn unique_name() -> String {
 }
 
 fn open_lock_file(p: &Path) -> Result<File> {
-    OpenOptions::new()
+    Ok(OpenOptions::new()
         .create(true)
         .truncate(false)
         .read(true)
         .write(true)
         .open(p)
-        .map_err(io_err("open", p))
+        .map_err(io_err("open", p))?)
 }
 
 /// fsyncs a directory, so a rename inside it is durable.
 pub fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
+    Ok(File::open(dir)
         .and_then(|f| f.sync_all())
-        .map_err(io_err("sync", dir))
+        .map_err(io_err("sync", dir))?)
 }
 
 /// Writes `bytes` to `path` atomically (temp file beside it, fsync, rename, fsync dir).

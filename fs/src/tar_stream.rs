@@ -27,8 +27,8 @@ pub const MAX_DEV_MINOR: u32 = (1 << 20) - 1;
 #[derive(Debug, thiserror::Error)]
 pub enum TarError {
     /// Reading the source failed.
-    #[error("reading tar: {0}")]
-    Io(io::Error),
+    #[error("reading tar")]
+    Io(#[source] io::Error),
     /// The stream ended inside a header or inside file data.
     #[error("tar is truncated at byte {0}")]
     Truncated(u64),

@@ -38,6 +38,7 @@ use std::path::Path;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 
 use crate::digest::Digest;
+use crate::error::IoError;
 use crate::store::{ContentStore, StoreError};
 use crate::tar_write::{EntryMeta, TarWriter};
 use crate::union::{Node, NodeKind, UnionTree, ROOT_INO};
@@ -135,16 +136,10 @@ impl LayerOptions {
 /// Why an upper dir could not be read or committed.
 #[derive(Debug, thiserror::Error)]
 pub enum UpperError {
-    /// A filesystem call on the upper dir failed.
-    #[error("{op} {path}: {source}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The path (upper dir joined with the entry's path).
-        path: String,
-        /// The OS error.
-        source: io::Error,
-    },
+    /// A filesystem call on the upper dir (the upper dir joined with the entry's path) or on
+    /// a layer blob failed.
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// A user file whose name would read as a whiteout in a layer tar.
     #[error("cannot commit {0}: file names starting with .wh. are reserved for whiteouts in image layers")]
     WhiteoutName(String),
@@ -152,7 +147,7 @@ pub enum UpperError {
     #[error("{0} changed while it was being committed (pause the container and retry)")]
     ChangedWhileReading(String),
     /// Writing the layer failed (the output was closed or full).
-    #[error("writing the layer: {0}")]
+    #[error("writing the layer")]
     Write(#[source] io::Error),
     /// Reading layer data from the store failed.
     #[error(transparent)]
@@ -328,11 +323,7 @@ impl Upper<'_> {
         } else {
             format!("{}/{}", self.0.display(), String::from_utf8_lossy(rel))
         };
-        move |e| UpperError::Io {
-            op,
-            path,
-            source: e.into(),
-        }
+        move |e| IoError::new(op, path, e.into()).into()
     }
 
     fn open_root(&self) -> Result<OwnedFd> {
@@ -680,11 +671,7 @@ impl<'a> Side<'a> {
             }
         };
         file.read_exact_at(buf, data.offset + at)
-            .map_err(|source| UpperError::Io {
-                op: "read",
-                path: self.store.blob_path(&digest).display().to_string(),
-                source,
-            })
+            .map_err(|source| IoError::new("read", self.store.blob_path(&digest), source).into())
     }
 }
 

@@ -18,22 +18,10 @@ pub mod runtime;
 pub mod table;
 pub mod units;
 
-/// An error and its causes as one line, `outer: cause: root cause`, leaving out a cause
-/// whose text the line already holds (many errors here name their source in their own
-/// message, and anyhow's `{:#}` would print it twice).
-pub fn error_line(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut line = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !text.is_empty() && !line.contains(&text) {
-            line.push_str(": ");
-            line.push_str(&text);
-        }
-        cause = c.source();
-    }
-    line
-}
+/// An error and its causes as one line, `outer: cause: root cause`: every error here
+/// leaves its cause out of its own message and returns it from `source()` (the convention
+/// of [`rimg_fs::error`]), so each cause appears exactly once.
+pub use rimg_fs::error::error_line;
 
 /// The default store: `/var/lib/rimg` as root; `$XDG_DATA_HOME/rimg` (or
 /// `~/.local/share/rimg`) otherwise.
@@ -53,24 +41,70 @@ pub fn default_root() -> std::path::PathBuf {
 
 #[cfg(test)]
 mod tests {
-    #[derive(Debug, thiserror::Error)]
-    #[error("create /x: {source}")]
-    struct Repeats {
-        #[source]
-        source: std::io::Error,
-    }
+    use std::path::Path;
 
-    #[derive(Debug, thiserror::Error)]
-    #[error("saving to /x")]
-    struct Outer(#[source] Repeats);
+    use crate::image::archive::ArchiveError;
+    use crate::image::ImageError;
+    use rimg_fs::error::io_err;
+    use rimg_fs::StoreError;
 
+    /// An error from the store, wrapped by the image model and then by the archive code,
+    /// reads as one line that names the OS error once.
     #[test]
     fn error_line_names_each_cause_once() {
-        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
-        let e = Outer(Repeats { source: io });
+        let io = std::io::Error::from_raw_os_error(libc::ENOENT);
+        let store: StoreError = io_err("create", Path::new("/x"))(io).into();
+        let e = ArchiveError::from(ImageError::from(store));
         assert_eq!(
             super::error_line(&e),
-            "saving to /x: create /x: entity not found"
+            "create /x: No such file or directory (os error 2)"
         );
+        let read = ArchiveError::Read(std::io::Error::from(std::io::ErrorKind::UnexpectedEof));
+        assert_eq!(
+            super::error_line(&read),
+            "reading archive: unexpected end of file"
+        );
+    }
+
+    /// Every error that wraps a cause leaves the cause's text to `source()`.
+    #[test]
+    fn no_message_repeats_its_source() {
+        use rimg_fs::error::IoError;
+        use rimg_fs::layer_index::IndexError;
+        use rimg_fs::overlay::MountError;
+        use rimg_fs::tar_stream::TarError;
+        use rimg_fs::upper::UpperError;
+
+        let io = || std::io::Error::from_raw_os_error(libc::EIO);
+        let errno = nix::errno::Errno::EIO;
+        let samples: Vec<Box<dyn std::error::Error>> = vec![
+            Box::new(IoError::new("reading", "/x", io())),
+            Box::new(StoreError::ReadLayer(io())),
+            Box::new(StoreError::Layer(IndexError::RootNotDirectory)),
+            Box::new(TarError::Io(io())),
+            Box::new(UpperError::Write(io())),
+            Box::new(MountError::Unmount {
+                target: "/m".into(),
+                cause: errno,
+            }),
+            Box::new(ArchiveError::Tar(TarError::Truncated(1))),
+            Box::new(ImageError::Decompress {
+                digest: rimg_fs::Digest::of(b""),
+                source: io(),
+            }),
+            Box::new(crate::runtime::RuntimeError::Sys {
+                op: "poll",
+                source: errno,
+            }),
+            Box::new(crate::mount::StackError::Fuse {
+                path: "/m".into(),
+                cause: io(),
+            }),
+        ];
+        for e in samples {
+            let cause = e.source().expect("a wrapped cause").to_string();
+            assert!(!e.to_string().contains(&cause), "{e} repeats {cause}");
+            assert_eq!(super::error_line(e.as_ref()), format!("{e}: {cause}"));
+        }
     }
 }

@@ -24,6 +24,7 @@ use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
 use rimg_fs::digest::Hasher;
+use rimg_fs::error::{io_err, IoError};
 use rimg_fs::fuse::{self, FuseOptions, LayerFs, Tuning};
 use rimg_fs::mapped::MappedLayer;
 use rimg_fs::overlay::{self, CopyOnWrite, KernelOverlay};
@@ -75,34 +76,20 @@ pub enum StackError {
     #[error("the rimgfs daemon failed: {0}")]
     Daemon(String),
     /// Serving failed.
-    #[error("FUSE mount at {path}: {cause}")]
+    #[error("FUSE mount at {path}")]
     Fuse {
         /// Where.
         path: PathBuf,
         /// The error.
+        #[source]
         cause: io::Error,
     },
     /// A file operation failed.
-    #[error("{op} {path}: {cause}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// The path.
-        path: PathBuf,
-        /// The error.
-        cause: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 type Result<T, E = StackError> = std::result::Result<T, E>;
-
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> StackError + 'a {
-    move |source| StackError::Io {
-        op,
-        path: path.to_path_buf(),
-        cause: source,
-    }
-}
 
 /// What `rimgfs mount` records about a mount.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -216,7 +203,7 @@ impl<'a> Stacks<'a> {
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(io_err("listing", &dir)(e)),
+            Err(e) => return Err(IoError::new("listing", &dir, e).into()),
         };
         let mounted = overlay::mounts()?;
         let mut out = Vec::new();
@@ -251,7 +238,7 @@ impl<'a> Stacks<'a> {
         match fs::read(&p) {
             Ok(b) => Ok(serde_json::from_slice(&b).ok()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err("reading", &p)(e)),
+            Err(e) => Err(IoError::new("reading", &p, e).into()),
         }
     }
 
@@ -447,11 +434,8 @@ impl<'a> Stacks<'a> {
 
     fn write_record(&self, rec: &MountRecord) -> Result<()> {
         let p = self.record_dir(&rec.id).join("record.json");
-        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| StackError::Io {
-            op: "encoding",
-            path: p.clone(),
-            cause: io::Error::other(e),
-        })?;
+        let bytes = serde_json::to_vec_pretty(rec)
+            .map_err(|e| IoError::new("encoding", &p, io::Error::other(e)))?;
         self.images
             .store()
             .write_volatile_file(&p, &bytes)

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use rimg_fs::digest::HashingReader;
+use rimg_fs::error::{io_err, IoError};
 use rimg_fs::Digest;
 
 use super::ignore::{go_match, Ignore};
@@ -25,23 +26,8 @@ pub enum ContextError {
     #[error("file not found in build context or excluded by .dockerignore: {0}")]
     NotFound(String),
     /// Reading the context failed.
-    #[error("{op} {path}: {source}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// On what.
-        path: PathBuf,
-        /// The OS error.
-        source: io::Error,
-    },
-}
-
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ContextError + 'a {
-    move |source| ContextError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// What a context entry is.
@@ -114,17 +100,18 @@ impl Context {
     pub fn open(root: &Path) -> Result<Self, ContextError> {
         let meta = fs::metadata(root).map_err(io_err("open context", root))?;
         if !meta.is_dir() {
-            return Err(ContextError::Io {
-                op: "open context",
-                path: root.to_path_buf(),
-                source: io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
-            });
+            return Err(IoError::new(
+                "open context",
+                root,
+                io::Error::new(io::ErrorKind::NotADirectory, "not a directory"),
+            )
+            .into());
         }
         let ig_path = root.join(".dockerignore");
         let ignore = match fs::read_to_string(&ig_path) {
             Ok(t) => Ignore::parse(&t),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ignore::default(),
-            Err(e) => return Err(io_err("read", &ig_path)(e)),
+            Err(e) => return Err(IoError::new("read", &ig_path, e).into()),
         };
         Ok(Context {
             root: root.to_path_buf(),
@@ -152,7 +139,7 @@ impl Context {
         let meta = match fs::symlink_metadata(&p) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err("stat", &p)(e)),
+            Err(e) => return Err(IoError::new("stat", &p, e).into()),
         };
         let ft = meta.file_type();
         let kind = if ft.is_dir() {

@@ -10,6 +10,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+use rimg_fs::error::io_err;
 use rimg_fs::tar_write::{EntryMeta, TarWriter};
 use rimg_fs::union::{NodeKind, UnionTree, ROOT_INO};
 use rimg_fs::{ContentStore, Digest, LayerIndex, StoreError};
@@ -482,11 +483,7 @@ pub fn resolve_owner(files: Option<&ImageFiles>, spec: &str) -> Result<(u32, u32
 /// Writes `plan` as a layer into the store (streamed through a pipe, indexed in the same
 /// pass) and returns its digest.
 pub fn store_plan(store: &ContentStore, plan: &LayerPlan) -> Result<Digest, StoreError> {
-    let (reader, writer) = io::pipe().map_err(|source| StoreError::Io {
-        op: "create pipe",
-        path: PathBuf::from("layer"),
-        source,
-    })?;
+    let (reader, writer) = io::pipe().map_err(io_err("create pipe", Path::new("layer")))?;
     std::thread::scope(|s| {
         let producer = s.spawn(move || {
             let w = io::BufWriter::with_capacity(1 << 20, writer);
@@ -497,11 +494,7 @@ pub fn store_plan(store: &ContentStore, plan: &LayerPlan) -> Result<Digest, Stor
             .join()
             .unwrap_or_else(|_| Err(io::Error::other("layer writer panicked")));
         let staged = staged?;
-        produced.map_err(|source| StoreError::Io {
-            op: "write layer",
-            path: PathBuf::from("layer"),
-            source,
-        })?;
+        produced.map_err(io_err("write layer", Path::new("layer")))?;
         Ok(store.publish_layer(staged)?.digest)
     })
 }

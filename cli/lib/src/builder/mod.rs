@@ -20,9 +20,7 @@ mod steps;
 
 pub use stages::{BaseImages, BuildOptions, Builder, Built, Outcome, Progress};
 
-use std::io;
-use std::path::PathBuf;
-
+use rimg_fs::error::IoError;
 use rimg_fs::StoreError;
 
 use crate::image::ImageError;
@@ -70,15 +68,8 @@ pub enum BuildError {
     #[error("target stage {0:?} could not be found")]
     NoTarget(String),
     /// Local I/O.
-    #[error("{op} {path}: {source}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// On what.
-        path: PathBuf,
-        /// The OS error.
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 impl BuildError {

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use rimg_fs::error::{io_err, IoError};
 use rimg_fs::union::{NodeKind, UnionTree};
 use rimg_fs::upper::{upper_changes, LayerOptions, RUNTIME_INJECTED};
 use rimg_fs::Digest;
@@ -70,11 +71,7 @@ impl MountRunner {
     }
 
     fn rimgfs(&self) -> Result<Command, BuildError> {
-        let exe = std::env::current_exe().map_err(|source| BuildError::Io {
-            op: "find",
-            path: PathBuf::from("rimgfs"),
-            source,
-        })?;
+        let exe = std::env::current_exe().map_err(io_err("find", Path::new("rimgfs")))?;
         let mut c = Command::new(exe.with_file_name("rimgfs"));
         c.arg("--root").arg(&self.root);
         Ok(c)
@@ -131,11 +128,8 @@ impl Runner for MountRunner {
         parent: &ImageConfig,
         req: &RunRequest,
     ) -> Result<Option<Digest>, BuildError> {
-        let bytes = serde_json::to_vec(parent).map_err(|e| BuildError::Io {
-            op: "serialize",
-            path: PathBuf::from("config"),
-            source: io::Error::other(e),
-        })?;
+        let bytes = serde_json::to_vec(parent)
+            .map_err(|e| IoError::new("serialize", "config", io::Error::other(e)))?;
         let image = images.write_image(&bytes)?;
         let dir = images.store().private_dir().join("build").join(format!(
             "{}-{}",
@@ -144,11 +138,7 @@ impl Runner for MountRunner {
         ));
         let (upper, work, rootfs) = (dir.join("upper"), dir.join("work"), dir.join("rootfs"));
         for d in [&upper, &work, &rootfs] {
-            fs::create_dir_all(d).map_err(|source| BuildError::Io {
-                op: "create",
-                path: d.clone(),
-                source,
-            })?;
+            fs::create_dir_all(d).map_err(io_err("create", d))?;
         }
         let mut sandbox = Sandbox {
             dir: dir.clone(),
@@ -167,17 +157,14 @@ impl Runner for MountRunner {
             .arg(&rootfs)
             .stdin(Stdio::null())
             .output()
-            .map_err(|source| BuildError::Io {
-                op: "run",
-                path: PathBuf::from("rimgfs"),
-                source,
-            })?;
+            .map_err(io_err("run", Path::new("rimgfs")))?;
         if !out.status.success() {
-            return Err(BuildError::Io {
-                op: "mount",
-                path: rootfs,
-                source: io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
-            });
+            return Err(IoError::new(
+                "mount",
+                rootfs,
+                io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+            )
+            .into());
         }
         sandbox.mounted = true;
         let code = {
@@ -185,18 +172,12 @@ impl Runner for MountRunner {
                 .quiet
                 .then(Silence::new)
                 .transpose()
-                .map_err(|source| BuildError::Io {
-                    op: "redirect output",
-                    path: PathBuf::from("/dev/null"),
-                    source,
-                })?;
+                .map_err(io_err("redirect output", Path::new("/dev/null")))?;
             run_command(&rootfs, req)?
         };
-        sandbox.unmount().map_err(|m| BuildError::Io {
-            op: "unmount",
-            path: rootfs.clone(),
-            source: io::Error::other(m),
-        })?;
+        sandbox
+            .unmount()
+            .map_err(|m| IoError::new("unmount", rootfs.clone(), io::Error::other(m)))?;
         if code != 0 {
             return Err(BuildError::RunFailed {
                 command: req.shown.clone(),
@@ -204,11 +185,7 @@ impl Runner for MountRunner {
             });
         }
         let lower = layers_tree(images, &parent.rootfs.diff_ids)?;
-        drop_injected(&upper, &lower).map_err(|source| BuildError::Io {
-            op: "clean",
-            path: upper.clone(),
-            source,
-        })?;
+        drop_injected(&upper, &lower).map_err(io_err("clean", &upper))?;
         let opts = LayerOptions {
             ignore: RUNTIME_INJECTED.iter().map(|s| s.to_string()).collect(),
             mtime_clamp: Some(req.epoch),
@@ -324,10 +301,6 @@ fn run_command(rootfs: &Path, req: &RunRequest) -> Result<i32, BuildError> {
             code,
         },
         RuntimeError::Interrupted(sig) => BuildError::Interrupted(sig),
-        other => BuildError::Io {
-            op: "run",
-            path: rootfs.to_path_buf(),
-            source: io::Error::other(other.to_string()),
-        },
+        other => IoError::new("run", rootfs, io::Error::other(crate::error_line(&other))).into(),
     })
 }

@@ -200,7 +200,7 @@ impl<'a> Builder<'a> {
     /// The image `name` from the store, fetched first when it is missing or `--pull` asks.
     pub(super) fn named_image(&mut self, name: &str) -> Result<Image, String> {
         let Some(fetcher) = self.fetcher else {
-            return self.images.resolve(name).map_err(|e| e.to_string());
+            return self.images.resolve(name).map_err(|e| crate::error_line(&e));
         };
         if self.opts.pull_always && !self.fetched.contains(name) {
             self.fetch(fetcher, name)?;
@@ -208,9 +208,9 @@ impl<'a> Builder<'a> {
         match self.images.resolve(name) {
             Err(ImageError::NotFound(_)) if !self.fetched.contains(name) => {
                 self.fetch(fetcher, name)?;
-                self.images.resolve(name).map_err(|e| e.to_string())
+                self.images.resolve(name).map_err(|e| crate::error_line(&e))
             }
-            other => other.map_err(|e| e.to_string()),
+            other => other.map_err(|e| crate::error_line(&e)),
         }
     }
 

@@ -33,6 +33,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use rimg_fs::error::{io_err, IoError};
 use rimg_fs::Digest;
 use serde::{Deserialize, Serialize};
 
@@ -77,15 +78,8 @@ pub enum ContainerError {
     #[error(transparent)]
     Image(#[from] ImageError),
     /// A container's files could not be read or written.
-    #[error("{op} {path}: {source}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// On what.
-        path: PathBuf,
-        /// The error.
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// A container's JSON is malformed.
     #[error("{path}: {message}")]
     Corrupt {
@@ -98,14 +92,6 @@ pub enum ContainerError {
 
 /// Result type of the container store.
 pub type Result<T, E = ContainerError> = std::result::Result<T, E>;
-
-fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> ContainerError + 'a {
-    move |source| ContainerError::Io {
-        op,
-        path: path.to_path_buf(),
-        source,
-    }
-}
 
 /// What a container runs: fixed when it is created.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -223,7 +209,7 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     })?;
     let tmp = path.with_extension("json.tmp");
     fs::write(&tmp, bytes).map_err(io_err("writing", &tmp))?;
-    fs::rename(&tmp, path).map_err(io_err("renaming", path))
+    Ok(fs::rename(&tmp, path).map_err(io_err("renaming", path))?)
 }
 
 /// The start time (clock ticks since boot) of a live process, `None` if it is gone.
@@ -359,7 +345,7 @@ impl Container {
         match f.try_lock() {
             Ok(()) => Ok(Some(f)),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
-            Err(std::fs::TryLockError::Error(e)) => Err(io_err("locking", &p)(e)),
+            Err(std::fs::TryLockError::Error(e)) => Err(IoError::new("locking", &p, e).into()),
         }
     }
 
@@ -396,11 +382,7 @@ impl Container {
         let pid = self
             .live_pid()
             .ok_or_else(|| ContainerError::NotRunning(self.id().to_string()))?;
-        kill(pid, sig).map_err(|e| ContainerError::Io {
-            op: "signalling",
-            path: self.dir.clone(),
-            source: io::Error::from(e),
-        })
+        kill(pid, sig).map_err(|e| IoError::new("signalling", &self.dir, io::Error::from(e)).into())
     }
 
     /// Every process of the container: those in its pid namespace.
@@ -747,7 +729,7 @@ impl Containers {
         match fs::remove_dir_all(c.dir()) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err("removing", c.dir())(e)),
+            Err(e) => Err(IoError::new("removing", c.dir(), e).into()),
         }
     }
 }

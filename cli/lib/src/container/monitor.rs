@@ -7,6 +7,8 @@
 use std::io;
 use std::os::fd::AsFd;
 
+use rimg_fs::error::IoError;
+
 use crate::runtime::{
     spawn, Launch, OutputSink, RawMode, RuntimeError, Stdio, Supervisor, Target, Tee, Terminal,
 };
@@ -84,7 +86,7 @@ pub fn run_container(
                 st.finished_at = Some(rfc3339_nanos_now());
             }
             st.exit_code = e.exit_code();
-            st.error = Some(e.to_string());
+            st.error = Some(crate::error_line(e));
         }
     }
     st.paused = false;
@@ -143,11 +145,8 @@ fn supervise(
         return Err(e);
     }
     started(Ok(c));
-    let mut log = LogWriter::open(&c.log_path()).map_err(|source| ContainerError::Io {
-        op: "opening",
-        path: c.log_path(),
-        source,
-    })?;
+    let mut log = LogWriter::open(&c.log_path())
+        .map_err(|source| ContainerError::from(IoError::new("opening", c.log_path(), source)))?;
     let code = if attach {
         let stdin = io::stdin();
         let relay_stdin = spec.tty && spec.interactive;

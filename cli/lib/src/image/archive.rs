@@ -22,6 +22,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
+use rimg_fs::error::{io_err, IoError};
 use rimg_fs::store::{StagedBlob, StagedLayer, StoreError, MAX_JSON_BYTES, REF_NAME};
 use rimg_fs::tar_stream::{is_header_block, EntryType, TarError, TarStream};
 use rimg_fs::tar_write::TarWriter;
@@ -52,11 +53,11 @@ pub enum ArchiveError {
     #[error("archive is truncated at byte {0}")]
     Truncated(u64),
     /// The archive itself is not a valid tar.
-    #[error("archive is not a valid tar: {0}")]
-    Tar(TarError),
+    #[error("archive is not a valid tar")]
+    Tar(#[source] TarError),
     /// Reading the archive failed (a corrupt compressed archive, an I/O error).
-    #[error("reading archive: {0}")]
-    Read(io::Error),
+    #[error("reading archive")]
+    Read(#[source] io::Error),
     /// Neither `manifest.json` nor `index.json` is in the archive.
     #[error("not an image archive: it has neither manifest.json (docker-archive) nor index.json (OCI archive)")]
     NotAnArchive,
@@ -154,15 +155,8 @@ pub enum ArchiveError {
         arch: &'static str,
     },
     /// I/O outside the store (the archive file, the output file).
-    #[error("{op} {path}: {source}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// On what.
-        path: PathBuf,
-        /// The OS error.
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// Result type of archive operations.
@@ -248,11 +242,7 @@ impl Members {
         let mut bytes = Vec::with_capacity(blob.size as usize);
         blob.open()?
             .read_to_end(&mut bytes)
-            .map_err(|source| ArchiveError::Io {
-                op: "read staged",
-                path: PathBuf::from(real),
-                source,
-            })?;
+            .map_err(io_err("read staged", Path::new(real)))?;
         Ok((bytes, blob.digest))
     }
 }
@@ -365,7 +355,7 @@ fn stage_member<R: Read>(images: &Images, stream: &mut TarStream<R>) -> Result<M
                 blob_size: layer.size,
                 layer,
             },
-            Err(e) => Member::Bad(e.to_string()),
+            Err(e) => Member::Bad(crate::error_line(&e)),
         });
     }
     let mut hashing = rimg_fs::digest::HashingReader::new(src);
@@ -382,7 +372,7 @@ fn stage_member<R: Read>(images: &Images, stream: &mut TarStream<R>) -> Result<M
             blob_digest,
             blob_size,
         },
-        Err(e) => Member::Bad(e.to_string()),
+        Err(e) => Member::Bad(crate::error_line(&e)),
     })
 }
 
@@ -693,18 +683,12 @@ pub fn load(images: &Images, src: impl Read) -> Result<Vec<LoadedImage>> {
     let store = images.store();
     let _lease = store.lease()?;
     let mut src = BufReader::with_capacity(1 << 20, src);
-    let head = src.fill_buf().map_err(|source| ArchiveError::Io {
-        op: "read",
-        path: PathBuf::from("archive"),
-        source,
-    })?;
+    let head = src
+        .fill_buf()
+        .map_err(io_err("read", Path::new("archive")))?;
     let decoder = Compression::sniff(head)
         .decoder(src)
-        .map_err(|source| ArchiveError::Io {
-            op: "decompress",
-            path: PathBuf::from("archive"),
-            source,
-        })?;
+        .map_err(io_err("decompress", Path::new("archive")))?;
     let mut members = stage_members(images, decoder)?;
     let planned = if members.by_path.contains_key("manifest.json") {
         plan_docker(&members)?
@@ -768,14 +752,6 @@ pub fn save_to_path(
     format: ArchiveFormat,
     path: &Path,
 ) -> Result<()> {
-    let io_err = |op: &'static str, p: &Path| {
-        let p = p.to_path_buf();
-        move |source| ArchiveError::Io {
-            op,
-            path: p,
-            source,
-        }
-    };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -797,6 +773,7 @@ pub fn save_to_path(
         File::open(&dir)
             .and_then(|d| d.sync_all())
             .map_err(io_err("sync", &dir))
+            .map_err(ArchiveError::from)
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
@@ -805,11 +782,7 @@ pub fn save_to_path(
 }
 
 fn write_err(source: io::Error) -> ArchiveError {
-    ArchiveError::Io {
-        op: "write",
-        path: PathBuf::from("archive"),
-        source,
-    }
+    IoError::new("write", "archive", source).into()
 }
 
 fn to_json(v: &impl Serialize) -> Vec<u8> {

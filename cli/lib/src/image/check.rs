@@ -16,6 +16,7 @@ use std::fs;
 use std::io::BufReader;
 use std::path::PathBuf;
 
+use rimg_fs::error::io_err;
 use rimg_fs::layer_index::IndexBuilder;
 use rimg_fs::store::GcGuard;
 use rimg_fs::tar_stream::TarStream;
@@ -23,7 +24,7 @@ use rimg_fs::{Digest, LayerIndex};
 
 use rimg_fs::store::REF_NAME;
 
-use super::{digest_of, ImageError, Images, Result};
+use super::{digest_of, Images, Result};
 
 /// One thing wrong with the store.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,14 +102,13 @@ pub struct Report {
 pub fn check(images: &Images, _gc: &GcGuard) -> Result<Report> {
     let store = images.store();
     let mut report = Report::default();
-    let io = |op: &'static str, path: PathBuf| move |source| ImageError::Io { op, path, source };
 
     // Blobs.
     let blob_dir = store.root().join("blobs/sha256");
     let mut present = BTreeSet::new();
     let mut corrupt = BTreeSet::new();
-    for e in fs::read_dir(&blob_dir).map_err(io("list", blob_dir.clone()))? {
-        let e = e.map_err(io("list", blob_dir.clone()))?;
+    for e in fs::read_dir(&blob_dir).map_err(io_err("list", &blob_dir))? {
+        let e = e.map_err(io_err("list", &blob_dir))?;
         let Some(d) = e.file_name().to_str().and_then(Digest::from_hex) else {
             report.problems.push(Problem::StrayBlobFile(e.path()));
             continue;
@@ -126,7 +126,7 @@ pub fn check(images: &Images, _gc: &GcGuard) -> Result<Report> {
     let mut indexed = BTreeSet::new();
     if let Ok(entries) = fs::read_dir(&index_dir) {
         for e in entries {
-            let e = e.map_err(io("list", index_dir.clone()))?;
+            let e = e.map_err(io_err("list", &index_dir))?;
             match e.file_name().to_str().and_then(Digest::from_hex) {
                 Some(d) if present.contains(&d) => {
                     indexed.insert(d);
@@ -152,7 +152,7 @@ pub fn check(images: &Images, _gc: &GcGuard) -> Result<Report> {
         }
         let m = match images.read_manifest(manifest) {
             Ok(m) => m,
-            Err(e) => return Some(e.to_string()),
+            Err(e) => return Some(crate::error_line(&e)),
         };
         let Ok(config) = Digest::try_from(m.config().digest()) else {
             return Some("the manifest's config digest is invalid".into());
@@ -162,7 +162,7 @@ pub fn check(images: &Images, _gc: &GcGuard) -> Result<Report> {
         }
         let cfg = match images.read_config(&config) {
             Ok(c) => c,
-            Err(e) => return Some(e.to_string()),
+            Err(e) => return Some(crate::error_line(&e)),
         };
         for l in m.layers() {
             let Ok(d) = Digest::try_from(l.digest()) else {
@@ -261,7 +261,7 @@ fn index_problem(images: &Images, d: &Digest) -> Option<String> {
         Err(e) => return Some(format!("reading: {e}")),
     };
     if let Err(e) = LayerIndex::decode(&stored, d) {
-        return Some(e.to_string());
+        return Some(crate::error_line(&e));
     }
     match reindex(images, d) {
         Ok(fresh) if fresh.encode() == stored => None,
@@ -272,13 +272,16 @@ fn index_problem(images: &Images, d: &Digest) -> Option<String> {
 
 /// The index of a stored layer blob, built afresh.
 fn reindex(images: &Images, d: &Digest) -> std::result::Result<LayerIndex, String> {
-    let f = images.store().open_blob(d).map_err(|e| e.to_string())?;
+    let f = images
+        .store()
+        .open_blob(d)
+        .map_err(|e| crate::error_line(&e))?;
     let mut stream = TarStream::new(BufReader::with_capacity(1 << 20, f));
     let mut b = IndexBuilder::new();
-    while let Some(e) = stream.next_entry().map_err(|e| e.to_string())? {
-        b.push(e).map_err(|e| e.to_string())?;
+    while let Some(e) = stream.next_entry().map_err(|e| crate::error_line(&e))? {
+        b.push(e).map_err(|e| crate::error_line(&e))?;
     }
-    let (size, _) = stream.finish().map_err(|e| e.to_string())?;
+    let (size, _) = stream.finish().map_err(|e| crate::error_line(&e))?;
     Ok(b.finish(*d, size))
 }
 
@@ -289,7 +292,6 @@ fn reindex(images: &Images, d: &Digest) -> std::result::Result<LayerIndex, Strin
 pub fn repair(images: &Images, report: &Report, gc: &GcGuard) -> Result<Vec<String>> {
     let store = images.store();
     let mut done = Vec::new();
-    let io = |op: &'static str, path: PathBuf| move |source| ImageError::Io { op, path, source };
     let mut dangling = BTreeSet::new();
     for p in &report.problems {
         match p {
@@ -298,7 +300,7 @@ pub fn repair(images: &Images, report: &Report, gc: &GcGuard) -> Result<Vec<Stri
                 done.push(format!("removed corrupt blob {d}"));
             }
             Problem::StrayBlobFile(path) | Problem::OrphanIndex(path) => {
-                fs::remove_file(path).map_err(io("remove", path.clone()))?;
+                fs::remove_file(path).map_err(io_err("remove", path))?;
                 done.push(format!("removed {}", path.display()));
             }
             Problem::BadIndex { layer, .. } | Problem::MissingIndex(layer) => {
@@ -352,7 +354,7 @@ pub fn repair(images: &Images, report: &Report, gc: &GcGuard) -> Result<Vec<Stri
         done.push("removed index.json entries with invalid digests".into());
     }
     for path in &report.stale_indexes {
-        fs::remove_file(path).map_err(io("remove", path.clone()))?;
+        fs::remove_file(path).map_err(io_err("remove", path))?;
         done.push(format!(
             "removed the layer index of an unpublished blob {}",
             path.display()

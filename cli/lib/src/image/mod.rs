@@ -19,6 +19,7 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageManifest, MediaType};
+use rimg_fs::error::{io_err, IoError};
 use rimg_fs::store::{GcGuard, StoreError, MAX_JSON_BYTES, REF_NAME};
 use rimg_fs::{ContentStore, Digest};
 
@@ -67,7 +68,7 @@ pub enum ImageError {
     #[error("unsupported layer media type {0:?}")]
     UnsupportedMediaType(String),
     /// Decompressing a layer failed.
-    #[error("decompressing layer {digest}: {source}")]
+    #[error("decompressing layer {digest}")]
     Decompress {
         /// The compressed blob.
         digest: Digest,
@@ -83,15 +84,8 @@ pub enum ImageError {
         diff_id: Digest,
     },
     /// I/O outside the store.
-    #[error("{op} {path}: {source}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// On what.
-        path: PathBuf,
-        /// The OS error.
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 /// Result type of the image model.
@@ -646,11 +640,7 @@ impl Images {
 
     fn write_pin(&self, name: &str, digests: &[Digest], durable: bool) -> Result<()> {
         let dir = self.pins_dir();
-        fs::create_dir_all(&dir).map_err(|source| ImageError::Io {
-            op: "create",
-            path: dir.clone(),
-            source,
-        })?;
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         let text: String = digests.iter().map(|d| format!("{d}\n")).collect();
         let path = dir.join(pin_file_name(name));
         if durable {
@@ -667,11 +657,7 @@ impl Images {
         match fs::remove_file(&p) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(ImageError::Io {
-                op: "remove",
-                path: p,
-                source,
-            }),
+            Err(source) => Err(IoError::new("remove", p, source).into()),
         }
     }
 
@@ -682,13 +668,7 @@ impl Images {
         let entries = match fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(out),
-            Err(source) => {
-                return Err(ImageError::Io {
-                    op: "list",
-                    path: dir,
-                    source,
-                })
-            }
+            Err(source) => return Err(IoError::new("list", dir, source).into()),
         };
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();

@@ -25,6 +25,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
+use rimg_fs::error::{io_err, IoError};
 use serde_json::{Map, Value};
 
 use super::{RegistryError, Result, DEFAULT_REGISTRY};
@@ -183,13 +184,7 @@ fn read_json(path: &Path) -> Result<Option<Map<String, Value>>> {
     let bytes = match fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(RegistryError::Io {
-                op: "read",
-                path: path.to_path_buf(),
-                source,
-            })
-        }
+        Err(source) => return Err(IoError::new("read", path, source).into()),
     };
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(Some(Map::new()));
@@ -249,11 +244,7 @@ pub fn lookup(registry: &str) -> Result<Option<Credentials>> {
 /// Writes the file atomically with mode 0600, creating its directory.
 fn write_file(path: &Path, doc: &Map<String, Value>) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        fs::create_dir_all(dir).map_err(|source| RegistryError::Io {
-            op: "create",
-            path: dir.to_path_buf(),
-            source,
-        })?;
+        fs::create_dir_all(dir).map_err(io_err("create", dir))?;
     }
     let mut bytes = serde_json::to_vec_pretty(&Value::Object(doc.clone())).map_err(|e| {
         RegistryError::AuthFile {

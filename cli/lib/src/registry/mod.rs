@@ -22,6 +22,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use rimg_fs::error::IoError;
 use rimg_fs::store::StoreError;
 use rimg_fs::Digest;
 
@@ -187,15 +188,8 @@ pub enum RegistryError {
         message: String,
     },
     /// I/O outside the store.
-    #[error("{op} {path}: {source}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// On what.
-        path: PathBuf,
-        /// The OS error.
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
     /// An upload session the registry no longer knows after a failed request (distribution
     /// drops one whose `PATCH` broke off midway): the blob has to go again from the start.
     #[error("{what}: the registry dropped the upload after a failure ({message})")]
@@ -403,7 +397,7 @@ impl Retry {
             blob,
             BlobEvent::Retrying {
                 in_secs: delay,
-                reason: failure.to_string(),
+                reason: crate::error_line(&failure),
             },
         );
         for _ in 0..delay * 10 {

@@ -451,7 +451,7 @@ impl Read for NetReader<'_> {
             match self.fetch.reopen(self.done, failure, &mut self.retry) {
                 Ok(body) => self.inner = body,
                 Err(e) => {
-                    let message = e.to_string();
+                    let message = crate::error_line(&e);
                     self.error = Some(e);
                     return Err(io::Error::other(message));
                 }
@@ -673,7 +673,7 @@ fn fetch_layer(
     }
     let staged = staged.map_err(|e| RegistryError::BadLayer {
         layer: job.blob,
-        message: e.to_string(),
+        message: crate::error_line(&e),
     })?;
     if staged.digest != job.diff_id {
         return Err(RegistryError::DiffIdMismatch {

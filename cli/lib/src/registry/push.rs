@@ -537,7 +537,7 @@ impl Sender<'_> {
                 Err(e) if !e.is_transient() => {
                     return Err(RegistryError::UploadLost {
                         what: format!("uploading {what}"),
-                        message: e.to_string(),
+                        message: crate::error_line(&e),
                     })
                 }
                 status => status,

@@ -35,6 +35,7 @@ use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg, Termios};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::{pipe2, Pid};
+use rimg_fs::error::{io_err, IoError};
 use serde::{Deserialize, Serialize};
 
 use child::{ChildFd, Entry, Plan};
@@ -101,7 +102,7 @@ pub enum RuntimeError {
         message: String,
     },
     /// A system call on the supervisor's side failed.
-    #[error("{op}: {source}")]
+    #[error("{op}")]
     Sys {
         /// What was being done.
         op: &'static str,
@@ -113,15 +114,8 @@ pub enum RuntimeError {
     #[error("cancelled by {0}")]
     Interrupted(&'static str),
     /// I/O on the supervisor's side failed.
-    #[error("{op} {path}: {source}")]
-    Io {
-        /// What was being done.
-        op: &'static str,
-        /// On what.
-        path: PathBuf,
-        /// The error.
-        source: io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
 impl RuntimeError {
@@ -230,11 +224,7 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Process, RuntimeError> {
             let mut fds = Vec::new();
             for ns in ["ipc", "uts", "net", "pid", "mnt"] {
                 let p = PathBuf::from(format!("/proc/{pid}/ns/{ns}"));
-                let f = fs::File::open(&p).map_err(|source| RuntimeError::Io {
-                    op: "opening",
-                    path: p,
-                    source,
-                })?;
+                let f = fs::File::open(&p).map_err(io_err("opening", &p))?;
                 fds.push(OwnedFd::from(f));
             }
             Entry::Join(fds)
@@ -463,11 +453,7 @@ impl Supervisor {
         if let Some(p) = &process.pty {
             outputs.push((
                 Stream::Stdout,
-                fs::File::from(p.try_clone().map_err(|source| RuntimeError::Io {
-                    op: "dup",
-                    path: "pty".into(),
-                    source,
-                })?),
+                fs::File::from(p.try_clone().map_err(io_err("dup", Path::new("pty")))?),
             ));
         }
         if let Some(o) = process.stdout.take() {
@@ -669,18 +655,9 @@ impl EtcDir {
         let dir = tempfile::Builder::new()
             .prefix(&format!("rimg-etc-{}-", std::process::id()))
             .tempdir_in(&tmp)
-            .map_err(|source| RuntimeError::Io {
-                op: "creating a directory in",
-                path: tmp,
-                source,
-            })?;
-        write_etc_files(dir.path(), hostname, network == Network::Host).map_err(|source| {
-            RuntimeError::Io {
-                op: "writing",
-                path: dir.path().to_path_buf(),
-                source,
-            }
-        })?;
+            .map_err(io_err("creating a directory in", &tmp))?;
+        write_etc_files(dir.path(), hostname, network == Network::Host)
+            .map_err(io_err("writing", dir.path()))?;
         Ok(EtcDir(dir))
     }
 }

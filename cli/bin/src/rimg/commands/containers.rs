@@ -52,11 +52,14 @@ fn container_image(images: &Images, name: &str, policy: PullPolicy) -> Result<Im
             pull(r)?;
             images
                 .resolve(name)
-                .map_err(|e| fail(125, format!("{name}: {e}")))
+                .map_err(|e| fail(125, format!("{name}: {}", rimg::error_line(&e))))
         }
         (Err(e), _) => Err(fail(
             125,
-            format!("Unable to find image '{name}' locally: {e}"),
+            format!(
+                "Unable to find image '{name}' locally: {}",
+                rimg::error_line(&e)
+            ),
         )),
         (Ok(image), _) => Ok(image),
     }
@@ -305,12 +308,12 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
             process,
             auto_remove: f.rm,
         })
-        .map_err(|e| fail(125, e.to_string()))?;
+        .map_err(|e| fail(125, rimg::error_line(&e)))?;
     Ok((containers, c))
 }
 
 fn monitor_failed(e: MonitorError) -> anyhow::Error {
-    fail(e.exit_code(), e.to_string())
+    fail(e.exit_code(), rimg::error_line(&e))
 }
 
 /// Runs a container in this process, attached; returns its exit code.
@@ -392,7 +395,7 @@ pub fn start(ctx: &Ctx, a: StartArgs) -> Result<u8> {
         let mut c = match containers.resolve(name) {
             Ok(c) => c,
             Err(e) => {
-                eprintln!("Error: {e}");
+                eprintln!("Error: {}", rimg::error_line(&e));
                 failed = true;
                 continue;
             }
@@ -428,7 +431,7 @@ pub fn monitor(ctx: &Ctx, a: MonitorArgs) -> Result<u8> {
     let mut report = |r: std::result::Result<&Container, &MonitorError>| {
         let line = match r {
             Ok(_) => "ok\n".to_string(),
-            Err(e) => format!("error {} {}\n", e.exit_code(), e),
+            Err(e) => format!("error {} {}\n", e.exit_code(), rimg::error_line(e)),
         };
         let mut o = io::stdout().lock();
         let _ = o.write_all(line.as_bytes());
@@ -760,7 +763,7 @@ pub fn exec(ctx: &Ctx, a: ExecArgs) -> Result<u8> {
         stdin: Stdio::Inherit,
         output: Stdio::Inherit,
     })
-    .map_err(|e| fail(e.exit_code(), e.to_string()))?;
+    .map_err(|e| fail(e.exit_code(), rimg::error_line(&e)))?;
     let stdin = io::stdin();
     let relay = a.tty && a.interactive;
     let _raw = relay.then(|| RawMode::enable(stdin.as_fd())).flatten();

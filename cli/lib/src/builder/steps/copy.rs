@@ -168,7 +168,11 @@ fn context_keys(
             downloads.push(d);
             continue;
         }
-        for m in b.context.resolve(s).map_err(|e| step_err(ins, e))? {
+        for m in b
+            .context
+            .resolve(s)
+            .map_err(|e| step_err(ins, crate::error_line(&e)))?
+        {
             let mut entries = vec![m.entry.clone()];
             if m.entry.kind == HostKind::Dir {
                 entries.extend(b.context.walk(&m.entry.rel)?);
@@ -180,7 +184,7 @@ fn context_keys(
                     HostKind::File(_) => b
                         .context
                         .hash(&e.rel)
-                        .map_err(|er| step_err(ins, er))?
+                        .map_err(|er| step_err(ins, crate::error_line(&er)))?
                         .to_string(),
                 };
                 keys.push(FileKey {
@@ -376,7 +380,11 @@ fn plan_from_context(
         if fetch::is_url(s) {
             continue;
         }
-        for m in b.context.resolve(s).map_err(|e| step_err(ins, e))? {
+        for m in b
+            .context
+            .resolve(s)
+            .map_err(|e| step_err(ins, crate::error_line(&e)))?
+        {
             wildcard |= m.wildcard;
             matched.push(m.entry);
         }

@@ -145,10 +145,13 @@ impl Builder<'_> {
                 parts,
                 config: state.config.clone(),
             })
-            .map_err(|source| BuildError::Io {
-                op: "write build cache entry",
-                path: self.images.store().private_dir().join("build-cache"),
-                source,
+            .map_err(|source| {
+                rimg_fs::error::IoError::new(
+                    "write build cache entry",
+                    self.images.store().private_dir().join("build-cache"),
+                    source,
+                )
+                .into()
             })
     }
 }

@@ -38,7 +38,7 @@ pub(in crate::builder) fn run(
     let layer = match b.runner.run(b.images, &cx.state.config, &req) {
         Ok(l) => l,
         Err(e @ (BuildError::RunFailed { .. } | BuildError::Interrupted(_))) => return Err(e),
-        Err(e) => return Err(step_err(ins, e)),
+        Err(e) => return Err(step_err(ins, crate::error_line(&e))),
     };
     let config = cx.state.config.clone();
     b.commit_step(cx, parts, config, layer, &text)

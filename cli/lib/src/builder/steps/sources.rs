@@ -29,7 +29,10 @@ pub struct Download {
 impl Download {
     /// Downloads `url` into a temp file of the store.
     pub fn fetch(images: &Images, url: &str) -> Result<Self, String> {
-        let mut tmp = images.store().temp_file().map_err(|e| e.to_string())?;
+        let mut tmp = images
+            .store()
+            .temp_file()
+            .map_err(|e| crate::error_line(&e))?;
         let path = tmp.path.clone();
         let mut w = HashingWriter::new(&mut tmp.file);
         let size = fetch::fetch(url, &mut w)?;
@@ -58,7 +61,10 @@ impl Unpacked {
         let (path, tmp) = if comp == Compression::None {
             (archive.to_path_buf(), None)
         } else {
-            let mut tmp = images.store().temp_file().map_err(|e| e.to_string())?;
+            let mut tmp = images
+                .store()
+                .temp_file()
+                .map_err(|e| crate::error_line(&e))?;
             let f = File::open(archive).map_err(|e| e.to_string())?;
             let mut dec = comp.decoder(BufReader::new(f)).map_err(|e| e.to_string())?;
             io::copy(&mut dec, &mut tmp.file).map_err(|e| format!("decompressing: {e}"))?;
@@ -72,7 +78,7 @@ impl Unpacked {
         let mut entries: Vec<(String, NewEntry)> = Vec::new();
         while let Some(e) = s
             .next_entry()
-            .map_err(|e| format!("reading archive: {e}"))?
+            .map_err(|e| format!("reading archive: {}", crate::error_line(&e)))?
         {
             let rel = String::from_utf8_lossy(&e.path).into_owned();
             if rel.is_empty() {
