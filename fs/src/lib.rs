@@ -11,6 +11,7 @@ pub mod digest;
 pub mod fuse;
 pub mod layer_index;
 pub mod mapped;
+pub mod mountinfo;
 pub mod overlay;
 pub mod store;
 pub mod tar_stream;
