@@ -272,3 +272,23 @@ pub(crate) fn close_fds_except(keep: BorrowedFd<'_>) -> io::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_with_other_threads_is_refused_the_daemon_fork() {
+        // The test harness runs this on a thread of its own, beside the main thread.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || rx.recv());
+        match fork_single_threaded() {
+            Err(SoloForkError::Threaded(n)) => assert!(n >= 2, "{n}"),
+            Err(e) => panic!("{e}"),
+            Ok(Forked::Child) => exit_now(0),
+            Ok(Forked::Parent(_)) => panic!("forked with other threads running"),
+        }
+        drop(tx);
+        let _ = other.join();
+    }
+}
