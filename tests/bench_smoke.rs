@@ -94,11 +94,9 @@ fn quick_fs_run_reads_identical_bytes_on_every_variant() {
         .expect("fs.md")
         .contains("| workload |"));
     // Nothing left mounted under the work dir.
-    let mounts = fs::read_to_string("/proc/self/mountinfo").expect("mountinfo");
-    assert!(
-        !mounts.contains(&*work.path().to_string_lossy()),
-        "{mounts}"
-    );
+    let mounts = rimg_fs::mountinfo::read().expect("mountinfo");
+    let left = rimg_fs::mountinfo::under(&mounts, &work.path().canonicalize().expect("work dir"));
+    assert!(left.is_empty(), "{left:?}");
 
     // A second run reuses the data set.
     let again = bench(work.path(), &["--quick", "--only", "native", "--out"])

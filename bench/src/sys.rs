@@ -85,16 +85,7 @@ pub fn mounts_under(dir: &Path) -> Vec<PathBuf> {
     let Ok(dir) = dir.canonicalize() else {
         return Vec::new();
     };
-    let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut found: Vec<PathBuf> = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(p.replace("\\040", " ")))
-        .filter(|p| p.starts_with(&dir))
-        .collect();
-    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    found.dedup();
-    found
+    rimg_fs::mountinfo::under(&rimg_fs::mountinfo::read().unwrap_or_default(), &dir)
 }
 
 /// Unmounts everything left mounted under `dir` (by an interrupted earlier run).

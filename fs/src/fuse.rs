@@ -541,8 +541,7 @@ pub fn run(session: Session<LayerFs>) -> io::Result<()> {
 /// The device number comes from the mount table: a `stat` of the mount point would wait for
 /// the daemon, which may be the caller.
 pub fn raise_read_ahead(mountpoint: &Path, kb: u32) -> io::Result<()> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo")?;
-    let dev = crate::overlay::parse_mountinfo(&info)
+    let dev = crate::mountinfo::read()?
         .into_iter()
         .rev()
         .find(|m| m.mountpoint == mountpoint)

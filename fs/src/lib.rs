@@ -13,6 +13,7 @@ pub mod error;
 pub mod fuse;
 pub mod layer_index;
 pub mod mapped;
+pub mod mountinfo;
 pub mod overlay;
 pub mod store;
 pub mod tar_stream;

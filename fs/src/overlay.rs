@@ -6,7 +6,8 @@
 //! it. [`CopyOnWrite`] is the seam for a pure-FUSE mode on hosts without overlayfs.
 //!
 //! Also here: the mount-table helpers both layers need (is a path a mount point, private
-//! propagation, unmounting a mount whose daemon is gone).
+//! propagation, unmounting a mount whose daemon is gone; the table itself is
+//! [`crate::mountinfo`]).
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -171,69 +172,12 @@ pub fn unmount(target: &Path, lazy: bool) -> Result<(), MountError> {
     }
 }
 
-/// One line of `/proc/self/mountinfo`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct MountInfo {
-    /// Where it is mounted.
-    pub mountpoint: PathBuf,
-    /// The filesystem type (`overlay`, `fuse.rimgfs`, ...).
-    pub fstype: String,
-    /// The mount source.
-    pub source: String,
-    /// The device, `major:minor`.
-    pub device: String,
-}
+pub use crate::mountinfo::MountInfo;
 
-/// The mounts of this mount namespace.
+/// The mounts of this mount namespace ([`crate::mountinfo::read`]).
 pub fn mounts() -> Result<Vec<MountInfo>, MountError> {
-    let path = Path::new("/proc/self/mountinfo");
-    let text = fs::read_to_string(path).map_err(io_err("reading", path))?;
-    Ok(parse_mountinfo(&text))
-}
-
-/// Parses `/proc/self/mountinfo` text.
-pub fn parse_mountinfo(text: &str) -> Vec<MountInfo> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let fields: Vec<&str> = line.split(' ').collect();
-        let Some(sep) = fields.iter().position(|f| *f == "-") else {
-            continue;
-        };
-        let (Some(dev), Some(mp), Some(fstype), Some(source)) = (
-            fields.get(2),
-            fields.get(4),
-            fields.get(sep + 1),
-            fields.get(sep + 2),
-        ) else {
-            continue;
-        };
-        out.push(MountInfo {
-            mountpoint: PathBuf::from(unescape_octal(mp)),
-            fstype: (*fstype).to_string(),
-            source: unescape_octal(source),
-            device: (*dev).to_string(),
-        });
-    }
-    out
-}
-
-/// Undoes the kernel's `\040`-style escaping of spaces, tabs, newlines and backslashes.
-fn unescape_octal(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if let Some(oct) = b.get(i + 1..i + 4) {
-            if b[i] == b'\\' && oct.iter().all(|c| (b'0'..=b'7').contains(c)) {
-                out.push((oct[0] - b'0') * 64 + (oct[1] - b'0') * 8 + (oct[2] - b'0'));
-                i += 4;
-                continue;
-            }
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
+    crate::mountinfo::read()
+        .map_err(|e| io_err("reading", Path::new("/proc/self/mountinfo"))(e).into())
 }
 
 /// Whether `path` is a mount point in this namespace.
@@ -248,18 +192,5 @@ mod tests {
     #[test]
     fn overlay_paths_are_escaped() {
         assert_eq!(escape(Path::new("/a,b:c\\d")).unwrap(), "/a\\,b\\:c\\\\d");
-    }
-
-    #[test]
-    fn mountinfo_lines_parse_with_escapes() {
-        let text = "36 35 98:0 / /mnt/with\\040space rw,noatime master:1 - overlay overlay rw,lowerdir=x\n\
-                    40 36 0:55 / /var/lib/rimg/x rw - fuse.rimgfs rimgfs:busybox ro\n";
-        let m = parse_mountinfo(text);
-        assert_eq!(m.len(), 2);
-        assert_eq!(m[0].mountpoint, PathBuf::from("/mnt/with space"));
-        assert_eq!(m[0].fstype, "overlay");
-        assert_eq!(m[1].fstype, "fuse.rimgfs");
-        assert_eq!(m[1].source, "rimgfs:busybox");
-        assert_eq!(m[1].device, "0:55");
     }
 }

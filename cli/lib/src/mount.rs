@@ -1,6 +1,7 @@
-//! Mounted layer stacks: an image's read-only FUSE union (served by a detached `rimgfs`
-//! daemon) with kernel overlayfs on top, and the records that let `rimgfs ls` and
-//! `rimgfs umount` find them again.
+//! Mounted layer stacks: an image's read-only FUSE union (served by a detached daemon that
+//! this library forks, named `rimgfs`) with kernel overlayfs on top, and the records that let
+//! `rimgfs ls` and `rimgfs umount` find them again. Containers, the builder's RUN steps and
+//! `rimgfs mount` all mount through [`Stacks::mount`].
 //!
 //! Layout under the store:
 //! ```text
@@ -12,14 +13,15 @@
 //! `<id>` is derived from the mount point, so one mount point has at most one record. While
 //! mounted, the image is pinned (`mount-<id>`), so garbage collection keeps its layers.
 
-use std::fs;
-use std::io::{self, BufRead, BufReader};
-use std::os::unix::process::CommandExt;
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::sys::signal::{kill, Signal};
+use nix::fcntl::OFlag;
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 
@@ -31,11 +33,12 @@ use rimg_fs::overlay::{self, CopyOnWrite, KernelOverlay};
 use rimg_fs::union::UnionTree;
 
 use crate::image::{ImageError, Images};
+use crate::runtime::sys::{self, Forked};
 
 /// Pin-name prefix of mounted images.
 pub const MOUNT_PIN_PREFIX: &str = "mount-";
-/// What the daemon prints on stdout once the FUSE mount is live.
-const READY: &str = "ready";
+/// The daemon's process name (`/proc/<pid>/comm`), by which a record's pid is known alive.
+const DAEMON_NAME: &std::ffi::CStr = c"rimgfs";
 
 /// Why a stack could not be mounted, served or unmounted.
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +182,7 @@ pub enum MountState {
 }
 
 /// The mount records of a store.
+#[derive(Clone, Copy)]
 pub struct Stacks<'a> {
     images: &'a Images,
 }
@@ -242,11 +246,13 @@ impl<'a> Stacks<'a> {
         }
     }
 
-    /// Mounts an image: starts the FUSE daemon (`daemon` is the `rimgfs` executable), waits
-    /// until its mount is live, then stacks the overlay on it. Returns the record.
-    pub fn mount(&self, req: &MountRequest, daemon: &Path) -> Result<MountRecord> {
+    /// Mounts an image: forks the FUSE daemon, waits until its mount is live, then stacks
+    /// the overlay on it. The stack comes down when the returned guard is dropped, unless
+    /// [`MountedStack::keep`] leaves it mounted (`rimgfs mount`). Call it from a
+    /// single-threaded process: the daemon is forked without exec.
+    pub fn mount(&self, req: &MountRequest) -> Result<MountedStack<'a>> {
         let mut rec = self.prepare(req)?;
-        match self.start_daemon(req, daemon, &rec) {
+        match self.start_daemon(req, &rec) {
             Ok(pid) => rec.pid = pid,
             Err(e) => {
                 self.forget(&rec);
@@ -262,7 +268,11 @@ impl<'a> Stacks<'a> {
             return Err(e);
         }
         self.stack(&rec, req)?;
-        Ok(rec)
+        Ok(MountedStack {
+            stacks: *self,
+            record: rec,
+            armed: true,
+        })
     }
 
     /// Checks the request and makes the record's directories; the FUSE layer is to be
@@ -378,57 +388,55 @@ impl<'a> Stacks<'a> {
         }
     }
 
-    fn start_daemon(&self, req: &MountRequest, daemon: &Path, rec: &MountRecord) -> Result<u32> {
-        let target = rec.fuse_target();
+    /// Forks the FUSE daemon of `rec` and returns its pid once its mount is live. The child
+    /// starts a new session and forks the daemon, then exits at once, so it is reaped here
+    /// and the daemon, orphaned, needs no reaper of ours. The daemon reports over a pipe:
+    /// `ready <pid>`, or `error <why>` (its stderr goes to `daemon.log`).
+    fn start_daemon(&self, req: &MountRequest, rec: &MountRecord) -> Result<u32> {
+        let opts = req.fuse_options(&rec.id)?;
         let log_path = self.record_dir(&rec.id).join("daemon.log");
-        let log = fs::File::create(&log_path).map_err(io_err("creating", &log_path))?;
-        let mut cmd = Command::new(daemon);
-        cmd.arg("--root")
-            .arg(self.images.store().root())
-            .arg("serve")
-            .arg("--id")
-            .arg(&rec.id)
-            .arg("--threads")
-            .arg(req.threads.to_string());
-        for (on, flag) in [
-            (req.allow_other, "--allow-other"),
-            (req.suid, "--suid"),
-            (req.dev, "--dev"),
-        ] {
-            if on {
-                cmd.arg(flag);
-            }
-        }
-        if let Some(t) = &req.tuning {
-            cmd.arg("--tune").arg(t);
-        }
-        cmd.arg(&rec.image_id)
-            .arg(target)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(log)
-            // Its own process group: a terminal's ^C or hangup does not reach the daemon.
-            .process_group(0);
-        let mut child = cmd.spawn().map_err(io_err("starting", daemon))?;
-        let pid = child.id();
-        let mut line = String::new();
-        if let Some(out) = child.stdout.take() {
-            let _ = BufReader::new(out).read_line(&mut line);
-        }
-        if line.trim() == READY {
-            // Reap it when it exits: nobody waits for it but init once we are gone.
-            std::thread::spawn(move || child.wait());
+        let log = File::create(&log_path).map_err(io_err("creating", &log_path))?;
+        let null_path = Path::new("/dev/null");
+        let null = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(null_path)
+            .map_err(io_err("opening", null_path))?;
+        let (report_r, report_w) = nix::unistd::pipe2(OFlag::O_CLOEXEC)
+            .map_err(|e| StackError::Daemon(format!("pipe: {e}")))?;
+        let daemon = Daemon {
+            images: self.images,
+            image_id: &rec.image_id,
+            target: rec.fuse_target(),
+            opts: &opts,
+            log,
+            null,
+        };
+        let child = match sys::fork_single_threaded() {
+            Ok(Forked::Child) => daemon.detach(report_w),
+            Ok(Forked::Parent(pid)) => pid,
+            Err(e) => return Err(StackError::Daemon(e.to_string())),
+        };
+        drop(report_w);
+        let _ = waitpid(child, None);
+        let mut report = String::new();
+        let _ = File::from(report_r).read_to_string(&mut report);
+        let line = report.lines().next().unwrap_or_default();
+        if let Some(pid) = line.strip_prefix("ready ").and_then(|p| p.parse().ok()) {
             return Ok(pid);
         }
-        let _ = child.wait();
-        let log_text = fs::read_to_string(&log_path).unwrap_or_default();
-        let why = log_text
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("exited before the mount was ready")
-            .trim_start_matches("Error: ")
-            .to_string();
+        let why = match line.strip_prefix("error ") {
+            Some(why) => why.to_string(),
+            // Killed before it could say: its stderr may know.
+            None => fs::read_to_string(&log_path)
+                .unwrap_or_default()
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("exited before the mount was ready")
+                .trim_start_matches("Error: ")
+                .to_string(),
+        };
         Err(StackError::Daemon(why))
     }
 
@@ -487,7 +495,7 @@ impl<'a> Stacks<'a> {
 }
 
 /// Serves the image `image_id` at `target` until it is unmounted. `ready` runs once the FUSE
-/// mount is live (the daemon prints "ready"; `--foreground` stacks the overlay).
+/// mount is live (the daemon reports it; `--foreground` stacks the overlay).
 pub fn serve(
     images: &Images,
     image_id: &str,
@@ -522,9 +530,108 @@ pub fn serve(
     })
 }
 
-/// The line the daemon prints when its mount is live.
-pub fn ready_line() -> &'static str {
-    READY
+/// A stack [`Stacks::mount`] mounted: unmounted (both layers, the record forgotten) when
+/// dropped, unless kept.
+#[must_use = "the stack is unmounted when this is dropped"]
+pub struct MountedStack<'a> {
+    stacks: Stacks<'a>,
+    record: MountRecord,
+    armed: bool,
+}
+
+impl MountedStack<'_> {
+    /// The mount's record.
+    pub fn record(&self) -> &MountRecord {
+        &self.record
+    }
+
+    /// Unmounts the stack ([`Stacks::unmount`]), reporting why it could not.
+    pub fn unmount(mut self) -> Result<MountRecord> {
+        self.armed = false;
+        self.stacks.unmount(&self.record.mountpoint)
+    }
+
+    /// Leaves the stack mounted, served by its daemon after this process exits; `rimgfs
+    /// umount` takes it down.
+    pub fn keep(mut self) -> MountRecord {
+        self.armed = false;
+        self.record.clone()
+    }
+}
+
+impl Drop for MountedStack<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = self.stacks.unmount(&self.record.mountpoint);
+        }
+    }
+}
+
+/// What the forked daemon serves, and the files it keeps.
+struct Daemon<'a> {
+    images: &'a Images,
+    image_id: &'a str,
+    target: &'a Path,
+    opts: &'a FuseOptions,
+    log: File,
+    null: File,
+}
+
+impl Daemon<'_> {
+    /// In the first child: a new session (no terminal's ^C or hangup reaches the daemon),
+    /// the daemon forked, and exit.
+    fn detach(self, report: OwnedFd) -> ! {
+        let forked = nix::unistd::setsid()
+            .map_err(|e| format!("setsid: {e}"))
+            .and_then(|_| sys::fork_single_threaded().map_err(|e| e.to_string()));
+        match forked {
+            Ok(Forked::Child) => self.serve(report),
+            Ok(Forked::Parent(_)) => sys::exit_now(0),
+            Err(why) => {
+                let _ = writeln!(File::from(report), "error {why}");
+                sys::exit_now(1)
+            }
+        }
+    }
+
+    /// In the daemon: stdio on /dev/null and the log, no other file of the parent's, then
+    /// [`serve`] until unmounted. Never returns into the caller's frames.
+    fn serve(self, report: OwnedFd) -> ! {
+        let _ = nix::sys::prctl::set_name(DAEMON_NAME);
+        let _ = SigSet::empty().thread_set_mask();
+        // std keeps 0, 1 and 2 open, so every file of ours is 3 or above and the dup2s
+        // overwrite none of them.
+        let _ = nix::unistd::dup2_stdin(&self.null);
+        let _ = nix::unistd::dup2_stdout(&self.null);
+        let _ = nix::unistd::dup2_stderr(&self.log);
+        let closed = sys::close_fds_except(report.as_fd());
+        // Closed above: their owners must not close them again.
+        std::mem::forget(self.log);
+        std::mem::forget(self.null);
+        let mut report = Some(File::from(report));
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            closed.map_err(io_err(
+                "closing inherited files",
+                Path::new("/proc/self/fd"),
+            ))?;
+            serve(self.images, self.image_id, self.target, self.opts, || {
+                if let Some(mut r) = report.take() {
+                    let _ = writeln!(r, "ready {}", std::process::id());
+                }
+                Ok(())
+            })
+        }));
+        let why = match result {
+            Ok(Ok(())) => sys::exit_now(0),
+            Ok(Err(e)) => crate::error_line(&e),
+            Err(_) => "the daemon panicked (see its daemon.log)".to_string(),
+        };
+        eprintln!("Error: {why}");
+        if let Some(mut r) = report.take() {
+            let _ = writeln!(r, "error {}", why.replace('\n', " "));
+        }
+        sys::exit_now(1)
+    }
 }
 
 /// The record id of a mount point: a hash of its absolute path.
@@ -579,7 +686,9 @@ fn daemon_alive(pid: u32) -> bool {
     };
     // "pid (comm) state ..."; a zombie has released its mount already.
     match stat.split_once(" (").and_then(|(_, r)| r.rsplit_once(')')) {
-        Some((comm, rest)) => comm == "rimgfs" && !rest.trim_start().starts_with('Z'),
+        Some((comm, rest)) => {
+            comm.as_bytes() == DAEMON_NAME.to_bytes() && !rest.trim_start().starts_with('Z')
+        }
         None => false,
     }
 }

@@ -29,9 +29,6 @@ enum Command {
     },
     /// List the mounts rimgfs serves.
     Ls,
-    /// Serve an image's FUSE layer (started by `mount`).
-    #[command(hide = true)]
-    Serve(ServeArgs),
 }
 
 #[derive(clap::Args)]
@@ -61,24 +58,6 @@ struct MountArgs {
     image: String,
     /// Where to mount it (an existing directory).
     mountpoint: PathBuf,
-}
-
-#[derive(clap::Args)]
-struct ServeArgs {
-    #[arg(long)]
-    id: String,
-    #[arg(long, default_value_t = 0)]
-    threads: usize,
-    #[arg(long)]
-    allow_other: bool,
-    #[arg(long)]
-    suid: bool,
-    #[arg(long)]
-    dev: bool,
-    #[arg(long)]
-    tune: Option<String>,
-    image_id: String,
-    target: PathBuf,
 }
 
 fn open(root: &Path) -> Result<Images> {
@@ -119,8 +98,8 @@ fn cmd_mount(root: &Path, a: MountArgs) -> Result<()> {
     if a.foreground {
         return mount_foreground(&images, &req);
     }
-    let exe = std::env::current_exe().context("finding the rimgfs executable")?;
-    let rec = Stacks::new(&images).mount(&req, &exe)?;
+    // The daemon outlives this process: `rimgfs umount` takes the stack down.
+    let rec = Stacks::new(&images).mount(&req)?.keep();
     if rec.fresh_upper {
         if let Some(u) = &rec.upper {
             println!("{}", u.display());
@@ -202,33 +181,12 @@ fn upper_shown(rec: &MountRecord) -> String {
     }
 }
 
-fn cmd_serve(root: &Path, a: ServeArgs) -> Result<()> {
-    let images = open(root)?;
-    let req = MountRequest {
-        allow_other: a.allow_other,
-        suid: a.suid,
-        dev: a.dev,
-        threads: a.threads,
-        tuning: a.tune,
-        ..Default::default()
-    };
-    let opts = req.fuse_options(&a.id)?;
-    mount::serve(&images, &a.image_id, &a.target, &opts, || {
-        let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{}", mount::ready_line());
-        let _ = out.flush();
-        Ok(())
-    })?;
-    Ok(())
-}
-
 fn run(cli: shared::Cli<Command>) -> Result<()> {
     let root = cli.store.dir();
     match cli.command {
         Command::Mount(a) => cmd_mount(&root, a),
         Command::Umount { mountpoint } => cmd_umount(&root, &mountpoint),
         Command::Ls => cmd_ls(&root),
-        Command::Serve(a) => cmd_serve(&root, a),
     }
 }
 

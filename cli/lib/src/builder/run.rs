@@ -1,4 +1,4 @@
-//! RUN steps: the parent state mounted with a fresh upper directory (`rimgfs mount`), the
+//! RUN steps: the parent state mounted with a fresh upper directory ([`Stacks::mount`]), the
 //! command run in it by the runtime, and the upper directory turned into the step's layer.
 
 use std::fs;
@@ -6,7 +6,6 @@ use std::io;
 use std::os::fd::OwnedFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rimg_fs::error::{io_err, IoError};
@@ -17,6 +16,7 @@ use rimg_fs::Digest;
 use super::BuildError;
 use crate::image::commit::{layers_tree, store_upper_layer, CommitError};
 use crate::image::{ImageConfig, Images};
+use crate::mount::{MountRequest, MountedStack, Stacks};
 use crate::runtime::{run_in_rootfs, Network, ProcessSpec, RuntimeError};
 
 /// What a RUN step executes.
@@ -57,62 +57,35 @@ pub trait Runner {
 /// Whatever happens, the mount and the directories are removed.
 #[derive(Clone, Debug)]
 pub struct MountRunner {
-    root: PathBuf,
     quiet: bool,
 }
 
 impl MountRunner {
-    /// A runner for the store at `root`; `quiet` discards the commands' output.
-    pub fn new(root: &Path, quiet: bool) -> Self {
-        MountRunner {
-            root: root.to_path_buf(),
-            quiet,
-        }
-    }
-
-    fn rimgfs(&self) -> Result<Command, BuildError> {
-        let exe = std::env::current_exe().map_err(io_err("find", Path::new("rimgfs")))?;
-        let mut c = Command::new(exe.with_file_name("rimgfs"));
-        c.arg("--root").arg(&self.root);
-        Ok(c)
+    /// A runner on the store `run` is given; `quiet` discards the commands' output.
+    pub fn new(quiet: bool) -> Self {
+        MountRunner { quiet }
     }
 }
 
 /// Unmounts and removes a step's directories when dropped.
-struct Sandbox {
+struct Sandbox<'a> {
     dir: PathBuf,
-    rootfs: PathBuf,
-    mounted: bool,
-    umount: Option<Command>,
+    mounted: Option<MountedStack<'a>>,
 }
 
-impl Sandbox {
+impl Sandbox<'_> {
     fn unmount(&mut self) -> Result<(), String> {
-        if !self.mounted {
-            return Ok(());
+        match self.mounted.take() {
+            Some(m) => m
+                .unmount()
+                .map(drop)
+                .map_err(|e| format!("rimgfs umount: {}", crate::error_line(&e))),
+            None => Ok(()),
         }
-        let Some(mut c) = self.umount.take() else {
-            return Ok(());
-        };
-        let out = c
-            .arg("umount")
-            .arg(&self.rootfs)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|e| format!("rimgfs umount: {e}"))?;
-        self.mounted = false;
-        if !out.status.success() {
-            return Err(format!(
-                "rimgfs umount {}: {}",
-                self.rootfs.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
-        Ok(())
     }
 }
 
-impl Drop for Sandbox {
+impl Drop for Sandbox<'_> {
     fn drop(&mut self) {
         let _ = self.unmount();
         let _ = fs::remove_dir_all(&self.dir);
@@ -142,31 +115,23 @@ impl Runner for MountRunner {
         }
         let mut sandbox = Sandbox {
             dir: dir.clone(),
-            rootfs: rootfs.clone(),
-            mounted: false,
-            umount: Some(self.rimgfs()?),
+            mounted: None,
         };
-        let out = self
-            .rimgfs()?
-            .arg("mount")
-            .arg("--upper")
-            .arg(&upper)
-            .arg("--work")
-            .arg(&work)
-            .arg(image.manifest_digest.to_string())
-            .arg(&rootfs)
-            .stdin(Stdio::null())
-            .output()
-            .map_err(io_err("run", Path::new("rimgfs")))?;
-        if !out.status.success() {
-            return Err(IoError::new(
+        let mount = MountRequest {
+            image: image.manifest_digest.to_string(),
+            mountpoint: rootfs.clone(),
+            upper: Some(upper.clone()),
+            work: Some(work.clone()),
+            ..Default::default()
+        };
+        let mounted = Stacks::new(images).mount(&mount).map_err(|e| {
+            IoError::new(
                 "mount",
-                rootfs,
-                io::Error::other(String::from_utf8_lossy(&out.stderr).trim().to_string()),
+                rootfs.clone(),
+                io::Error::other(crate::error_line(&e)),
             )
-            .into());
-        }
-        sandbox.mounted = true;
+        })?;
+        sandbox.mounted = Some(mounted);
         let code = {
             let _silence = self
                 .quiet

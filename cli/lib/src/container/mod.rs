@@ -28,16 +28,17 @@ pub mod names;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use rimg_fs::error::{io_err, IoError};
+use rimg_fs::overlay;
 use rimg_fs::Digest;
 use serde::{Deserialize, Serialize};
 
 use crate::image::{Image, ImageError, Images, CONTAINER_PIN_PREFIX};
+use crate::mount::{MountRequest, MountedStack, StackError, Stacks};
 use crate::random::{self, RandomError};
 use crate::runtime::{write_etc_files, Network, ProcessSpec};
 use crate::units::rfc3339_nanos_now;
@@ -446,19 +447,33 @@ impl Container {
         }
     }
 
-    /// Whether the container's rootfs is mounted (as /proc/mounts says).
+    /// Whether the container's rootfs is mounted (as the mount table says).
     pub fn is_mounted(&self) -> bool {
-        let target = self.rootfs_dir();
-        let target = target.to_string_lossy();
-        fs::read_to_string("/proc/self/mounts").is_ok_and(|m| {
-            m.lines()
-                .any(|l| l.split(' ').nth(1).is_some_and(|p| p == target))
-        })
+        overlay::is_mountpoint(&self.rootfs_dir()).unwrap_or(false)
     }
 
-    /// Mounts the image with the container's upper dir at [`Container::rootfs_dir`].
-    pub fn mount_rootfs(&self) -> Result<()> {
-        mount_rootfs(self)
+    /// Mounts the image with the container's upper dir at [`Container::rootfs_dir`]: a
+    /// read-only FUSE union of the image's layers under kernel overlayfs, unmounted when the
+    /// guard is dropped. `images` is the container's store.
+    pub fn mount_rootfs<'a>(&self, images: &'a Images) -> Result<MountedStack<'a>> {
+        let req = MountRequest {
+            image: self.image_id().hex(),
+            mountpoint: self.rootfs_dir(),
+            upper: Some(self.upper_dir()),
+            work: Some(self.work_dir()),
+            allow_other: true,
+            suid: true,
+            dev: true,
+            ..Default::default()
+        };
+        Stacks::new(images).mount(&req).map_err(|e| {
+            ContainerError::Mount(format!(
+                "mounting image {} for container {}: {}",
+                self.image_id().short(),
+                self.short_id(),
+                crate::error_line(&e)
+            ))
+        })
     }
 
     /// Unmounts the rootfs (both layers; also after the FUSE daemon died). A no-op when it
@@ -467,21 +482,24 @@ impl Container {
         if !self.is_mounted() {
             return Ok(());
         }
-        let out = Command::new(rimgfs_path()?)
-            .arg("--root")
-            .arg(&self.store_root)
-            .arg("umount")
-            .arg(self.rootfs_dir())
-            .output()
-            .map_err(io_err("running", Path::new("rimgfs")))?;
-        if !out.status.success() && self.is_mounted() {
-            return Err(ContainerError::Mount(format!(
-                "unmounting {}: {}",
-                self.rootfs_dir().display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+        let images = Images::open(&self.store_root)?;
+        Stacks::new(&images)
+            .unmount(&self.rootfs_dir())
+            .map(drop)
+            .or_else(|e| self.unmount_failed(&e))
+    }
+
+    /// An unmount of the rootfs that failed with `e`: an error while the rootfs is still
+    /// mounted (else someone took it down already).
+    fn unmount_failed(&self, e: &StackError) -> Result<()> {
+        if !self.is_mounted() {
+            return Ok(());
         }
-        Ok(())
+        Err(ContainerError::Mount(format!(
+            "unmounting {}: {}",
+            self.rootfs_dir().display(),
+            crate::error_line(e)
+        )))
     }
 
     /// After its monitor died: kills what is left of the container, unmounts its rootfs and
@@ -511,47 +529,6 @@ impl Container {
         }
         Ok(())
     }
-}
-
-/// The `rimgfs` binary beside the running one.
-pub fn rimgfs_path() -> Result<PathBuf> {
-    let exe = std::env::current_exe().map_err(io_err("locating", Path::new("rimg")))?;
-    Ok(exe.with_file_name("rimgfs"))
-}
-
-/// Mounts `c`'s image with its upper dir at its rootfs dir: `rimgfs mount --upper --work`
-/// (a read-only FUSE union of the image's layers under kernel overlayfs).
-fn mount_rootfs(c: &Container) -> Result<()> {
-    // The daemon detaches; its stderr goes to a file, not a pipe we would wait on.
-    let err_path = c.dir().join("mount.err");
-    let err = File::create(&err_path).map_err(io_err("creating", &err_path))?;
-    let status = Command::new(rimgfs_path()?)
-        .arg("--root")
-        .arg(&c.store_root)
-        .arg("mount")
-        .arg("--upper")
-        .arg(c.upper_dir())
-        .arg("--work")
-        .arg(c.work_dir())
-        .args(["-o", "allow_other,suid,dev"])
-        .arg(c.image_id().hex())
-        .arg(c.rootfs_dir())
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(err)
-        .status()
-        .map_err(io_err("running", Path::new("rimgfs")))?;
-    if !status.success() {
-        let msg = fs::read_to_string(&err_path).unwrap_or_default();
-        return Err(ContainerError::Mount(format!(
-            "mounting image {} for container {}: {}",
-            c.image_id().short(),
-            c.short_id(),
-            msg.trim().trim_start_matches("Error: ")
-        )));
-    }
-    let _ = fs::remove_file(&err_path);
-    Ok(())
 }
 
 /// What `create` needs.

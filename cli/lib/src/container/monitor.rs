@@ -58,18 +58,23 @@ pub fn run_container(
     };
     c.reload()?;
     // A monitor killed earlier may have left the mount behind.
-    let begun = c.unmount_rootfs().and_then(|_| c.mount_rootfs());
-    if let Err(e) = begun {
-        let e = MonitorError::from(e);
-        started(Err(&e));
-        drop(lock);
-        if c.config.auto_remove {
-            let _ = containers.remove(c);
+    let begun = c
+        .unmount_rootfs()
+        .and_then(|_| c.mount_rootfs(&containers.images));
+    let rootfs = match begun {
+        Ok(rootfs) => rootfs,
+        Err(e) => {
+            let e = MonitorError::from(e);
+            started(Err(&e));
+            drop(lock);
+            if c.config.auto_remove {
+                let _ = containers.remove(c);
+            }
+            return Err(e);
         }
-        return Err(e);
-    }
+    };
     let result = supervise(c, attach, started);
-    let unmounted = c.unmount_rootfs();
+    let unmounted = rootfs.unmount().map(drop).or_else(|e| c.unmount_failed(&e));
     let mut st = c.state.clone();
     match &result {
         Ok(code) => {

@@ -19,7 +19,7 @@
 mod child;
 pub mod env;
 mod rootfs;
-mod sys;
+pub(crate) mod sys;
 pub mod user;
 
 use std::fs;

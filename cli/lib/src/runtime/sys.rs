@@ -191,3 +191,90 @@ pub(crate) fn drop_capabilities() -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Why [`fork_single_threaded`] did not fork.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SoloForkError {
+    /// Other threads live: a forked copy of this process could find their locks held.
+    #[error(
+        "this process runs {0} threads; a daemon is only forked from a single-threaded process"
+    )]
+    Threaded(usize),
+    /// `/proc/self/task` could not be read.
+    #[error("counting this process's threads: {0}")]
+    Count(io::Error),
+    /// The kernel refused the fork.
+    #[error("fork: {0}")]
+    Fork(nix::Error),
+}
+
+/// How many threads this process runs.
+fn thread_count() -> io::Result<usize> {
+    Ok(std::fs::read_dir("/proc/self/task")?.count())
+}
+
+/// Forks a process that runs a single thread, so that the child, a whole copy of it, may run
+/// any code (allocate, lock, start threads) and not only exec. Threads that were just joined
+/// may linger in the kernel for a moment: it waits up to a second for them to go. The child
+/// must end with [`exit_now`], never return into its caller's frames.
+pub(crate) fn fork_single_threaded() -> Result<Forked, SoloForkError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+    loop {
+        let n = thread_count().map_err(SoloForkError::Count)?;
+        if n <= 1 {
+            break;
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(SoloForkError::Threaded(n));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    // SAFETY: the process has one thread (this one, which alone could start another), so no
+    // lock is held by a thread the child would not have: the child's memory is consistent.
+    match unsafe { nix::unistd::fork() } {
+        Ok(ForkResult::Parent { child }) => Ok(Forked::Parent(child)),
+        Ok(ForkResult::Child) => Ok(Forked::Child),
+        Err(e) => Err(SoloForkError::Fork(e)),
+    }
+}
+
+/// Closes every file descriptor from 3 up but `keep`: a daemon forked without exec must not
+/// hold its parent's files (a `flock` on `monitor.lock` would outlive the monitor). Only for
+/// a forked child that ends with [`exit_now`]: the objects that owned those descriptors in
+/// the parent are never dropped in it.
+pub(crate) fn close_fds_except(keep: BorrowedFd<'_>) -> io::Result<()> {
+    let keep = u32::try_from(keep.as_raw_fd()).map_err(io::Error::other)?;
+    let mut ranges = vec![(keep.max(2) + 1, u32::MAX)];
+    if keep > 3 {
+        ranges.push((3, keep - 1));
+    }
+    for (first, last) in ranges {
+        // SAFETY: close_range only closes descriptors; the caller's contract (a forked child
+        // that exits without dropping their owners) keeps them from being used or closed again.
+        let r = unsafe { libc::close_range(first, last, 0) };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_process_with_other_threads_is_refused_the_daemon_fork() {
+        // The test harness runs this on a thread of its own, beside the main thread.
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let other = std::thread::spawn(move || rx.recv());
+        match fork_single_threaded() {
+            Err(SoloForkError::Threaded(n)) => assert!(n >= 2, "{n}"),
+            Err(e) => panic!("{e}"),
+            Ok(Forked::Child) => exit_now(0),
+            Ok(Forked::Parent(_)) => panic!("forked with other threads running"),
+        }
+        drop(tx);
+        let _ = other.join();
+    }
+}

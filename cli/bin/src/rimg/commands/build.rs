@@ -221,7 +221,7 @@ pub fn run(ctx: &Ctx, a: BuildArgs) -> Result<u8> {
         current: String::new(),
     };
     let images = ctx.images()?;
-    let runner = MountRunner::new(ctx.root(), a.quiet);
+    let runner = MountRunner::new(a.quiet);
     let puller = Puller {
         images: &images,
         quiet: a.quiet,
