@@ -7,6 +7,7 @@
 //! tars; [`overlay`] stacks the copy-on-write upper (kernel overlayfs) on top; [`upper`] reads
 //! a container's upper dir as changes and writes it as a layer.
 
+pub mod changes;
 pub mod digest;
 pub mod fuse;
 pub mod layer_index;
