@@ -1,10 +1,11 @@
 //! Atomic writes: temp file, fsync, rename, fsync of the directory.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, Permissions};
 use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+
+use tempfile::NamedTempFile;
 
 use super::staging::Staged;
 use super::{io_err, ContentStore, Result};
@@ -13,13 +14,10 @@ impl ContentStore {
     /// A new temporary file in `rimg/tmp/`, removed when dropped unless persisted.
     pub fn temp_file(&self) -> Result<TempFile> {
         let dir = self.tmp_dir();
-        let path = dir.join(unique_name());
-        let file = OpenOptions::new()
-            .write(true)
-            .read(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(io_err("create", &path))?;
+        // Kept at once: TempFile removes it itself, unless it is persisted or staged.
+        let (file, path) = create_temp(&dir, "", 0o666)?
+            .keep()
+            .map_err(|e| io_err("create in", &dir)(e.error))?;
         Ok(TempFile {
             path,
             file,
@@ -37,14 +35,11 @@ impl ContentStore {
     /// their pins): readers see the old or the new bytes, never a mix, but nothing is fsynced,
     /// because a crash ends the mounts it describes anyway.
     pub fn write_volatile_file(&self, path: &Path, bytes: &[u8]) -> Result<()> {
-        let tmp = self.tmp_dir().join(format!(".tmp-{}", unique_name()));
-        let result = fs::write(&tmp, bytes)
-            .map_err(io_err("write", &tmp))
-            .and_then(|()| fs::rename(&tmp, path).map_err(io_err("rename into", path)));
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
-        }
-        result
+        let mut tmp = create_temp(&self.tmp_dir(), ".tmp-", 0o666)?;
+        tmp.write_all(bytes).map_err(io_err("write", tmp.path()))?;
+        tmp.persist(path)
+            .map_err(|e| io_err("rename into", path)(e.error))?;
+        Ok(())
     }
 }
 
@@ -92,18 +87,15 @@ impl Drop for TempFile {
     }
 }
 
-fn unique_name() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    format!(
-        "{}-{}-{}",
-        std::process::id(),
-        nanos,
-        COUNTER.fetch_add(1, Ordering::Relaxed)
-    )
+/// A new file in `dir` with a fresh random name (created with `O_EXCL`, so never an existing
+/// file) and permission bits `mode` (less the umask) from the moment it exists. Removed when
+/// dropped unless persisted or kept.
+fn create_temp(dir: &Path, prefix: &str, mode: u32) -> Result<NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .permissions(Permissions::from_mode(mode))
+        .tempfile_in(dir)
+        .map_err(io_err("create in", dir))
 }
 
 /// fsyncs a directory, so a rename inside it is durable.
@@ -131,26 +123,18 @@ fn parent_dir(path: &Path) -> &Path {
         .unwrap_or(Path::new("."))
 }
 
+/// Writes `bytes` to `path` through a temp file in `tmp_dir` (on `path`'s filesystem): the
+/// file is fsynced before the rename and `path`'s directory after it (tempfile does neither).
+/// A failed write leaves no temp file behind.
 pub(super) fn write_atomic_in(tmp_dir: &Path, path: &Path, bytes: &[u8], mode: u32) -> Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = tmp_dir.join(format!(".tmp-{}", unique_name()));
-    let result = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(mode)
-            .open(&tmp)
-            .map_err(io_err("create", &tmp))?;
-        f.write_all(bytes).map_err(io_err("write", &tmp))?;
-        f.sync_all().map_err(io_err("sync", &tmp))?;
-        fs::rename(&tmp, path).map_err(io_err("rename into", path))?;
-        sync_dir(parent_dir(path))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
+    let mut tmp = create_temp(tmp_dir, ".tmp-", mode)?;
+    tmp.write_all(bytes).map_err(io_err("write", tmp.path()))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(io_err("sync", tmp.path()))?;
+    tmp.persist(path)
+        .map_err(|e| io_err("rename into", path)(e.error))?;
+    sync_dir(parent_dir(path))
 }
 
 #[cfg(test)]
@@ -170,5 +154,45 @@ mod tests {
             0o600
         );
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn failed_atomic_write_leaves_no_temp_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // A non-empty directory in the way: the rename fails after the temp file was written.
+        let p = dir.path().join("state");
+        fs::create_dir(&p).unwrap();
+        fs::write(p.join("x"), b"x").unwrap();
+        assert!(write_atomic(&p, b"new").is_err());
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["state"]);
+    }
+
+    #[test]
+    fn store_temp_files_are_new_and_removed_unless_persisted() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let s = ContentStore::open(dir.path()).unwrap();
+        let (a, b) = (s.temp_file().unwrap(), s.temp_file().unwrap());
+        assert_ne!(a.path, b.path);
+        drop(b);
+        let dest = dir.path().join("kept");
+        let mut a = a;
+        a.file.write_all(b"data").unwrap();
+        a.persist(&dest).unwrap();
+        assert_eq!(fs::read(&dest).unwrap(), b"data");
+        // Blobs are shared read-only files: created as any file is (0666 less the umask), not
+        // 0600 like tempfile's default.
+        let plain = dir.path().join("plain");
+        fs::write(&plain, b"").unwrap();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dest), mode(&plain));
+        assert_eq!(
+            fs::read_dir(s.private_dir().join("tmp")).unwrap().count(),
+            0
+        );
     }
 }
