@@ -13,6 +13,7 @@ pub mod fuse;
 pub mod layer_index;
 pub mod mapped;
 pub mod overlay;
+pub mod path;
 pub mod store;
 pub mod tar_stream;
 pub mod tar_write;

@@ -133,7 +133,9 @@ impl PathSet {
     }
 }
 
-/// `/etc//x/./y/` → `etc/x/y`.
+/// `/etc//x/./y/` → `etc/x/y`. Not [`crate::path::clean_rel`]: a `..` stays a name here, so an
+/// exclude path written through `..` matches nothing the walk meets rather than widening what
+/// is left out (and never fails).
 fn normalize(p: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(p.len());
     for c in p

@@ -22,6 +22,7 @@ use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
+use rimg_fs::path::clean_rel;
 use rimg_fs::store::{StagedBlob, StagedLayer, StoreError, MAX_JSON_BYTES, REF_NAME};
 use rimg_fs::tar_stream::{is_header_block, EntryType, TarError, TarStream};
 use rimg_fs::tar_write::TarWriter;
@@ -281,23 +282,11 @@ fn read_up_to(src: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// Resolves a symlink target found at `at` to a normalized archive path, refusing targets
 /// outside the archive.
 fn resolve_link(at: &str, target: &str) -> Option<String> {
-    let mut parts: Vec<&str> = if target.starts_with('/') {
-        Vec::new()
-    } else {
-        let mut p: Vec<&str> = at.split('/').collect();
-        p.pop();
-        p
-    };
-    for c in target.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            c => parts.push(c),
-        }
+    if target.starts_with('/') {
+        return clean_rel(target);
     }
-    Some(parts.join("/"))
+    let dir = at.rsplit_once('/').map_or("", |(dir, _)| dir);
+    clean_rel(&format!("{dir}/{target}"))
 }
 
 /// Streams the archive, staging every regular member.
@@ -560,7 +549,7 @@ fn plan_docker(members: &Members) -> Result<Vec<Planned>> {
 
 /// Normalizes a path written in archive metadata the way member names are normalized.
 fn normalize(path: &str) -> String {
-    resolve_link("", path).unwrap_or_else(|| path.to_string())
+    clean_rel(path).unwrap_or_else(|| path.to_string())
 }
 
 /// The name an OCI index descriptor gives its image, if any.
