@@ -25,7 +25,7 @@ mod staging;
 
 pub use atomic::{sync_dir, write_atomic, write_private, TempFile};
 pub use refs::{GcGuard, Lease};
-pub use staging::{StagedBlob, StagedLayer};
+pub use staging::{StagedBlob, StagedLayer, WriteLayerError};
 
 use std::io;
 use std::path::{Path, PathBuf};

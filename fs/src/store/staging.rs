@@ -64,6 +64,40 @@ impl ContentStore {
         self.publish_layer(staged)
     }
 
+    /// Streams the layer tar that `write` produces into the store through a pipe: the store
+    /// hashes and indexes it from the other end on a thread of its own (no temporary copy of
+    /// the tar, nothing buffered whole), and publishes it only if both sides finished. When the
+    /// store stops reading first (a bad tar, the size cap, a full disk) the writer only sees a
+    /// broken pipe, which `broken_pipe` recognizes in its error: the store's error, which says
+    /// why, is returned then. Any other writer error wins over the store's.
+    pub fn ingest_layer_from<E>(
+        &self,
+        write: impl FnOnce(io::PipeWriter) -> Result<(), E>,
+        broken_pipe: impl FnOnce(&E) -> bool,
+    ) -> Result<LayerInfo, WriteLayerError<E>> {
+        let (reader, writer) = io::pipe().map_err(|source| StoreError::Io {
+            op: "create pipe",
+            path: self.tmp_dir(),
+            source,
+        })?;
+        let (written, staged) = std::thread::scope(|s| {
+            let stager = s.spawn(move || self.stage_layer(reader));
+            let written = write(writer);
+            let staged = stager.join().unwrap_or_else(|_| {
+                Err(StoreError::ReadLayer(io::Error::other(
+                    "the layer-staging thread panicked",
+                )))
+            });
+            (written, staged)
+        });
+        match (written, staged) {
+            (Ok(()), Ok(staged)) => Ok(self.publish_layer(staged)?),
+            (Err(w), Err(s)) if broken_pipe(&w) => Err(s.into()),
+            (Err(w), _) => Err(WriteLayerError::Writer(w)),
+            (Ok(()), Err(s)) => Err(s.into()),
+        }
+    }
+
     /// Streams any blob into `rimg/tmp/`, hashing it; nothing is visible until
     /// [`ContentStore::publish_blob`]. Dropping the result removes the file.
     pub fn stage_blob(&self, src: impl Read) -> Result<StagedBlob> {
@@ -158,6 +192,21 @@ impl ContentStore {
         }
         info.existed = false;
         Ok(info)
+    }
+}
+
+/// Why [`ContentStore::ingest_layer_from`] failed.
+#[derive(Debug)]
+pub enum WriteLayerError<E> {
+    /// The writer failed on its own (not because the store stopped reading).
+    Writer(E),
+    /// The store failed: it could not stage or publish the layer.
+    Store(StoreError),
+}
+
+impl<E> From<StoreError> for WriteLayerError<E> {
+    fn from(e: StoreError) -> Self {
+        WriteLayerError::Store(e)
     }
 }
 
@@ -338,5 +387,43 @@ mod tests {
             0
         );
         assert_eq!(fs::read_dir(s.index_dir()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn ingest_layer_from_reports_why_the_store_stopped_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ContentStore::open(dir.path()).unwrap();
+        let bytes = layer();
+        let broken = |e: &io::Error| e.kind() == io::ErrorKind::BrokenPipe;
+        let info = s
+            .ingest_layer_from(|mut w| w.write_all(&bytes), broken)
+            .unwrap();
+        assert_eq!(info.digest, Digest::of(&bytes));
+        assert!(s.has_layer(&info.digest));
+        // Not a tar: the store stops reading and says so; the writer's broken pipe is not
+        // what is reported.
+        let junk = vec![0xa5u8; 4 << 20];
+        let got = s.ingest_layer_from(|mut w| w.write_all(&junk), broken);
+        assert!(
+            matches!(got, Err(WriteLayerError::Store(StoreError::Layer(_)))),
+            "{got:?}"
+        );
+        // The writer's own failure wins, and nothing is published.
+        let got = s.ingest_layer_from(
+            |mut w| {
+                w.write_all(&bytes[..512])?;
+                Err(io::Error::other("source vanished"))
+            },
+            broken,
+        );
+        assert!(
+            matches!(&got, Err(WriteLayerError::Writer(e)) if e.to_string() == "source vanished"),
+            "{got:?}"
+        );
+        assert_eq!(s.list_blobs().unwrap().len(), 1);
+        assert_eq!(
+            fs::read_dir(dir.path().join("rimg/tmp")).unwrap().count(),
+            0
+        );
     }
 }

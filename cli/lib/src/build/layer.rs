@@ -482,28 +482,18 @@ pub fn resolve_owner(files: Option<&ImageFiles>, spec: &str) -> Result<(u32, u32
 /// Writes `plan` as a layer into the store (streamed through a pipe, indexed in the same
 /// pass) and returns its digest.
 pub fn store_plan(store: &ContentStore, plan: &LayerPlan) -> Result<Digest, StoreError> {
-    let (reader, writer) = io::pipe().map_err(|source| StoreError::Io {
-        op: "create pipe",
-        path: PathBuf::from("layer"),
-        source,
-    })?;
-    std::thread::scope(|s| {
-        let producer = s.spawn(move || {
-            let w = io::BufWriter::with_capacity(1 << 20, writer);
-            plan.write(w)
-        });
-        let staged = store.stage_layer(reader);
-        let produced = producer
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("layer writer panicked")));
-        let staged = staged?;
-        produced.map_err(|source| StoreError::Io {
+    use rimg_fs::store::WriteLayerError;
+    let write = |w: io::PipeWriter| plan.write(io::BufWriter::with_capacity(1 << 20, w));
+    let broken_pipe = |e: &io::Error| e.kind() == io::ErrorKind::BrokenPipe;
+    match store.ingest_layer_from(write, broken_pipe) {
+        Ok(info) => Ok(info.digest),
+        Err(WriteLayerError::Store(e)) => Err(e),
+        Err(WriteLayerError::Writer(source)) => Err(StoreError::Io {
             op: "write layer",
             path: PathBuf::from("layer"),
             source,
-        })?;
-        Ok(store.publish_layer(staged)?.digest)
-    })
+        }),
+    }
 }
 
 /// Whether `path` names a tar archive ADD should extract (plain, gzip or zstd, by content).
