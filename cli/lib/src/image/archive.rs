@@ -31,7 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{host_arch, ImageConfig};
 use super::reference::Reference;
-use super::{Compression, Image, ImageError, Images, MANIFEST_MEDIA};
+use super::{media, Compression, Image, ImageError, Images};
 
 /// The annotation containerd, Docker and podman use for an image's full name in an OCI
 /// archive's `index.json` (`org.opencontainers.image.ref.name` often holds only the tag).
@@ -590,13 +590,11 @@ fn oci_document(
 }
 
 fn is_index_media(m: &MediaType) -> bool {
-    matches!(m, MediaType::ImageIndex)
-        || m.to_string() == "application/vnd.docker.distribution.manifest.list.v2+json"
+    media::is_index(m.as_ref())
 }
 
 fn is_manifest_media(m: &MediaType) -> bool {
-    let s = m.to_string();
-    s == MANIFEST_MEDIA || s == super::DOCKER_MANIFEST_MEDIA
+    media::is_manifest(m.as_ref())
 }
 
 /// The images of an OCI archive.
@@ -889,7 +887,7 @@ fn save_oci<W: Write>(
             .media_type()
             .as_ref()
             .map(|m| m.to_string())
-            .unwrap_or_else(|| MANIFEST_MEDIA.to_string());
+            .unwrap_or_else(|| media::OCI_MANIFEST.to_string());
         let base = serde_json::json!({
             "mediaType": media,
             "digest": image.manifest_digest.to_string(),
