@@ -150,106 +150,117 @@ impl<W: Write> Committer<'_, W> {
 
     fn entry(&mut self, dir: &OwnedFd, item: &Item, rel: &mut Vec<u8>) -> Result<()> {
         if item.kind == ItemKind::Whiteout {
-            if self.lower.resolve(rel).is_some() {
-                let parent_len = rel.len() - item.name().len();
-                let mut path = rel[..parent_len].to_vec();
-                path.extend_from_slice(whiteout::PREFIX);
-                path.extend_from_slice(item.name());
-                let mut meta = self.meta(item, &path, tar::EntryType::Regular);
-                meta.mode = 0o600;
-                self.write(&meta, io::empty())?;
-            }
-            return Ok(());
+            return self.whiteout(item, rel);
         }
         if item.name().starts_with(whiteout::PREFIX) {
             return Err(UpperError::WhiteoutName(shown(rel)));
         }
         match item.kind {
-            ItemKind::Dir => {
-                let sub = self.up.open_dir(dir, &item.name, rel)?;
-                let (xattrs, opaque) = self
-                    .xattrs
-                    .read(&XattrSource::Fd(&sub))
-                    .map_err(self.up.err("read xattrs of", rel))?;
-                // A directory the lower has with the same mode, owner and xattrs waits until
-                // something below it is written: the ones the runtime's /etc/hosts & co. made
-                // in the upper stay out of the layer, as they stay out of `diff`.
-                let lower = self
-                    .lower
-                    .resolve(rel)
-                    .and_then(|i| self.lower.node(i))
-                    .filter(|n| {
-                        n.kind == NodeKind::Dir
-                            && item.stat.mode == n.mode & 0o7777
-                            && item.stat.uid == n.uid
-                            && item.stat.gid == n.gid
-                            && xattrs == n.xattrs
-                    })
-                    .map(|n| (n.mtime, n.mtime_nsec));
-                if let (Some(lower_mtime), false) = (lower, opaque) {
-                    let depth = self.pending.len();
-                    self.pending.push(PendingDir {
-                        path: rel.clone(),
-                        mode: item.stat.mode,
-                        uid: item.stat.uid,
-                        gid: item.stat.gid,
-                        mtime: self.mtime(item),
-                        xattrs,
-                    });
-                    let skipped = self.dir(&sub, rel)?;
-                    if self.pending.len() > depth {
-                        // Nothing below was written. Its own mtime is a change unless an
-                        // ignored entry below explains it (as `diff` decides).
-                        if !skipped && !same_time(item.stat.mtime, lower_mtime) {
-                            self.flush_pending()?;
-                        } else {
-                            self.pending.truncate(depth);
-                        }
-                    }
-                    return Ok(());
-                }
-                let mut meta = self.meta(item, rel, tar::EntryType::Directory);
-                meta.xattrs = &xattrs;
-                self.write(&meta, io::empty())?;
-                if opaque {
-                    let len = push_name(rel, whiteout::OPAQUE);
-                    let mut marker = self.meta(item, rel, tar::EntryType::Regular);
-                    marker.mode = item.stat.mode & 0o777;
-                    self.write(&marker, io::empty())?;
-                    rel.truncate(len);
-                }
-                self.dir(&sub, rel).map(|_| ())
-            }
+            ItemKind::Dir => self.directory(dir, item, rel),
             ItemKind::File => self.file(dir, item, rel),
             ItemKind::Socket => Ok(()),
-            _ => {
-                let xattrs = self
-                    .xattrs
-                    .read(&XattrSource::At(dir, &item.name))
-                    .map_err(self.up.err("read xattrs of", rel))?
-                    .0;
-                let kind = match item.kind {
-                    ItemKind::Symlink => tar::EntryType::Symlink,
-                    ItemKind::CharDevice => tar::EntryType::Char,
-                    ItemKind::BlockDevice => tar::EntryType::Block,
-                    _ => tar::EntryType::Fifo,
-                };
-                let target = if item.kind == ItemKind::Symlink {
-                    rfs::readlinkat(dir, &item.name, Vec::new())
-                        .map_err(self.up.err("readlink", rel))?
-                        .into_bytes()
-                } else {
-                    Vec::new()
-                };
-                let mut meta = self.meta(item, rel, kind);
-                meta.link = &target;
-                meta.xattrs = &xattrs;
-                let rdev = item.stat.rdev;
-                meta.dev_major = rfs::major(rdev);
-                meta.dev_minor = rfs::minor(rdev);
-                self.write(&meta, io::empty())
-            }
+            _ => self.special(dir, item, rel),
         }
+    }
+
+    /// An overlayfs whiteout as a `.wh.NAME` entry, if the lower tree has what it hides.
+    fn whiteout(&mut self, item: &Item, rel: &[u8]) -> Result<()> {
+        if self.lower.resolve(rel).is_some() {
+            let parent_len = rel.len() - item.name().len();
+            let mut path = rel[..parent_len].to_vec();
+            path.extend_from_slice(whiteout::PREFIX);
+            path.extend_from_slice(item.name());
+            let mut meta = self.meta(item, &path, tar::EntryType::Regular);
+            meta.mode = 0o600;
+            self.write(&meta, io::empty())?;
+        }
+        Ok(())
+    }
+
+    /// A directory and what is below it.
+    fn directory(&mut self, dir: &OwnedFd, item: &Item, rel: &mut Vec<u8>) -> Result<()> {
+        let sub = self.up.open_dir(dir, &item.name, rel)?;
+        let (xattrs, opaque) = self
+            .xattrs
+            .read(&XattrSource::Fd(&sub))
+            .map_err(self.up.err("read xattrs of", rel))?;
+        // A directory the lower has with the same mode, owner and xattrs waits until
+        // something below it is written: the ones the runtime's /etc/hosts & co. made
+        // in the upper stay out of the layer, as they stay out of `diff`.
+        let lower = self
+            .lower
+            .resolve(rel)
+            .and_then(|i| self.lower.node(i))
+            .filter(|n| {
+                n.kind == NodeKind::Dir
+                    && item.stat.mode == n.mode & 0o7777
+                    && item.stat.uid == n.uid
+                    && item.stat.gid == n.gid
+                    && xattrs == n.xattrs
+            })
+            .map(|n| (n.mtime, n.mtime_nsec));
+        if let (Some(lower_mtime), false) = (lower, opaque) {
+            let depth = self.pending.len();
+            self.pending.push(PendingDir {
+                path: rel.clone(),
+                mode: item.stat.mode,
+                uid: item.stat.uid,
+                gid: item.stat.gid,
+                mtime: self.mtime(item),
+                xattrs,
+            });
+            let skipped = self.dir(&sub, rel)?;
+            if self.pending.len() > depth {
+                // Nothing below was written. Its own mtime is a change unless an
+                // ignored entry below explains it (as `diff` decides).
+                if !skipped && !same_time(item.stat.mtime, lower_mtime) {
+                    self.flush_pending()?;
+                } else {
+                    self.pending.truncate(depth);
+                }
+            }
+            return Ok(());
+        }
+        let mut meta = self.meta(item, rel, tar::EntryType::Directory);
+        meta.xattrs = &xattrs;
+        self.write(&meta, io::empty())?;
+        if opaque {
+            let len = push_name(rel, whiteout::OPAQUE);
+            let mut marker = self.meta(item, rel, tar::EntryType::Regular);
+            marker.mode = item.stat.mode & 0o777;
+            self.write(&marker, io::empty())?;
+            rel.truncate(len);
+        }
+        self.dir(&sub, rel).map(|_| ())
+    }
+
+    /// A symlink, device or fifo: a header only.
+    fn special(&mut self, dir: &OwnedFd, item: &Item, rel: &[u8]) -> Result<()> {
+        let xattrs = self
+            .xattrs
+            .read(&XattrSource::At(dir, &item.name))
+            .map_err(self.up.err("read xattrs of", rel))?
+            .0;
+        let kind = match item.kind {
+            ItemKind::Symlink => tar::EntryType::Symlink,
+            ItemKind::CharDevice => tar::EntryType::Char,
+            ItemKind::BlockDevice => tar::EntryType::Block,
+            _ => tar::EntryType::Fifo,
+        };
+        let target = if item.kind == ItemKind::Symlink {
+            rfs::readlinkat(dir, &item.name, Vec::new())
+                .map_err(self.up.err("readlink", rel))?
+                .into_bytes()
+        } else {
+            Vec::new()
+        };
+        let mut meta = self.meta(item, rel, kind);
+        meta.link = &target;
+        meta.xattrs = &xattrs;
+        let rdev = item.stat.rdev;
+        meta.dev_major = rfs::major(rdev);
+        meta.dev_minor = rfs::minor(rdev);
+        self.write(&meta, io::empty())
     }
 
     fn file(&mut self, dir: &OwnedFd, item: &Item, rel: &[u8]) -> Result<()> {

@@ -3,7 +3,7 @@
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-use super::read::{ItemKind, Upper, XattrSource, Xattrs};
+use super::read::{Item, ItemKind, Upper, XattrSource, Xattrs};
 use super::{LayerOptions, PathSet, Result, UpperError};
 use crate::changes::{push_name, same_time, shown, sort_changes, subtree_size, Change, ChangeKind};
 use crate::union::{NodeKind, UnionTree, ROOT_INO};
@@ -90,34 +90,7 @@ impl Differ<'_> {
                         sum.listed = true;
                     }
                 }
-                ItemKind::Dir => {
-                    let sub = self.up.open_dir(fd, &item.name, rel)?;
-                    let (xattrs, opaque) = self
-                        .xattrs
-                        .read(&XattrSource::Fd(&sub))
-                        .map_err(self.up.err("read xattrs of", rel))?;
-                    let lower_dir =
-                        lower_child.filter(|_| lower_node.is_some_and(|n| n.kind == NodeKind::Dir));
-                    let below = self.dir(&sub, rel, lower_dir, hidden || opaque)?;
-                    let kind = match (lower_node, lower_dir) {
-                        (None, _) => Some(ChangeKind::Added),
-                        (Some(_), None) => Some(ChangeKind::Changed),
-                        (Some(n), Some(_)) => {
-                            let attrs_differ = item.stat.mode != n.mode & 0o7777
-                                || item.stat.uid != n.uid
-                                || item.stat.gid != n.gid
-                                || xattrs != n.xattrs
-                                || (!below.skipped_child
-                                    && !same_time(item.stat.mtime, (n.mtime, n.mtime_nsec)));
-                            (attrs_differ || below.listed || (opaque && !hidden))
-                                .then_some(ChangeKind::Changed)
-                        }
-                    };
-                    if let Some(k) = kind {
-                        self.push(k, rel, 0);
-                        sum.listed = true;
-                    }
-                }
+                ItemKind::Dir => sum.listed |= self.subdir(fd, item, rel, lower_child, hidden)?,
                 _ => {
                     let kind = if lower_child.is_some() {
                         ChangeKind::Changed
@@ -135,22 +108,70 @@ impl Differ<'_> {
             }
             rel.truncate(len);
         }
-        if let (true, Some(d)) = (hidden, lower.and_then(|l| self.lower.node(l))) {
-            for (name, ino) in &d.children {
-                let held = items
-                    .binary_search_by(|it| it.name().cmp(name))
-                    .is_ok_and(|i| items[i].kind != ItemKind::Whiteout);
-                if held {
-                    continue;
-                }
-                let len = push_name(rel, name);
-                if !self.skip.contains(rel) {
-                    self.push(ChangeKind::Deleted, rel, subtree_size(self.lower, *ino));
-                    sum.listed = true;
-                }
-                rel.truncate(len);
-            }
+        if hidden {
+            sum.listed |= self.hidden_children(&items, rel, lower);
         }
         Ok(sum)
+    }
+
+    /// An upper directory at `rel` (`lower_child`: what the lower has there); returns whether
+    /// it was listed.
+    fn subdir(
+        &mut self,
+        parent: &OwnedFd,
+        item: &Item,
+        rel: &mut Vec<u8>,
+        lower_child: Option<u64>,
+        hidden: bool,
+    ) -> Result<bool> {
+        let lower_node = lower_child.and_then(|c| self.lower.node(c));
+        let sub = self.up.open_dir(parent, &item.name, rel)?;
+        let (xattrs, opaque) = self
+            .xattrs
+            .read(&XattrSource::Fd(&sub))
+            .map_err(self.up.err("read xattrs of", rel))?;
+        let lower_dir = lower_child.filter(|_| lower_node.is_some_and(|n| n.kind == NodeKind::Dir));
+        let below = self.dir(&sub, rel, lower_dir, hidden || opaque)?;
+        let kind = match (lower_node, lower_dir) {
+            (None, _) => Some(ChangeKind::Added),
+            (Some(_), None) => Some(ChangeKind::Changed),
+            (Some(n), Some(_)) => {
+                let attrs_differ = item.stat.mode != n.mode & 0o7777
+                    || item.stat.uid != n.uid
+                    || item.stat.gid != n.gid
+                    || xattrs != n.xattrs
+                    || (!below.skipped_child
+                        && !same_time(item.stat.mtime, (n.mtime, n.mtime_nsec)));
+                (attrs_differ || below.listed || (opaque && !hidden)).then_some(ChangeKind::Changed)
+            }
+        };
+        if let Some(k) = kind {
+            self.push(k, rel, 0);
+        }
+        Ok(kind.is_some())
+    }
+
+    /// Lists as deleted each child of the hidden lower directory `lower` that the upper
+    /// directory (its entries `items`) does not hold; returns whether it listed one.
+    fn hidden_children(&mut self, items: &[Item], rel: &mut Vec<u8>, lower: Option<u64>) -> bool {
+        let Some(d) = lower.and_then(|l| self.lower.node(l)) else {
+            return false;
+        };
+        let mut listed = false;
+        for (name, ino) in &d.children {
+            let held = items
+                .binary_search_by(|it| it.name().cmp(name))
+                .is_ok_and(|i| items[i].kind != ItemKind::Whiteout);
+            if held {
+                continue;
+            }
+            let len = push_name(rel, name);
+            if !self.skip.contains(rel) {
+                self.push(ChangeKind::Deleted, rel, subtree_size(self.lower, *ino));
+                listed = true;
+            }
+            rel.truncate(len);
+        }
+        listed
     }
 }
