@@ -5,7 +5,8 @@
 //! enters the store; [`whiteout`] says what OCI whiteout names mean; [`union`] merges an image's
 //! layer indexes into one tree; [`fuse`] serves that tree read-only from [`mapped`] layer
 //! tars; [`overlay`] stacks the copy-on-write upper (kernel overlayfs) on top; [`upper`] reads
-//! a container's upper dir as changes and writes it as a layer.
+//! a container's upper dir as changes and writes it as a layer; [`changes`] holds the change
+//! lists, and the one between two images; [`path`] cleans paths relative to a root.
 
 pub mod changes;
 pub mod digest;

@@ -1,5 +1,5 @@
-//! A container's copy-on-write upper directory: what changed (`diff`, in [`diff`]) and the layer
-//! tar that records it (`commit`, in [`commit`]); [`read`] reads the directory itself.
+//! A container's copy-on-write upper directory: what changed (`diff`, [`upper_changes`]) and
+//! the layer tar that records it (`commit`, [`write_upper_layer`]).
 //!
 //! The upper dir is in kernel overlayfs format, as `rimgfs mount --upper` leaves it:
 //! - a **whiteout** is a character device 0:0 named like the lower entry it hides (overlayfs
