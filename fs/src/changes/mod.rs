@@ -51,6 +51,17 @@ pub struct Change {
     pub size: u64,
 }
 
+impl Change {
+    /// The change of `kind` at `rel`, a relative path as walks build it (`etc/passwd`).
+    pub(crate) fn at(kind: ChangeKind, rel: &[u8], size: u64) -> Self {
+        Change {
+            kind,
+            path: shown(rel),
+            size,
+        }
+    }
+}
+
 impl fmt::Display for Change {
     /// `A /path`, as `docker diff` prints it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

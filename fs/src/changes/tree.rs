@@ -4,9 +4,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use super::{
-    entry_size, push_name, same_time, shown, sort_changes, subtree_size, Change, ChangeKind,
-};
+use super::{entry_size, push_name, same_time, sort_changes, subtree_size, Change, ChangeKind};
 use crate::digest::Digest;
 use crate::store::ContentStore;
 use crate::union::{Node, NodeKind, UnionTree, ROOT_INO};
@@ -93,11 +91,7 @@ struct TreeDiff<'a> {
 
 impl TreeDiff<'_> {
     fn push(&mut self, kind: ChangeKind, rel: &[u8], size: u64) {
-        self.out.push(Change {
-            kind,
-            path: shown(rel),
-            size,
-        });
+        self.out.push(Change::at(kind, rel, size));
     }
 
     /// Both trees' directories at `rel`; returns whether a change that makes its directories

@@ -156,8 +156,8 @@ impl<W: Write> Committer<'_, W> {
             return Err(UpperError::WhiteoutName(shown(rel)));
         }
         match item.kind {
-            ItemKind::Dir => self.directory(dir, item, rel),
-            ItemKind::File => self.file(dir, item, rel),
+            ItemKind::Node(NodeKind::Dir) => self.directory(dir, item, rel),
+            ItemKind::Node(NodeKind::File) => self.file(dir, item, rel),
             ItemKind::Socket => Ok(()),
             _ => self.special(dir, item, rel),
         }
@@ -242,12 +242,12 @@ impl<W: Write> Committer<'_, W> {
             .map_err(self.up.err("read xattrs of", rel))?
             .0;
         let kind = match item.kind {
-            ItemKind::Symlink => tar::EntryType::Symlink,
-            ItemKind::CharDevice => tar::EntryType::Char,
-            ItemKind::BlockDevice => tar::EntryType::Block,
+            ItemKind::Node(NodeKind::Symlink) => tar::EntryType::Symlink,
+            ItemKind::Node(NodeKind::CharDevice) => tar::EntryType::Char,
+            ItemKind::Node(NodeKind::BlockDevice) => tar::EntryType::Block,
             _ => tar::EntryType::Fifo,
         };
-        let target = if item.kind == ItemKind::Symlink {
+        let target = if item.kind == ItemKind::Node(NodeKind::Symlink) {
             rfs::readlinkat(dir, &item.name, Vec::new())
                 .map_err(self.up.err("readlink", rel))?
                 .into_bytes()

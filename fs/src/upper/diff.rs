@@ -5,7 +5,7 @@ use std::path::Path;
 
 use super::read::{Item, ItemKind, Upper, XattrSource, Xattrs};
 use super::{LayerOptions, PathSet, Result, UpperError};
-use crate::changes::{push_name, same_time, shown, sort_changes, subtree_size, Change, ChangeKind};
+use crate::changes::{push_name, same_time, sort_changes, subtree_size, Change, ChangeKind};
 use crate::union::{NodeKind, UnionTree, ROOT_INO};
 
 /// The changes a container's upper dir makes to its image's tree `lower`, in Docker's order.
@@ -50,11 +50,7 @@ struct DirSummary {
 
 impl Differ<'_> {
     fn push(&mut self, kind: ChangeKind, rel: &[u8], size: u64) {
-        self.out.push(Change {
-            kind,
-            path: shown(rel),
-            size,
-        });
+        self.out.push(Change::at(kind, rel, size));
     }
 
     /// Walks one upper directory. `lower` is the lower directory at the same path (if it is
@@ -90,7 +86,9 @@ impl Differ<'_> {
                         sum.listed = true;
                     }
                 }
-                ItemKind::Dir => sum.listed |= self.subdir(fd, item, rel, lower_child, hidden)?,
+                ItemKind::Node(NodeKind::Dir) => {
+                    sum.listed |= self.subdir(fd, item, rel, lower_child, hidden)?
+                }
                 _ => {
                     let kind = if lower_child.is_some() {
                         ChangeKind::Changed
@@ -98,7 +96,9 @@ impl Differ<'_> {
                         ChangeKind::Added
                     };
                     let size = match item.kind {
-                        ItemKind::File | ItemKind::Symlink => item.stat.size,
+                        ItemKind::Node(NodeKind::File) | ItemKind::Node(NodeKind::Symlink) => {
+                            item.stat.size
+                        }
                         _ => 0,
                     };
                     self.push(kind, rel, size);

@@ -8,18 +8,18 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 
 use super::{Result, UpperError, OPAQUE_XATTR, OVERLAY_XATTR_PREFIX, SELINUX_XATTR, XATTR_MAX};
 use crate::changes::push_name;
+use crate::union::NodeKind;
 
-/// What an upper entry is.
+/// What an upper entry is: what a layer's tree holds, or one of the two kinds only an upper
+/// dir has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(super) enum ItemKind {
+    /// An overlayfs whiteout (a character device 0:0).
     Whiteout,
-    Dir,
-    File,
-    Symlink,
-    CharDevice,
-    BlockDevice,
-    Fifo,
+    /// A socket, which a layer tar cannot hold.
     Socket,
+    /// A directory, file, symlink, device or fifo.
+    Node(NodeKind),
 }
 
 /// The parts of `struct stat` rimg uses, in fixed types.
@@ -136,13 +136,13 @@ impl Upper<'_> {
             })?;
             let stat = Stat::from_raw(&stat);
             let kind = match stat.kind {
-                FileType::Directory => ItemKind::Dir,
-                FileType::RegularFile => ItemKind::File,
-                FileType::Symlink => ItemKind::Symlink,
+                FileType::Directory => ItemKind::Node(NodeKind::Dir),
+                FileType::RegularFile => ItemKind::Node(NodeKind::File),
+                FileType::Symlink => ItemKind::Node(NodeKind::Symlink),
                 FileType::CharacterDevice if stat.rdev == 0 => ItemKind::Whiteout,
-                FileType::CharacterDevice => ItemKind::CharDevice,
-                FileType::BlockDevice => ItemKind::BlockDevice,
-                FileType::Fifo => ItemKind::Fifo,
+                FileType::CharacterDevice => ItemKind::Node(NodeKind::CharDevice),
+                FileType::BlockDevice => ItemKind::Node(NodeKind::BlockDevice),
+                FileType::Fifo => ItemKind::Node(NodeKind::Fifo),
                 _ => ItemKind::Socket,
             };
             items.push(Item { name, kind, stat });
