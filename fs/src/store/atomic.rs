@@ -21,7 +21,6 @@ impl ContentStore {
         Ok(TempFile {
             path,
             file,
-            dir,
             persisted: false,
         })
     }
@@ -49,7 +48,6 @@ pub struct TempFile {
     pub path: PathBuf,
     /// The open file.
     pub file: File,
-    dir: PathBuf,
     persisted: bool,
 }
 
@@ -62,12 +60,9 @@ impl TempFile {
         if let Some(parent) = dest.parent() {
             sync_dir(parent)?;
         }
-        let _ = &self.dir;
         Ok(())
     }
-}
 
-impl TempFile {
     /// Closes the file, keeping it in `rimg/tmp/` until it is published or dropped. The
     /// fsync waits for the publish, so data that is never published is never synced.
     pub(super) fn into_staged(mut self) -> Staged {
