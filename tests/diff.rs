@@ -8,8 +8,9 @@ use std::path::Path;
 
 use rimg::image::commit::{commit_upper, image_tree, CommitError};
 use rimg::image::{History, Image, ImageConfig, Images, Reference as Tag};
+use rimg_fs::changes::Change;
 use rimg_fs::upper::RUNTIME_INJECTED;
-use rimg_fs::upper::{upper_changes, Change, LayerOptions, UpperError};
+use rimg_fs::upper::{upper_changes, LayerOptions, UpperError};
 use rimg_tests::archives::{DockerImage, Podman};
 use rimg_tests::tree::{hardlink_groups, snapshot, Layer, Reference};
 use rimg_tests::{busybox_tar, require_tool, sh, Store, SEEDS_LAB_DIFF};

@@ -528,7 +528,9 @@ pub fn round_up(n: u64) -> u64 {
 }
 
 /// Normalizes a tar path: drops leading `/`, empty and `.` components; refuses `..`,
-/// over-long names and NUL bytes. The root is the empty path.
+/// over-long names and NUL bytes. The root is the empty path. Stricter than
+/// [`crate::path::clean_rel`], which resolves `..`: a layer entry named through its parent is
+/// refused whole, as a hostile layer's `a/../../etc` must never be read as some other path.
 pub fn normalize_path(raw: &[u8]) -> Result<Vec<u8>, TarError> {
     let shown = || show(raw);
     if raw.contains(&0) {

@@ -82,17 +82,7 @@ fn has_wildcard(s: &str) -> bool {
 
 /// Cleans a source path relative to the context root; `None` if it leaves the root.
 pub fn clean_rel(src: &str) -> Option<String> {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in src.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            c => parts.push(c),
-        }
-    }
-    Some(parts.join("/"))
+    rimg_fs::path::clean_rel(src)
 }
 
 impl Context {

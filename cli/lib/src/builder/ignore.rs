@@ -74,7 +74,9 @@ impl Ignore {
     }
 }
 
-/// Cleans a pattern as Go's `filepath.Clean` does, relative to the root.
+/// Cleans a pattern as Go's `filepath.Clean` does, relative to the root. Not
+/// [`rimg_fs::path::clean_rel`]: a `..` above the root stays at the root here (Docker matches
+/// `../x` as `x`) where a source path that climbs out is refused.
 fn clean(pat: &str) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for c in pat.split('/') {

@@ -10,7 +10,7 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use rimg_fs::error::io_err;
+use rimg_fs::error::IoError;
 use rimg_fs::tar_write::{EntryMeta, TarWriter};
 use rimg_fs::union::{NodeKind, UnionTree, ROOT_INO};
 use rimg_fs::{ContentStore, Digest, LayerIndex, StoreError};
@@ -483,20 +483,16 @@ pub fn resolve_owner(files: Option<&ImageFiles>, spec: &str) -> Result<(u32, u32
 /// Writes `plan` as a layer into the store (streamed through a pipe, indexed in the same
 /// pass) and returns its digest.
 pub fn store_plan(store: &ContentStore, plan: &LayerPlan) -> Result<Digest, StoreError> {
-    let (reader, writer) = io::pipe().map_err(io_err("create pipe", Path::new("layer")))?;
-    std::thread::scope(|s| {
-        let producer = s.spawn(move || {
-            let w = io::BufWriter::with_capacity(1 << 20, writer);
-            plan.write(w)
-        });
-        let staged = store.stage_layer(reader);
-        let produced = producer
-            .join()
-            .unwrap_or_else(|_| Err(io::Error::other("layer writer panicked")));
-        let staged = staged?;
-        produced.map_err(io_err("write layer", Path::new("layer")))?;
-        Ok(store.publish_layer(staged)?.digest)
-    })
+    use rimg_fs::store::WriteLayerError;
+    let write = |w: io::PipeWriter| plan.write(io::BufWriter::with_capacity(1 << 20, w));
+    let broken_pipe = |e: &io::Error| e.kind() == io::ErrorKind::BrokenPipe;
+    match store.ingest_layer_from(write, broken_pipe) {
+        Ok(info) => Ok(info.digest),
+        Err(WriteLayerError::Store(e)) => Err(e),
+        Err(WriteLayerError::Writer(source)) => {
+            Err(IoError::new("write layer", Path::new("layer"), source).into())
+        }
+    }
 }
 
 /// Whether `path` names a tar archive ADD should extract (plain, gzip or zstd, by content).

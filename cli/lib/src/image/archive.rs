@@ -23,6 +23,7 @@ use std::path::{Path, PathBuf};
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType};
 use rimg_fs::error::{io_err, IoError};
+use rimg_fs::path::clean_rel;
 use rimg_fs::store::{StagedBlob, StagedLayer, StoreError, MAX_JSON_BYTES, REF_NAME};
 use rimg_fs::tar_stream::{is_header_block, EntryType, TarError, TarStream};
 use rimg_fs::tar_write::TarWriter;
@@ -31,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{host_arch, ImageConfig};
 use super::reference::Reference;
-use super::{Compression, Image, ImageError, Images, MANIFEST_MEDIA};
+use super::{media, Compression, Image, ImageError, Images};
 
 /// The annotation containerd, Docker and podman use for an image's full name in an OCI
 /// archive's `index.json` (`org.opencontainers.image.ref.name` often holds only the tag).
@@ -271,23 +272,11 @@ fn read_up_to(src: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 /// Resolves a symlink target found at `at` to a normalized archive path, refusing targets
 /// outside the archive.
 fn resolve_link(at: &str, target: &str) -> Option<String> {
-    let mut parts: Vec<&str> = if target.starts_with('/') {
-        Vec::new()
-    } else {
-        let mut p: Vec<&str> = at.split('/').collect();
-        p.pop();
-        p
-    };
-    for c in target.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-            }
-            c => parts.push(c),
-        }
+    if target.starts_with('/') {
+        return clean_rel(target);
     }
-    Some(parts.join("/"))
+    let dir = at.rsplit_once('/').map_or("", |(dir, _)| dir);
+    clean_rel(&format!("{dir}/{target}"))
 }
 
 /// Streams the archive, staging every regular member.
@@ -550,7 +539,7 @@ fn plan_docker(members: &Members) -> Result<Vec<Planned>> {
 
 /// Normalizes a path written in archive metadata the way member names are normalized.
 fn normalize(path: &str) -> String {
-    resolve_link("", path).unwrap_or_else(|| path.to_string())
+    clean_rel(path).unwrap_or_else(|| path.to_string())
 }
 
 /// The name an OCI index descriptor gives its image, if any.
@@ -591,13 +580,11 @@ fn oci_document(
 }
 
 fn is_index_media(m: &MediaType) -> bool {
-    matches!(m, MediaType::ImageIndex)
-        || m.to_string() == "application/vnd.docker.distribution.manifest.list.v2+json"
+    media::is_index(m.as_ref())
 }
 
 fn is_manifest_media(m: &MediaType) -> bool {
-    let s = m.to_string();
-    s == MANIFEST_MEDIA || s == super::DOCKER_MANIFEST_MEDIA
+    media::is_manifest(m.as_ref())
 }
 
 /// The images of an OCI archive.
@@ -873,7 +860,7 @@ fn save_oci<W: Write>(
             .media_type()
             .as_ref()
             .map(|m| m.to_string())
-            .unwrap_or_else(|| MANIFEST_MEDIA.to_string());
+            .unwrap_or_else(|| media::OCI_MANIFEST.to_string());
         let base = serde_json::json!({
             "mediaType": media,
             "digest": image.manifest_digest.to_string(),

@@ -12,7 +12,7 @@
 use std::io;
 use std::path::Path;
 
-use rimg_fs::store::{LayerInfo, StoreError};
+use rimg_fs::store::{LayerInfo, StoreError, WriteLayerError};
 use rimg_fs::union::UnionTree;
 use rimg_fs::upper::{write_upper_layer, LayerOptions, UpperError};
 use rimg_fs::Digest;
@@ -128,32 +128,15 @@ pub fn store_upper_layer(
     lower: &UnionTree,
     opts: &LayerOptions,
 ) -> Result<LayerInfo, CommitError> {
-    let store = images.store();
-    let (reader, writer) = io::pipe().map_err(|e| {
-        CommitError::Upper(UpperError::Write(io::Error::new(
-            e.kind(),
-            format!("creating a pipe: {e}"),
-        )))
-    })?;
-    let (written, staged) = std::thread::scope(|s| {
-        let stager = s.spawn(move || store.stage_layer(reader));
-        let written = write_upper_layer(upper, lower, writer, opts);
-        let staged = stager.join().unwrap_or_else(|_| {
-            Err(StoreError::ReadLayer(io::Error::other(
-                "the layer-staging thread panicked",
-            )))
-        });
-        (written, staged)
-    });
-    match (written, staged) {
-        (Ok(()), Ok(staged)) => Ok(store.publish_layer(staged)?),
-        // The store stopped reading (and said why); the writer only saw the closed pipe.
-        (Err(UpperError::Write(e)), Err(s)) if e.kind() == io::ErrorKind::BrokenPipe => {
-            Err(s.into())
-        }
-        (Err(w), _) => Err(w.into()),
-        (Ok(()), Err(s)) => Err(s.into()),
-    }
+    let broken_pipe =
+        |e: &UpperError| matches!(e, UpperError::Write(e) if e.kind() == io::ErrorKind::BrokenPipe);
+    images
+        .store()
+        .ingest_layer_from(|w| write_upper_layer(upper, lower, w, opts), broken_pipe)
+        .map_err(|e| match e {
+            WriteLayerError::Writer(w) => w.into(),
+            WriteLayerError::Store(s) => s.into(),
+        })
 }
 
 /// `rimg commit CONTAINER`'s storage work in one call: `base`'s tree, the upper dir stored as

@@ -10,6 +10,7 @@ pub mod check;
 pub mod commit;
 pub mod config;
 pub mod filter;
+pub mod media;
 pub mod reference;
 pub mod usage;
 
@@ -26,14 +27,6 @@ use rimg_fs::{ContentStore, Digest};
 pub use config::{History, ImageConfig, RunConfig};
 pub use reference::{Reference, ReferenceError};
 
-/// Media type of an uncompressed OCI layer.
-pub const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-/// Media type of an OCI image config.
-pub const CONFIG_MEDIA: &str = "application/vnd.oci.image.config.v1+json";
-/// Media type of an OCI image manifest.
-pub const MANIFEST_MEDIA: &str = "application/vnd.oci.image.manifest.v1+json";
-/// Media type of a Docker v2 schema 2 manifest.
-pub const DOCKER_MANIFEST_MEDIA: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Pins named with this prefix belong to containers: an image they pin is "in use".
 pub const CONTAINER_PIN_PREFIX: &str = "container-";
 /// Annotation on index.json descriptors recording registry digests (`repo@sha256:…`).
@@ -106,16 +99,16 @@ impl Compression {
     /// The compression a layer media type implies, if rimg knows it.
     pub fn from_media_type(m: &str) -> Option<Self> {
         Some(match m {
-            "application/vnd.oci.image.layer.v1.tar"
+            media::OCI_LAYER_TAR
             | "application/vnd.oci.image.layer.nondistributable.v1.tar"
-            | "application/vnd.docker.image.rootfs.diff.tar" => Compression::None,
-            "application/vnd.oci.image.layer.v1.tar+gzip"
+            | media::DOCKER_LAYER_TAR => Compression::None,
+            media::OCI_LAYER_GZIP
             | "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
-            | "application/vnd.docker.image.rootfs.diff.tar.gzip"
+            | media::DOCKER_LAYER_GZIP
             | "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => Compression::Gzip,
-            "application/vnd.oci.image.layer.v1.tar+zstd"
+            media::OCI_LAYER_ZSTD
             | "application/vnd.oci.image.layer.nondistributable.v1.tar+zstd"
-            | "application/vnd.docker.image.rootfs.diff.tar.zstd" => Compression::Zstd,
+            | media::DOCKER_LAYER_ZSTD => Compression::Zstd,
             _ => return None,
         })
     }
@@ -236,7 +229,7 @@ impl Images {
                 continue;
             };
             let media = desc.media_type().to_string();
-            if media != MANIFEST_MEDIA && media != DOCKER_MANIFEST_MEDIA {
+            if !media::is_manifest(&media) {
                 continue;
             }
             let entry = by_manifest.entry(d).or_insert_with(|| {
@@ -489,13 +482,17 @@ impl Images {
         let mut layer_descs = Vec::with_capacity(config.rootfs.diff_ids.len());
         for d in &config.rootfs.diff_ids {
             let size = self.store.blob_size(d)?;
-            layer_descs.push(descriptor(LAYER_TAR, size, d)?);
+            layer_descs.push(descriptor(media::OCI_LAYER_TAR, size, d)?);
         }
         self.store.put_blob(config_bytes)?;
         let manifest = oci_spec::image::ImageManifestBuilder::default()
             .schema_version(2u32)
             .media_type(MediaType::ImageManifest)
-            .config(descriptor(CONFIG_MEDIA, config_bytes.len() as u64, &id)?)
+            .config(descriptor(
+                media::OCI_CONFIG,
+                config_bytes.len() as u64,
+                &id,
+            )?)
             .layers(layer_descs)
             .build()
             .map_err(|e| ImageError::BadDocument {
@@ -535,7 +532,7 @@ impl Images {
                     .iter()
                     .any(|m| digest_of(m) == Some(*manifest_digest))
                 {
-                    manifests.push(descriptor(MANIFEST_MEDIA, *size, manifest_digest)?);
+                    manifests.push(descriptor(media::OCI_MANIFEST, *size, manifest_digest)?);
                 }
                 for t in *tags {
                     move_tag(&mut manifests, t, *manifest_digest, *size)?;
@@ -556,7 +553,11 @@ impl Images {
                 .iter()
                 .any(|m| digest_of(m) == Some(image.manifest_digest))
             {
-                manifests.push(descriptor(MANIFEST_MEDIA, size, &image.manifest_digest)?);
+                manifests.push(descriptor(
+                    media::OCI_MANIFEST,
+                    size,
+                    &image.manifest_digest,
+                )?);
             }
             move_tag(&mut manifests, tag, image.manifest_digest, size)?;
             index.set_manifests(manifests);
@@ -834,7 +835,7 @@ fn move_tag(
             manifests.insert(pos, plain);
         }
     }
-    let mut desc = descriptor(MANIFEST_MEDIA, size, &manifest)?;
+    let mut desc = descriptor(media::OCI_MANIFEST, size, &manifest)?;
     desc.set_annotations(Some(HashMap::from([(REF_NAME.to_string(), name)])));
     // A dangling entry for the same manifest is replaced by the named one.
     if let Some(pos) = manifests

@@ -17,14 +17,8 @@ use ureq::tls::TlsConfig;
 use ureq::{Agent, Body};
 
 use super::auth::{Challenge, Credentials, Scheme};
-use super::{
-    error_message, RegistryError, Result, DEFAULT_REGISTRY, DEFAULT_REGISTRY_API, DOCKER_LIST,
-    OCI_INDEX,
-};
-use crate::image::{DOCKER_MANIFEST_MEDIA, MANIFEST_MEDIA};
-
-/// The media types `GET /manifests/` asks for.
-pub const MANIFEST_ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+use super::{error_message, RegistryError, Result, DEFAULT_REGISTRY, DEFAULT_REGISTRY_API};
+use crate::image::media::MANIFEST_ACCEPT;
 
 /// How to talk to a registry.
 #[derive(Clone, Debug)]
@@ -519,7 +513,7 @@ impl Client {
         let r = self.send(
             "GET",
             &url,
-            &[("Accept", MANIFEST_ACCEPT.to_string())],
+            &[("Accept", MANIFEST_ACCEPT.join(", "))],
             None,
             &what,
         )?;
@@ -817,16 +811,6 @@ impl Client {
         let r = self.check(r, &what)?;
         Ok(header(&r, "docker-content-digest").and_then(|d| Digest::parse(d).ok()))
     }
-}
-
-/// Whether a media type names an index (manifest list).
-pub fn is_index(media: &str) -> bool {
-    media == OCI_INDEX || media == DOCKER_LIST
-}
-
-/// Whether a media type names an image manifest rimg reads.
-pub fn is_manifest(media: &str) -> bool {
-    media == MANIFEST_MEDIA || media == DOCKER_MANIFEST_MEDIA
 }
 
 mod query {

@@ -38,20 +38,6 @@ pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 /// The largest image config rimg reads.
 pub const MAX_CONFIG_BYTES: u64 = 8 << 20;
 
-/// OCI image index media type.
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-/// Docker manifest list media type.
-pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-/// Docker v2 schema 1 (signed) manifest media types, which rimg refuses.
-pub const DOCKER_SCHEMA1: [&str; 2] = [
-    "application/vnd.docker.distribution.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.v1+prettyjws",
-];
-/// Docker image config media type.
-pub const DOCKER_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
-/// Docker v2 schema 2 manifest media type.
-pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-
 /// Why a registry operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {

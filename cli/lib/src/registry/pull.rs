@@ -21,15 +21,16 @@ use rimg_fs::store::StagedLayer;
 use rimg_fs::{ContentStore, Digest};
 use serde::Deserialize;
 
-use super::client::{describe_io, is_index, is_manifest, Client};
+use super::client::{describe_io, Client};
 use super::sources::Sources;
 use super::{
     parallel, read_full, BlobEvent, Location, Platform, Progress, RegistryError, Result, Retry,
-    DOCKER_CONFIG, DOCKER_SCHEMA1, MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES, OCI_INDEX,
+    MAX_CONFIG_BYTES, MAX_MANIFEST_BYTES,
 };
-use crate::image::{
-    Compression, Image, ImageConfig, Images, Reference, CONFIG_MEDIA, MANIFEST_MEDIA,
+use crate::image::media::{
+    is_index, is_manifest, DOCKER_CONFIG, DOCKER_SCHEMA1, OCI_CONFIG, OCI_INDEX, OCI_MANIFEST,
 };
+use crate::image::{Compression, Image, ImageConfig, Images, Reference};
 
 /// How many layers are fetched at once (Docker's default).
 pub const PARALLEL_DOWNLOADS: usize = 3;
@@ -120,7 +121,7 @@ fn document_media(bytes: &[u8], content_type: &str, what: &str) -> Result<String
     Ok(if v.get("manifests").is_some() {
         OCI_INDEX.to_string()
     } else {
-        MANIFEST_MEDIA.to_string()
+        OCI_MANIFEST.to_string()
     })
 }
 
@@ -234,7 +235,7 @@ pub fn pull(
             format!("schemaVersion {} (expected 2)", manifest.schema_version),
         ));
     }
-    if manifest.config.media_type != CONFIG_MEDIA && manifest.config.media_type != DOCKER_CONFIG {
+    if manifest.config.media_type != OCI_CONFIG && manifest.config.media_type != DOCKER_CONFIG {
         return Err(RegistryError::UnsupportedMediaType {
             what: "config",
             media_type: manifest.config.media_type.clone(),

@@ -30,11 +30,13 @@ use super::client::{Client, Mount, Upload};
 use super::sources::{BlobSource, Sources};
 use super::{
     parallel, read_full, BlobEvent, Location, Progress, RegistryError, Result, Retry,
-    DOCKER_CONFIG, DOCKER_MANIFEST, MAX_MANIFEST_BYTES,
+    MAX_MANIFEST_BYTES,
 };
-use crate::image::{
-    Compression, Image, Images, Reference, CONFIG_MEDIA, LAYER_TAR, MANIFEST_MEDIA,
+use crate::image::media::{
+    DOCKER_CONFIG, DOCKER_LAYER_GZIP, DOCKER_LAYER_TAR, DOCKER_MANIFEST, OCI_CONFIG,
+    OCI_LAYER_GZIP, OCI_LAYER_TAR, OCI_LAYER_ZSTD, OCI_MANIFEST,
 };
+use crate::image::{Compression, Image, Images, Reference};
 
 /// How many layers are pushed at once (Docker's default is 5; two cores compress).
 pub const PARALLEL_UPLOADS: usize = 3;
@@ -72,13 +74,13 @@ impl ManifestFormat {
     /// The manifest, config and layer media types; zstd layers have none in Docker's format.
     fn media_types(self, c: Compression) -> Result<(&'static str, &'static str, &'static str)> {
         Ok(match self {
-            ManifestFormat::Oci => (MANIFEST_MEDIA, CONFIG_MEDIA, layer_media(c)),
+            ManifestFormat::Oci => (OCI_MANIFEST, OCI_CONFIG, layer_media(c)),
             ManifestFormat::DockerV2S2 => (
                 DOCKER_MANIFEST,
                 DOCKER_CONFIG,
                 match c {
-                    Compression::Gzip => "application/vnd.docker.image.rootfs.diff.tar.gzip",
-                    Compression::None => "application/vnd.docker.image.rootfs.diff.tar",
+                    Compression::Gzip => DOCKER_LAYER_GZIP,
+                    Compression::None => DOCKER_LAYER_TAR,
                     Compression::Zstd => {
                         return Err(RegistryError::BadDocument {
                             what: "--format v2s2".into(),
@@ -107,9 +109,9 @@ pub struct Pushed {
 /// The OCI media type of a layer compressed this way.
 pub fn layer_media(c: Compression) -> &'static str {
     match c {
-        Compression::None => LAYER_TAR,
-        Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
-        Compression::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        Compression::None => OCI_LAYER_TAR,
+        Compression::Gzip => OCI_LAYER_GZIP,
+        Compression::Zstd => OCI_LAYER_ZSTD,
     }
 }
 
@@ -206,7 +208,7 @@ pub fn push(
     let config_media = image.manifest.config().media_type().to_string();
     let config_media = match opts.format {
         ManifestFormat::DockerV2S2 => docker_config.to_string(),
-        ManifestFormat::Oci if config_media.is_empty() => CONFIG_MEDIA.to_string(),
+        ManifestFormat::Oci if config_media.is_empty() => OCI_CONFIG.to_string(),
         ManifestFormat::Oci => config_media,
     };
     let manifest = serde_json::json!({

@@ -10,7 +10,8 @@ use rimg::container::{ContainerError, Containers};
 use rimg::image::commit::{image_tree, layers_tree};
 use rimg::image::{Image, ImageError, Images};
 use rimg::units::human_size;
-use rimg_fs::upper::{tree_changes, upper_changes, Change, ChangeKind, LayerOptions};
+use rimg_fs::changes::{tree_changes, Change, ChangeKind};
+use rimg_fs::upper::{upper_changes, LayerOptions};
 use serde_json::{json, Value};
 
 use super::{out, Ctx};
