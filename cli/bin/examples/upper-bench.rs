@@ -1,5 +1,5 @@
-//! Times the upper-dir library the way `rimg diff CONTAINER` and `rimg commit CONTAINER` will
-//! use it, on any overlayfs upper dir (for the benchmark, the upper dir of a podman container
+//! Times the upper-dir library the way `rimg diff CONTAINER` and `rimg commit CONTAINER` use
+//! it, on any overlayfs upper dir (for the benchmark, the upper dir of a podman container
 //! made from the same busybox tar):
 //!
 //!     upper-bench STORE diff IMAGE UPPER          prints the change list

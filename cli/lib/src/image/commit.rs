@@ -1,7 +1,9 @@
 //! Commit: a new image from a base image, an optional new layer and one history entry, with
-//! `-c` config changes applied. `rimg commit` and every builder step go through
-//! [`commit_image`]; [`commit_upper`] is the whole of `rimg commit CONTAINER`'s storage work:
-//! the container's upper dir streamed as a layer into the store, then the image.
+//! `-c` config changes applied. `rimg commit` and `import` go through [`commit_image`]; the
+//! builder's steps only compute configs with [`commit_config`] (a step's state is a config,
+//! and only the build's last state becomes an image). [`commit_upper`] is the whole of
+//! `rimg commit CONTAINER`'s storage work: the container's upper dir streamed as a layer into
+//! the store, then the image.
 //!
 //! ```text
 //!  upper dir ──write_upper_layer──▶ pipe ──stage_layer (hash + index)──▶ publish_layer
