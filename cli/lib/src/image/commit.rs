@@ -1,5 +1,5 @@
 //! Commit: a new image from a base image, an optional new layer and one history entry, with
-//! `-c` config changes applied. `rimg commit` and `import` go through [`commit_image`]; the
+//! `-c` config changes applied. `rimg commit` goes through [`commit_image`]; the
 //! builder's steps only compute configs with [`commit_config`] (a step's state is a config,
 //! and only the build's last state becomes an image). [`commit_upper`] is the whole of
 //! `rimg commit CONTAINER`'s storage work: the container's upper dir streamed as a layer into
