@@ -2,13 +2,22 @@
 //! see it. Resolves sources (exact paths, directories, Go-style globs per component), walks
 //! directories in sorted order, and hashes what a step reads for its cache key: each file's
 //! content, relative path and mode — never its mtime.
+//!
+//! Every path is resolved inside the context root, as BuildKit does: a symlink on the way is
+//! followed only while it stays inside, and one that leaves (`etc -> /etc`, `up -> ../..`)
+//! resolves as if the context were `/`. The kernel does it (`openat2` with
+//! `RESOLVE_IN_ROOT`), so no host file outside the context is ever read. A path's last
+//! component is not followed: a symlink there is copied as a symlink.
 
 use std::collections::HashMap;
 use std::fs;
 use std::io;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+use rustix::fs::{openat2, Mode, OFlags, ResolveFlags};
 
 use rimg_fs::digest::HashingReader;
 use rimg_fs::Digest;
@@ -24,6 +33,14 @@ pub enum ContextError {
     /// Nothing in the context matches a source.
     #[error("file not found in build context or excluded by .dockerignore: {0}")]
     NotFound(String),
+    /// A Dockerfile could not be read inside its directory.
+    #[error("reading Dockerfile {path}: {source}")]
+    Dockerfile {
+        /// The Dockerfile as named.
+        path: PathBuf,
+        /// The OS error (`ELOOP`, `ENOENT`: a link that leads nowhere inside).
+        source: io::Error,
+    },
     /// Reading the context failed.
     #[error("{op} {path}: {source}")]
     Io {
@@ -80,6 +97,64 @@ pub struct Matched {
     pub entry: HostEntry,
     /// The pattern had wildcards.
     pub wildcard: bool,
+}
+
+/// Opens `root` itself, for lookups inside it.
+fn open_root(root: &Path) -> io::Result<OwnedFd> {
+    Ok(rustix::fs::open(
+        root,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?)
+}
+
+/// Opens `rel` under the directory `root` with `flags`, every symlink on the way resolved
+/// inside `root` (`RESOLVE_IN_ROOT`: `..` and absolute targets never leave it) and no
+/// `/proc` magic link followed.
+fn openat_in_root(root: impl AsFd, rel: &Path, flags: OFlags) -> io::Result<OwnedFd> {
+    let rel = if rel.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        rel
+    };
+    Ok(openat2(
+        root,
+        rel,
+        flags | OFlags::CLOEXEC,
+        Mode::empty(),
+        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+    )?)
+}
+
+/// Opens the regular file `rel` of the directory `root` for reading, resolved inside `root`;
+/// a symlink as the last component is refused (`ELOOP`).
+pub fn open_in_root(root: &Path, rel: &Path) -> io::Result<fs::File> {
+    let fd = openat_in_root(open_root(root)?, rel, OFlags::RDONLY | OFlags::NOFOLLOW)?;
+    Ok(fs::File::from(fd))
+}
+
+/// Reads the Dockerfile at `path` inside its own directory, as BuildKit reads it: a symlink
+/// is followed only within that directory (the context, by default), so a Dockerfile that
+/// links to a host file (`Dockerfile -> /etc/shadow`) is not found rather than read.
+pub fn read_dockerfile(path: &Path) -> Result<String, ContextError> {
+    let err = |source: io::Error| ContextError::Dockerfile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| err(io::Error::from(io::ErrorKind::InvalidInput)))?;
+    let fd = openat_in_root(
+        open_root(dir).map_err(err)?,
+        Path::new(name),
+        OFlags::RDONLY,
+    )
+    .map_err(err)?;
+    io::read_to_string(fs::File::from(fd)).map_err(err)
 }
 
 /// The build context directory.
