@@ -63,3 +63,71 @@ fn a_dockerfile_linked_to_a_host_file_is_not_read() {
         .arg(&ctx)
         .ok();
 }
+
+#[test]
+fn sources_resolve_inside_the_context() {
+    let (s, secret) = store();
+    let host_dir = secret.parent().unwrap().join("hostdir");
+    fs::create_dir_all(&host_dir).unwrap();
+    fs::write(host_dir.join("shadow"), SECRET).unwrap();
+    let ctx = s.path("ctx");
+    fs::create_dir_all(ctx.join("inside")).unwrap();
+    fs::write(ctx.join("inside/hostname"), "ctx-hostname\n").unwrap();
+    fs::write(ctx.join("inside/ignored"), "ignored\n").unwrap();
+    fs::write(ctx.join(".dockerignore"), "inside/ignored\n").unwrap();
+    symlink("/", ctx.join("root")).unwrap();
+    symlink("../../../../../../../..", ctx.join("up")).unwrap();
+    symlink(&host_dir, ctx.join("out")).unwrap();
+    symlink("inside", ctx.join("in")).unwrap();
+    let build = |dockerfile: &str, tag: &str| {
+        fs::write(ctx.join("Dockerfile"), dockerfile).unwrap();
+        s.rimg(["build", "--progress", "plain", "-t", tag])
+            .arg(&ctx)
+    };
+    let up = format!("up{}/shadow", host_dir.display());
+    for (ins, src) in [
+        ("COPY", "out/shadow"),
+        ("ADD", "out/shadow"),
+        ("COPY", up.as_str()),
+        ("ADD", up.as_str()),
+        ("COPY", "out/*"),
+        ("COPY", "in/ignored"),
+    ] {
+        let err = build(&format!("FROM busybox\n{ins} {src} /leak/\n"), "leak:1").fails();
+        assert!(!err.contains("s3cr3t"), "{ins} {src}: {err}");
+        assert!(
+            err.contains(&format!(
+                "file not found in build context or excluded by .dockerignore: {src}"
+            )),
+            "{ins} {src}: {err}"
+        );
+    }
+    assert!(!s.rimg(["images"]).ok().contains("leak"));
+    // A link that leaves resolves as if the context were `/`; one inside is followed.
+    build(
+        "FROM busybox\nCOPY root/inside/hostname /a\nCOPY in/hostname /b\nCOPY up/inside/hostname /c\n",
+        "resolved:1",
+    )
+    .ok();
+    let out = s
+        .rimg(["run", "--rm", "resolved:1", "cat", "/a", "/b", "/c"])
+        .ok();
+    assert_eq!(out, "ctx-hostname\n".repeat(3));
+    // Copying the whole context copies the links as links, never what they lead to.
+    build("FROM busybox\nCOPY . /ctx/\n", "whole:1").ok();
+    let out = s
+        .rimg([
+            "run",
+            "--rm",
+            "whole:1",
+            "sh",
+            "-c",
+            "readlink /ctx/out; ls /ctx/inside; cat /ctx/out/shadow 2>/dev/null || echo none",
+        ])
+        .ok();
+    assert_eq!(
+        out,
+        format!("{}\nhostname\nnone\n", host_dir.display()),
+        "{out}"
+    );
+}
