@@ -131,3 +131,67 @@ fn sources_resolve_inside_the_context() {
         "{out}"
     );
 }
+
+#[test]
+fn add_refuses_archive_members_it_cannot_honour() {
+    use rimg_tests::tree::Layer;
+    let (s, _) = store();
+    let ctx = s.path("ctx");
+    fs::create_dir_all(&ctx).unwrap();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (
+            Layer::new().dir("etc", 0o755).whiteout("etc/passwd").build(),
+            "archive member etc/.wh.passwd: a name starting with .wh. would be a whiteout in the layer",
+        ),
+        (
+            Layer::new().dir("bin", 0o755).opaque("bin").build(),
+            "archive member bin/.wh..wh..opq: a name starting with .wh. would be a whiteout in the layer",
+        ),
+        (
+            Layer::new().hardlink("h", "missing").build(),
+            "archive member h: a hard link to \"missing\", which is not an earlier file of the archive",
+        ),
+        (
+            Layer::new().dir("d", 0o755).hardlink("h", "d").build(),
+            "archive member h: a hard link to \"d\", which is not an earlier file of the archive",
+        ),
+        (
+            Layer::new().device("null0", false, 0, 0).build(),
+            "archive member null0: a 0:0 character device would be a whiteout in the layer",
+        ),
+        (
+            Layer::new().fifo("p").build(),
+            "archive member p: ADD does not add FIFOs",
+        ),
+    ];
+    for (i, (tar, says)) in cases.into_iter().enumerate() {
+        fs::write(ctx.join("a.tar"), tar).unwrap();
+        fs::write(ctx.join("Dockerfile"), "FROM busybox\nADD a.tar /\n").unwrap();
+        let err = s
+            .rimg(["build", "--progress", "plain", "-t", &format!("wh{i}:1")])
+            .arg(&ctx)
+            .fails();
+        assert!(err.contains(says), "case {i}: {err}");
+    }
+    assert!(!s.rimg(["images"]).ok().contains("wh"));
+    // A good archive with a hard link to an earlier file is added, and /etc/passwd stays.
+    let tar = Layer::new()
+        .file("f", b"data\n", 0o644)
+        .hardlink("g", "f")
+        .build();
+    fs::write(ctx.join("a.tar"), tar).unwrap();
+    s.rimg(["build", "--progress", "plain", "-t", "good:1"])
+        .arg(&ctx)
+        .ok();
+    let out = s
+        .rimg([
+            "run",
+            "--rm",
+            "good:1",
+            "sh",
+            "-c",
+            "cat /g; test -s /etc/passwd && ls /bin/sh",
+        ])
+        .ok();
+    assert_eq!(out, "data\n/bin/sh\n");
+}
