@@ -100,11 +100,10 @@ fn kill_during_import_leaves_a_sound_store() {
     let file = s.path("big.tar");
     std::fs::write(&file, &layer).unwrap();
     for ms in [2, 20, 60, 150, 400] {
-        kill_after(
-            &s,
-            &["import".as_ref(), file.as_os_str(), "timed:1".as_ref()],
-            ms,
-        );
+        // A tag of its own for each: an import that finished before its kill must not leave
+        // the previous one's image dangling (prune would then count that too).
+        let tag = format!("timed:{ms}");
+        kill_after(&s, &["import".as_ref(), file.as_os_str(), tag.as_ref()], ms);
         store_is_sound(&s, &format!("import killed after {ms} ms"));
     }
     assert!(

@@ -1215,15 +1215,13 @@ fn unknown_media_types_are_refused_with_a_clear_error() {
     assert_eq!(rimg(&dst, ["images", "-q"]).ok(), "");
 }
 
-#[test]
-fn the_bearer_token_flow_is_followed() {
-    // A registry that wants a token from its realm, which wants alice's password.
-    let layer = Layer::new().file("hello", b"token world\n", 0o644).build();
-    let blob = gzip(&layer);
+/// A Docker v2 image of `layer`: the gzipped blob, the config and the manifest.
+fn one_layer_image(layer: &[u8]) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let blob = gzip(layer);
     let config = serde_json::to_vec(&json!({
         "architecture": rimg::image::config::host_arch(),
         "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
+        "rootfs": {"type": "layers", "diff_ids": [sha256(layer)]},
     }))
     .unwrap();
     let manifest = serde_json::to_vec(&json!({
@@ -1233,6 +1231,14 @@ fn the_bearer_token_flow_is_followed() {
         "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip", "digest": sha256(&blob), "size": blob.len()}],
     }))
     .unwrap();
+    (blob, config, manifest)
+}
+
+#[test]
+fn the_bearer_token_flow_is_followed() {
+    // A registry that wants a token from its realm, which wants alice's password.
+    let layer = Layer::new().file("hello", b"token world\n", 0o644).build();
+    let (blob, config, manifest) = one_layer_image(&layer);
     let blobs = vec![
         (sha256(&config), config.clone()),
         (sha256(&blob), blob.clone()),
@@ -1298,21 +1304,7 @@ fn the_bearer_token_flow_is_followed() {
 
 #[test]
 fn a_registry_that_stalls_mid_blob_times_out_and_the_pull_fails_in_one_line() {
-    let layer = random_layer(1);
-    let blob = gzip(&layer);
-    let config = serde_json::to_vec(&json!({
-        "architecture": rimg::image::config::host_arch(),
-        "os": "linux",
-        "rootfs": {"type": "layers", "diff_ids": [sha256(&layer)]},
-    }))
-    .unwrap();
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha256(&config), "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": sha256(&blob), "size": blob.len()}],
-    }))
-    .unwrap();
+    let (blob, config, manifest) = one_layer_image(&random_layer(1));
     let config_path = format!("/v2/img/blobs/{}", sha256(&config));
     let blob_path = format!("/v2/img/blobs/{}", sha256(&blob));
     let blob_requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -1324,7 +1316,7 @@ fn a_registry_that_stalls_mid_blob_times_out_and_the_pull_fails_in_one_line() {
         if req.path.starts_with("/v2/img/manifests/") {
             let h = vec![(
                 "Content-Type".to_string(),
-                "application/vnd.oci.image.manifest.v1+json".to_string(),
+                "application/vnd.docker.distribution.manifest.v2+json".to_string(),
             )];
             return (200, h, manifest.clone());
         }

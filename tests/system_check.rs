@@ -188,3 +188,75 @@ fn records_of_containers_whose_image_is_gone_are_reported() {
     assert_eq!(check(&s, &["--repair"]).0, 0);
     assert_eq!(check(&s, &[]).0, 0);
 }
+
+/// Issue 21: garbage collection waits its turn fairly, so `image prune` keeps completing while
+/// builds (RUN steps, some `--no-cache`) run back to back; the store stays sound.
+#[test]
+fn prune_is_not_starved_by_concurrent_builds() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::time::{Duration, Instant};
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    for i in 0..4 {
+        let ctx = s.path(&format!("ctx{i}"));
+        fs::create_dir_all(&ctx).unwrap();
+        fs::write(
+            ctx.join("Dockerfile"),
+            format!("FROM busybox\nRUN echo {i} > /f\nRUN date > /g\n"),
+        )
+        .unwrap();
+    }
+    let stop = AtomicBool::new(false);
+    let builds = AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for i in 0..4 {
+            let (s, stop, builds) = (&s, &stop, &builds);
+            scope.spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    let mut c = s.rimg(["build", "-q", "-t", &format!("b{i}")]);
+                    if n % 2 == 1 {
+                        c = c.arg("--no-cache");
+                    }
+                    let out = c.arg(s.path(&format!("ctx{i}"))).output();
+                    if !out.status.success() {
+                        stop.store(true, Ordering::SeqCst);
+                        panic!("build {i}: {}", String::from_utf8_lossy(&out.stderr));
+                    }
+                    builds.fetch_add(1, Ordering::SeqCst);
+                    n += 1;
+                }
+            });
+        }
+        // Every prune must finish while the builds go on; a starved one would wait for ever,
+        // so each gets a generous deadline (a failure, not a measurement).
+        let deadline = Duration::from_secs(120);
+        let mut prunes = 0;
+        while !stop.load(Ordering::SeqCst) && (prunes < 10 || builds.load(Ordering::SeqCst) < 20) {
+            let mut child = s
+                .rimg(["image", "prune", "-f"])
+                .0
+                .stdout(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let started = Instant::now();
+            let status = loop {
+                if let Some(st) = child.try_wait().unwrap() {
+                    break st;
+                }
+                if started.elapsed() > deadline {
+                    let _ = child.kill();
+                    stop.store(true, Ordering::SeqCst);
+                    panic!("image prune never got its turn among the builds");
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            };
+            assert!(status.success());
+            prunes += 1;
+        }
+        stop.store(true, Ordering::SeqCst);
+        assert!(prunes >= 10);
+    });
+    assert_eq!(corrupt_blobs(&s.root()), Vec::<String>::new());
+    s.rimg(["system", "check"]).ok();
+}

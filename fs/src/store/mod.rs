@@ -8,6 +8,7 @@
 //!   rimg/
 //!     lock                     flock held while index.json is read-modified-written
 //!     gc.lock                  shared by every writer (a lease), exclusive while collecting garbage
+//!     gc.turn                  exclusive while a collector waits: new leases queue behind it
 //!     tmp/                     in-flight writes; never visible under blobs/
 //!     indexes/sha256/<hex>     the layer index of each layer blob
 //!     …                        containers, mounts and the build cache (owned by the CLI)

@@ -2,7 +2,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use oci_spec::image::ImageIndex;
 
@@ -15,6 +15,23 @@ use crate::digest::Digest;
 #[derive(Debug)]
 pub struct Lease {
     _file: File,
+    root: PathBuf,
+}
+
+/// The store roots this process holds leases on, once per lease.
+static LEASES_HELD: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn leases_held() -> std::sync::MutexGuard<'static, Vec<PathBuf>> {
+    LEASES_HELD.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut held = leases_held();
+        if let Some(i) = held.iter().position(|r| *r == self.root) {
+            held.swap_remove(i);
+        }
+    }
 }
 
 /// Held while collecting garbage: no lease exists at the same time.
@@ -63,11 +80,45 @@ impl ContentStore {
 
     /// Takes a lease: blocks while garbage is being collected, then holds off collection until
     /// dropped.
+    ///
+    /// Fair to a waiting collector: a new lease first waits its turn behind one (`gc.turn`),
+    /// so overlapping leases cannot hold garbage collection off forever. A process that
+    /// already holds a lease on this store takes more without queueing (the collector waits
+    /// for it anyway: queueing would deadlock), and so does [`ContentStore::lease_now`].
     pub fn lease(&self) -> Result<Lease> {
+        let nested = leases_held().contains(&self.root);
+        let turn = match nested {
+            true => None,
+            false => Some(self.lock_turn(false)?),
+        };
+        let lease = self.lease_now();
+        drop(turn);
+        lease
+    }
+
+    /// Takes a lease without queueing behind a waiting collector: for a helper process that a
+    /// lease holder started and waits for (the mount daemon of a build's RUN step), which
+    /// would deadlock in the queue.
+    pub fn lease_now(&self) -> Result<Lease> {
         let p = self.private_dir().join("gc.lock");
         let file = open_lock_file(&p)?;
         file.lock_shared().map_err(io_err("lock", &p))?;
-        Ok(Lease { _file: file })
+        leases_held().push(self.root.clone());
+        Ok(Lease {
+            _file: file,
+            root: self.root.clone(),
+        })
+    }
+
+    fn lock_turn(&self, exclusive: bool) -> Result<File> {
+        let p = self.private_dir().join("gc.turn");
+        let file = open_lock_file(&p)?;
+        match exclusive {
+            true => file.lock(),
+            false => file.lock_shared(),
+        }
+        .map_err(io_err("lock", &p))?;
+        Ok(file)
     }
 
     /// Tries to start garbage collection: `None` while any lease is held.
@@ -83,6 +134,7 @@ impl ContentStore {
 
     /// Starts garbage collection, waiting for every lease to end.
     pub fn gc(&self) -> Result<GcGuard> {
+        let _turn = self.lock_turn(true)?;
         let p = self.private_dir().join("gc.lock");
         let file = open_lock_file(&p)?;
         file.lock().map_err(io_err("lock", &p))?;
@@ -157,5 +209,45 @@ mod tests {
         assert!(s.try_gc().unwrap().is_none());
         drop(lease);
         assert!(s.try_gc().unwrap().is_some());
+    }
+
+    /// A collector waiting for a lease is not overtaken by leases taken after it started
+    /// waiting (by another process, or by a thread of one that holds no lease on the store).
+    #[test]
+    fn a_waiting_collector_goes_before_later_leases() {
+        use std::sync::{Arc, Mutex};
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(ContentStore::open(dir.path()).unwrap());
+        // The first lease, as another process would hold it: gc.lock shared.
+        let held = open_lock_file(&s.private_dir().join("gc.lock")).unwrap();
+        held.lock_shared().unwrap();
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let (s2, o2) = (s.clone(), order.clone());
+        let collector = std::thread::spawn(move || {
+            let g = s2.gc().unwrap();
+            o2.lock().unwrap().push("gc");
+            drop(g);
+        });
+        // Wait (with a deadline) until the collector holds the turn.
+        let turn = open_lock_file(&s.private_dir().join("gc.turn")).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while turn.try_lock_shared().is_ok() {
+            turn.unlock().unwrap();
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the collector never waited"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let (s3, o3) = (s.clone(), order.clone());
+        let later = std::thread::spawn(move || {
+            let l = s3.lease().unwrap();
+            o3.lock().unwrap().push("lease");
+            drop(l);
+        });
+        drop(held);
+        collector.join().unwrap();
+        later.join().unwrap();
+        assert_eq!(*order.lock().unwrap(), ["gc", "lease"]);
     }
 }

@@ -11,7 +11,7 @@ use crate::image::change::{raw_words, split_instruction, CommandForm, Lexer};
 
 /// Why a Dockerfile cannot be parsed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("Dockerfile line {line}: {message}: {text}")]
+#[error("Dockerfile line {line}: {message}{}", if text.is_empty() { String::new() } else { format!(": {text}") })]
 pub struct ParseError {
     /// The 1-based line number.
     pub line: usize,
@@ -226,8 +226,24 @@ fn instruction(line: usize, text: &str) -> Result<Instruction, ParseError> {
         message,
     };
     if !KEYWORDS.contains(&keyword.as_str()) {
-        let shown = text.split_whitespace().next().unwrap_or("");
-        return Err(err(format!("unknown instruction: {shown}")));
+        // Never more than the word, and only when it could be an instruction: a line that is
+        // not one (a host file read as a Dockerfile) must not end up in a CI log.
+        let word = text.split_whitespace().next().unwrap_or("");
+        let message = if !word.is_empty()
+            && word.len() <= 32
+            && word
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            format!("unknown instruction: {word}")
+        } else {
+            "unknown instruction (the line is not shown: it does not start with an instruction word)".to_string()
+        };
+        return Err(ParseError {
+            line,
+            text: String::new(),
+            message,
+        });
     }
     let mut flags = Vec::new();
     let mut args = rest;
@@ -592,7 +608,13 @@ mod tests {
         let e = parse("FROM busybox\nFORM x\n").unwrap_err();
         assert_eq!(
             e.to_string(),
-            "Dockerfile line 2: unknown instruction: FORM: FORM x"
+            "Dockerfile line 2: unknown instruction: FORM"
+        );
+        // A line that is no instruction (a password file read as a Dockerfile) is not echoed.
+        let e = parse("root:$6$salt$hash:20228:0:99999:7:::\nFROM x\n").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Dockerfile line 1: unknown instruction (the line is not shown: it does not start with an instruction word)"
         );
     }
 }

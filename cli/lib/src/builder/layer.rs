@@ -18,8 +18,15 @@ use rimg_fs::{ContentStore, Digest, LayerIndex, StoreError};
 /// Where a new file's bytes come from.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Source {
-    /// A host file (the build context).
+    /// A host file (a download).
     Host(PathBuf),
+    /// A file of the build context: `rel` opened inside `root`, symlinks resolved inside it.
+    Context {
+        /// The context directory.
+        root: PathBuf,
+        /// The file, relative to it.
+        rel: PathBuf,
+    },
     /// `offset` into a file (a layer tar or an archive being added).
     Range {
         /// The file.
@@ -172,6 +179,9 @@ impl LayerPlan {
                 Kind::File { source, .. } => {
                     let reader: Box<dyn Read> = match source {
                         Source::Host(p) => Box::new(File::open(p)?),
+                        Source::Context { root, rel } => {
+                            Box::new(super::context::open_in_root(root, rel)?)
+                        }
                         Source::Range { file, offset } => Box::new(RangeReader {
                             file: File::open(file)?,
                             pos: *offset,

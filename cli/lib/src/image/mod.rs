@@ -409,7 +409,9 @@ impl Images {
                 ),
             });
         }
-        let _lease = self.store.lease()?;
+        // Not queued behind a waiting collector: the mount daemon of a build's RUN step runs
+        // this while the build, which waits for it, holds a lease.
+        let _lease = self.store.lease_now()?;
         for (desc, diff_id) in image.manifest.layers().iter().zip(&diff_ids) {
             if self.store.has_layer(diff_id) {
                 continue;

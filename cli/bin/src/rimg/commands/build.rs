@@ -1,6 +1,5 @@
 //! `rimg build` (and `rimg image build`): a Dockerfile and a context directory into an image.
 
-use std::fs;
 use std::io::{self, IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -182,13 +181,9 @@ pub fn run(ctx: &Ctx, a: BuildArgs) -> Result<u8> {
                 .context("reading the Dockerfile from standard input")?;
             s
         }
-        Some(p) => {
-            fs::read_to_string(p).with_context(|| format!("reading Dockerfile {}", p.display()))?
-        }
-        None => {
-            let p = context.join("Dockerfile");
-            fs::read_to_string(&p).with_context(|| format!("reading Dockerfile {}", p.display()))?
-        }
+        // Resolved inside its directory (the context by default), like any source.
+        Some(p) => rimg::builder::context::read_dockerfile(p)?,
+        None => rimg::builder::context::read_dockerfile(&context.join("Dockerfile"))?,
     };
     let build_args = a
         .build_args

@@ -300,7 +300,10 @@ impl Placement {
             HostKind::Dir => Kind::Dir,
             HostKind::Symlink(t) => Kind::Symlink(t.clone()),
             HostKind::File(size) => Kind::File {
-                source: Source::Host(ctx.host_path(&e.rel)),
+                source: Source::Context {
+                    root: ctx.root().to_path_buf(),
+                    rel: std::path::PathBuf::from(&e.rel),
+                },
                 size: *size,
             },
         };

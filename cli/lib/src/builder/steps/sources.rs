@@ -84,6 +84,14 @@ impl Unpacked {
             if rel.is_empty() {
                 continue;
             }
+            // What the layer cannot hold as the archive means it is an error naming the
+            // member, never a whiteout of the image's files nor a silent drop.
+            let refuse = |why: &str| format!("archive member {rel}: {why}");
+            if rel.split('/').any(|c| c.starts_with(".wh.")) {
+                return Err(refuse(
+                    "a name starting with .wh. would be a whiteout in the layer",
+                ));
+            }
             let kind = match e.kind {
                 EntryType::Directory => Kind::Dir,
                 EntryType::Regular => Kind::File {
@@ -100,11 +108,29 @@ impl Unpacked {
                         .trim_start_matches('/')
                         .to_string();
                     match entries.iter().rev().find(|(p, _)| *p == target) {
-                        Some((_, t)) => t.kind.clone(),
-                        None => continue,
+                        Some((_, t)) if t.kind != Kind::Dir => t.kind.clone(),
+                        _ => {
+                            return Err(refuse(&format!(
+                                "a hard link to {target:?}, which is not an earlier file of the archive"
+                            )))
+                        }
                     }
                 }
-                _ => continue,
+                EntryType::CharDevice if (e.dev_major, e.dev_minor) == (0, 0) => {
+                    return Err(refuse(
+                        "a 0:0 character device would be a whiteout in the layer",
+                    ))
+                }
+                other => {
+                    return Err(refuse(&format!(
+                        "ADD does not add {} (only files, directories and links)",
+                        match other {
+                            EntryType::CharDevice => "character devices",
+                            EntryType::BlockDevice => "block devices",
+                            _ => "FIFOs",
+                        }
+                    )))
+                }
             };
             entries.push((
                 rel,
