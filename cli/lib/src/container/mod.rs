@@ -701,6 +701,13 @@ impl Containers {
             .map(|b| format!("{b:02x}"))
             .collect();
         let dir = self.dir.join(&id);
+        fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+        // Only root reaches the container's upper dir and mounted rootfs from the host.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                .map_err(io_err("chmod", &dir))?;
+        }
         for d in ["upper", "work", "rootfs", "etc"] {
             let p = dir.join(d);
             fs::create_dir_all(&p).map_err(io_err("creating", &p))?;
