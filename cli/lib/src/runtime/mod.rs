@@ -16,9 +16,13 @@
 //! made inside the container's mount namespace and disappears with the container's last
 //! process.
 
+pub mod caps;
 mod child;
 pub mod env;
 mod rootfs;
+pub mod seccomp;
+mod secsys;
+pub mod security;
 mod sys;
 pub mod user;
 
@@ -39,6 +43,7 @@ use serde::{Deserialize, Serialize};
 
 use child::{ChildFd, Entry, Plan};
 pub use rootfs::{write_etc_files, ETC_FILES};
+pub use security::{SeccompProfile, Security};
 pub use sys::WinSize;
 
 /// The container's network.
@@ -85,6 +90,9 @@ pub struct ProcessSpec {
     pub interactive: bool,
     /// The network.
     pub network: Network,
+    /// Seccomp, capabilities, `no_new_privs` (Docker's defaults when empty).
+    #[serde(default)]
+    pub security: Security,
 }
 
 /// Errors of the runtime.
@@ -240,6 +248,10 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Process, RuntimeError> {
             Entry::Join(fds)
         }
     };
+    let confinement = spec
+        .security
+        .resolve()
+        .map_err(|message| RuntimeError::Start { code: 125, message })?;
     let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
     let (pid_r, pid_w) = pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
     let stdin_mode = if spec.interactive {
@@ -272,6 +284,7 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Process, RuntimeError> {
         tty,
         report: report_w,
         pid_out: pid_w,
+        confinement,
     };
     let subreaper = Subreaper::enter()?;
     let forked = sys::fork();

@@ -2,7 +2,8 @@
 //! its new mount namespace (so nothing here is visible on the host, and everything goes away
 //! with the namespace): the rootfs bind-mounted onto itself, `/proc` (with runc's masked and
 //! read-only paths: `/proc/sys` cannot change the host's sysctls), a read-only `/sys`, a
-//! minimal `/dev` on tmpfs, `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` bind-mounted
+//! minimal `/dev` on a nodev tmpfs (the host's standard device nodes bind-mounted), a nodev
+//! rootfs, `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` bind-mounted
 //! from files kept outside the rootfs, then `pivot_root` into it.
 //!
 //! Mount points the image lacks (`/proc`, `/dev`, `/sys`, the three `/etc` files) are created
@@ -15,7 +16,7 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::{makedev, mknod, umask, Mode, SFlag};
+use nix::sys::stat::{umask, Mode};
 use nix::unistd::{chdir, pivot_root};
 
 /// The files bind-mounted into `/etc`, by name; the runtime writes them in a directory of
@@ -66,23 +67,15 @@ fn ensure_file(path: &Path) -> Result<bool, String> {
 }
 
 fn populate_dev(dev: &Path) -> Result<(), String> {
-    let nodes: [(&str, u64, u64); 6] = [
-        ("null", 1, 3),
-        ("zero", 1, 5),
-        ("full", 1, 7),
-        ("random", 1, 8),
-        ("urandom", 1, 9),
-        ("tty", 5, 0),
-    ];
-    for (name, major, minor) in nodes {
+    // The standard devices are the host's nodes bind-mounted onto files of a nodev /dev
+    // (runc does so when it cannot mknod): a node the container makes itself, with the
+    // MKNOD capability Docker grants, opens nowhere (its /dev, /dev/shm and rootfs are
+    // nodev), so no host disk, loop device or console is reachable.
+    for name in STANDARD_DEVICES {
         let p = dev.join(name);
-        mknod(
-            &p,
-            SFlag::S_IFCHR,
-            Mode::from_bits_truncate(0o666),
-            makedev(major, minor),
-        )
-        .map_err(|e| format!("mknod {}: {e}", p.display()))?;
+        fs::write(&p, b"").map_err(|e| format!("creating {}: {e}", p.display()))?;
+        let host = Path::new("/dev").join(name);
+        mnt(Some(&host), &p, None, MsFlags::MS_BIND, None)?;
     }
     for d in ["pts", "shm", "mqueue"] {
         fs::create_dir(dev.join(d)).map_err(|e| format!("mkdir /dev/{d}: {e}"))?;
@@ -114,6 +107,32 @@ fn populate_dev(dev: &Path) -> Result<(), String> {
         symlink(target, dev.join(link)).map_err(|e| format!("symlink /dev/{link}: {e}"))?;
     }
     Ok(())
+}
+
+/// The device nodes of the container's `/dev`: Docker's default set (less `console`, which
+/// a container gets only with a terminal, and `ptmx`, a link into its own devpts).
+const STANDARD_DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Makes the bind mount at `path` nodev, keeping its other flags.
+fn remount_nodev(path: &Path) -> Result<(), String> {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let have = statvfs(path)
+        .map_err(|e| format!("statfs {}: {e}", path.display()))?
+        .flags();
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV;
+    for (f, m) in [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if have.contains(f) {
+            flags |= m;
+        }
+    }
+    mnt(None, path, None, flags, None)
 }
 
 /// What runc hides under /proc (kernel memory, keys, timers) and what it makes read-only
@@ -180,6 +199,8 @@ pub(crate) fn enter(rootfs: &Path, etc_dir: &Path) -> Result<(), String> {
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None,
     )?;
+    // Device nodes the image ships (or the container makes) do not open.
+    remount_nodev(rootfs)?;
     let proc = rootfs.join("proc");
     ensure_dir(&proc)?;
     mnt(
@@ -205,7 +226,7 @@ pub(crate) fn enter(rootfs: &Path, etc_dir: &Path) -> Result<(), String> {
         Some(Path::new("tmpfs")),
         &dev,
         Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
     )?;
     populate_dev(&dev)?;

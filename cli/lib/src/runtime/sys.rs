@@ -178,30 +178,3 @@ pub(crate) fn loopback_up() -> io::Result<()> {
     }
     Ok(())
 }
-
-/// Docker's default capabilities: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID,
-/// SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP.
-const DEFAULT_CAPS: [u32; 14] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31];
-
-/// Drops every capability but Docker's default set from the bounding set, so the command
-/// (root in the container is root on the host) execs with at most those.
-pub(crate) fn drop_capabilities() -> io::Result<()> {
-    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40);
-    for cap in 0..=last {
-        if DEFAULT_CAPS.contains(&cap) {
-            continue;
-        }
-        // SAFETY: PR_CAPBSET_DROP takes an integer and touches no memory of ours.
-        let r = unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) };
-        if r < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINVAL) {
-                return Err(e);
-            }
-        }
-    }
-    Ok(())
-}

@@ -101,6 +101,15 @@ pub struct CreateFlags {
     /// Network: host (default) or none.
     #[arg(long, default_value = "host")]
     pub network: String,
+    /// Security options: seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges.
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
+    /// Add a Linux capability (NAME, CAP_NAME or ALL); repeatable.
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a Linux capability (NAME, CAP_NAME or ALL); repeatable.
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
     /// The image.
     pub image: String,
     /// The command and its arguments.
@@ -323,6 +332,7 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
         tty: f.tty,
         interactive: f.interactive,
         network,
+        security: security_flags(&f)?,
     };
     let c = containers
         .create(CreateRequest {
@@ -334,6 +344,21 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
         })
         .map_err(|e| fail(125, e.to_string()))?;
     Ok((containers, c))
+}
+
+/// `--security-opt`, `--cap-add`, `--cap-drop`, checked now (a bad name or profile fails
+/// `create`, as Docker's does).
+fn security_flags(f: &CreateFlags) -> Result<rimg::runtime::Security> {
+    let mut security = rimg::runtime::Security {
+        cap_add: f.cap_add.clone(),
+        cap_drop: f.cap_drop.clone(),
+        ..Default::default()
+    };
+    for opt in &f.security_opt {
+        security.apply_option(opt).map_err(|e| fail(125, e))?;
+    }
+    security.resolve().map_err(|e| fail(125, e))?;
+    Ok(security)
 }
 
 fn monitor_failed(e: MonitorError) -> anyhow::Error {
