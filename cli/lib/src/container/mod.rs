@@ -4,7 +4,7 @@
 //! ```text
 //! $RIMG_ROOT/rimg/containers/
 //!   .lock                 held while a container is created (names stay unique)
-//!   <64-hex id>/
+//!   <64-hex id>/          0700: only root reaches a container's rootfs from the host
 //!     config.json         what to run: image id, process spec, name, --rm   (written once)
 //!     state.json          status, pids, exit code, start and finish times (replaced atomically)
 //!     upper/ work/        overlayfs upper and work dirs: the container's changes
