@@ -268,6 +268,55 @@ fn a_host_disk_made_with_mknod_or_shipped_in_the_image_does_not_open() {
     // The standard devices still work.
     assert!(out.contains("\n3\n") || out.starts_with("3\n"), "{out}");
     assert!(out.contains("null=0"), "{out}");
+    // With SYS_ADMIN the container can mount a tmpfs without nodev; the devices cgroup
+    // still refuses the disk there, as Docker's does.
+    let out = run_script(
+        &s,
+        &["--cap-add", "SYS_ADMIN"],
+        "hostile:1",
+        &format!(
+            "mkdir -p /mnt && mount -t tmpfs none /mnt && echo mounted
+             mknod /mnt/disk b {major} {minor}; head -c 10 /mnt/disk; echo read=$?"
+        ),
+    );
+    assert!(out.contains("mounted"), "{out}");
+    assert!(
+        !out.contains("SECRETDISK"),
+        "the host disk was read:\n{out}"
+    );
+    assert!(out.contains("Operation not permitted"), "{out}");
+    assert_no_mounts(&s.root());
+}
+
+#[test]
+fn every_container_has_a_cgroup_of_its_own_removed_with_it() {
+    let s = store();
+    let _c = Cleanup(&s);
+    s.rimg(["run", "-d", "--name", "c", "busybox", "sleep", "1000"])
+        .ok();
+    let dir = container_dir(&s, "c");
+    let id = dir.file_name().unwrap().to_str().unwrap().to_string();
+    let cgroup = format!("/rimg/{id}");
+    let out = s.rimg(["exec", "c", "cat", "/proc/1/cgroup"]).ok();
+    assert!(
+        out.lines().any(|l| l.ends_with(&cgroup)),
+        "pid 1 is not in {cgroup}:\n{out}"
+    );
+    let devices = Path::new("/sys/fs/cgroup/devices").join(cgroup.trim_start_matches('/'));
+    if devices.exists() {
+        let list = fs::read_to_string(devices.join("devices.list")).unwrap();
+        assert!(list.lines().any(|l| l == "c 1:3 rwm"), "{list}");
+        assert!(!list.lines().any(|l| l == "a *:* rwm"), "{list}");
+    }
+    s.rimg(["rm", "-f", "c"]).ok();
+    let left: Vec<String> = fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|h| h.path().join("rimg").join(&id))
+        .filter(|p| p.exists())
+        .map(|p| p.display().to_string())
+        .collect();
+    assert!(left.is_empty(), "cgroups left behind: {left:?}");
     assert_no_mounts(&s.root());
 }
 

@@ -763,6 +763,8 @@ impl Containers {
         if c.monitor_alive() || c.live_pid().is_some() {
             return Err(ContainerError::Running(c.name().to_string()));
         }
+        // Left behind when the monitor was killed.
+        monitor::remove_cgroup(c);
         c.unmount_rootfs()?;
         self.images
             .unpin(&format!("{CONTAINER_PIN_PREFIX}{}", c.id()))?;

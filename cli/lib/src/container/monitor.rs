@@ -8,7 +8,8 @@ use std::io;
 use std::os::fd::AsFd;
 
 use crate::runtime::{
-    spawn, Launch, OutputSink, RawMode, RuntimeError, Stdio, Supervisor, Target, Tee, Terminal,
+    cgroup, spawn, Launch, OutputSink, RawMode, RuntimeError, Stdio, Supervisor, Target, Tee,
+    Terminal,
 };
 use crate::units::rfc3339_nanos_now;
 
@@ -67,6 +68,7 @@ pub fn run_container(
         return Err(e);
     }
     let result = supervise(c, attach, started);
+    remove_cgroup(c);
     let unmounted = c.unmount_rootfs();
     let mut st = c.state.clone();
     match &result {
@@ -103,7 +105,8 @@ fn supervise(
     attach: bool,
     started: &mut dyn FnMut(Result<&Container, &MonitorError>),
 ) -> Result<i32, MonitorError> {
-    let spec = c.process().clone();
+    let mut spec = c.process().clone();
+    spec.cgroup = Some(cgroup::container_path(c.id()));
     let mut sup = Supervisor::new()?;
     let rootfs = c.rootfs_dir();
     let etc = c.etc_dir();
@@ -162,4 +165,12 @@ fn supervise(
         sup.wait(process, None, &mut log)?
     };
     Ok(code)
+}
+
+/// Removes the container's cgroup (killing anything its process left behind in it).
+pub(crate) fn remove_cgroup(c: &Container) {
+    let path = cgroup::container_path(c.id());
+    if let Ok(Some(cg)) = cgroup::open(std::path::Path::new(cgroup::CGROUP_ROOT), &path) {
+        let _ = cg.remove();
+    }
 }

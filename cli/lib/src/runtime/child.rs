@@ -21,6 +21,7 @@ use nix::unistd::{
     setuid, Gid, Uid,
 };
 
+use super::cgroup::Cgroup;
 use super::env::env_value;
 use super::security::Confinement;
 use super::sys::{self, Forked, WinSize};
@@ -61,6 +62,8 @@ pub(crate) struct Plan<'a> {
     pub pid_out: OwnedFd,
     /// Capabilities, seccomp filters, `no_new_privs`.
     pub confinement: Confinement,
+    /// The cgroup the intermediate process enters before it forks the container process.
+    pub cgroup: Option<Box<dyn Cgroup>>,
 }
 
 /// A start failure: Docker's exit code for it and the message.
@@ -110,6 +113,9 @@ pub(crate) fn intermediate(plan: Plan<'_>) -> ! {
                         .map_err(|e| setup(format!("joining the container's namespaces: {e}")))?;
                 }
             }
+        }
+        if let Some(cg) = &plan.cgroup {
+            cg.enter(std::process::id() as i32).map_err(setup)?;
         }
         match sys::fork().map_err(|e| setup(format!("fork: {e}")))? {
             Forked::Parent(pid) => Ok(pid),

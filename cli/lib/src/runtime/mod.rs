@@ -17,6 +17,7 @@
 //! process.
 
 pub mod caps;
+pub mod cgroup;
 mod child;
 pub mod env;
 mod rootfs;
@@ -93,6 +94,10 @@ pub struct ProcessSpec {
     /// Seccomp, capabilities, `no_new_privs` (Docker's defaults when empty).
     #[serde(default)]
     pub security: Security,
+    /// The cgroup (relative to each hierarchy's root, see [`cgroup::container_path`]) a new
+    /// container's process starts in, with Docker's device allow-list; `None`: the caller's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<PathBuf>,
 }
 
 /// Errors of the runtime.
@@ -252,6 +257,13 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Process, RuntimeError> {
         .security
         .resolve()
         .map_err(|message| RuntimeError::Start { code: 125, message })?;
+    let cgroup = match (&spec.cgroup, &launch.target) {
+        (Some(path), Target::Rootfs { .. }) => {
+            cgroup::open(Path::new(cgroup::CGROUP_ROOT), path)
+                .map_err(|message| RuntimeError::Start { code: 125, message })?
+        }
+        _ => None,
+    };
     let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
     let (pid_r, pid_w) = pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
     let stdin_mode = if spec.interactive {
@@ -285,6 +297,7 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Process, RuntimeError> {
         report: report_w,
         pid_out: pid_w,
         confinement,
+        cgroup,
     };
     let subreaper = Subreaper::enter()?;
     let forked = sys::fork();

@@ -333,6 +333,7 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
         interactive: f.interactive,
         network,
         security: security_flags(&f)?,
+        cgroup: None,
     };
     let c = containers
         .create(CreateRequest {
