@@ -302,6 +302,11 @@ fn every_container_has_a_cgroup_of_its_own_removed_with_it() {
         out.lines().any(|l| l.ends_with(&cgroup)),
         "pid 1 is not in {cgroup}:\n{out}"
     );
+    let out = s.rimg(["exec", "c", "cat", "/proc/self/cgroup"]).ok();
+    assert!(
+        out.lines().any(|l| l.ends_with(&cgroup)),
+        "an exec'd process is not in {cgroup}:\n{out}"
+    );
     let devices = Path::new("/sys/fs/cgroup/devices").join(cgroup.trim_start_matches('/'));
     if devices.exists() {
         let list = fs::read_to_string(devices.join("devices.list")).unwrap();

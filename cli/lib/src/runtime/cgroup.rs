@@ -26,6 +26,8 @@ pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 pub trait Cgroup {
     /// Puts process `pid` in the cgroup (creating it) and applies its limits.
     fn enter(&self, pid: i32) -> Result<(), String>;
+    /// Puts process `pid` in the cgroup as it is (an `exec` into a running container).
+    fn join(&self, pid: i32) -> Result<(), String>;
     /// Kills what is left in the cgroup and removes it.
     fn remove(&self) -> Result<(), String>;
 }
@@ -37,10 +39,14 @@ where
     M: CgroupManager,
     M::Error: Display,
 {
-    fn enter(&self, pid: i32) -> Result<(), String> {
+    fn join(&self, pid: i32) -> Result<(), String> {
         self.0
             .add_task(Pid::from_raw(pid))
-            .map_err(|e| format!("joining the container's cgroup: {e}"))?;
+            .map_err(|e| format!("joining the container's cgroup: {e}"))
+    }
+
+    fn enter(&self, pid: i32) -> Result<(), String> {
+        self.join(pid)?;
         // Docker's allow-list: libcgroups adds runc's defaults after this deny-all.
         let deny_all = LinuxDeviceCgroupBuilder::default()
             .allow(false)

@@ -62,8 +62,9 @@ pub(crate) struct Plan<'a> {
     pub pid_out: OwnedFd,
     /// Capabilities, seccomp filters, `no_new_privs`.
     pub confinement: Confinement,
-    /// The cgroup the intermediate process enters before it forks the container process.
-    pub cgroup: Option<Box<dyn Cgroup>>,
+    /// The cgroup the intermediate process enters before it forks the container process,
+    /// and whether it is new (its limits applied) or a running container's (joined).
+    pub cgroup: Option<(Box<dyn Cgroup>, bool)>,
 }
 
 /// A start failure: Docker's exit code for it and the message.
@@ -93,6 +94,12 @@ fn report_and_exit(report: &OwnedFd, f: Failure) -> ! {
 /// hand its pid to the caller, exit.
 pub(crate) fn intermediate(plan: Plan<'_>) -> ! {
     let r = (|| -> Result<nix::unistd::Pid, Failure> {
+        // Before joining a container's mount namespace, which hides the host's cgroupfs.
+        match &plan.cgroup {
+            Some((cg, true)) => cg.enter(std::process::id() as i32).map_err(setup)?,
+            Some((cg, false)) => cg.join(std::process::id() as i32).map_err(setup)?,
+            None => {}
+        }
         match &plan.entry {
             Entry::New { .. } => {
                 let mut flags = CloneFlags::CLONE_NEWNS
@@ -113,9 +120,6 @@ pub(crate) fn intermediate(plan: Plan<'_>) -> ! {
                         .map_err(|e| setup(format!("joining the container's namespaces: {e}")))?;
                 }
             }
-        }
-        if let Some(cg) = &plan.cgroup {
-            cg.enter(std::process::id() as i32).map_err(setup)?;
         }
         match sys::fork().map_err(|e| setup(format!("fork: {e}")))? {
             Forked::Parent(pid) => Ok(pid),

@@ -94,8 +94,9 @@ pub struct ProcessSpec {
     /// Seccomp, capabilities, `no_new_privs` (Docker's defaults when empty).
     #[serde(default)]
     pub security: Security,
-    /// The cgroup (relative to each hierarchy's root, see [`cgroup::container_path`]) a new
-    /// container's process starts in, with Docker's device allow-list; `None`: the caller's.
+    /// The cgroup (relative to each hierarchy's root, see [`cgroup::container_path`]) the
+    /// process starts in: a new container's gets Docker's device allow-list, an `exec`'d one
+    /// joins it as it is; `None`: the caller's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<PathBuf>,
 }
@@ -257,12 +258,11 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Process, RuntimeError> {
         .security
         .resolve()
         .map_err(|message| RuntimeError::Start { code: 125, message })?;
-    let cgroup = match (&spec.cgroup, &launch.target) {
-        (Some(path), Target::Rootfs { .. }) => {
-            cgroup::open(Path::new(cgroup::CGROUP_ROOT), path)
-                .map_err(|message| RuntimeError::Start { code: 125, message })?
-        }
-        _ => None,
+    let cgroup = match &spec.cgroup {
+        Some(path) => cgroup::open(Path::new(cgroup::CGROUP_ROOT), path)
+            .map_err(|message| RuntimeError::Start { code: 125, message })?
+            .map(|cg| (cg, matches!(launch.target, Target::Rootfs { .. }))),
+        None => None,
     };
     let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
     let (pid_r, pid_w) = pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;

@@ -771,6 +771,7 @@ pub fn exec(ctx: &Ctx, a: ExecArgs) -> Result<u8> {
         _ => bail!("container {} is not running", c.id()),
     };
     let mut spec = c.process().clone();
+    spec.cgroup = Some(rimg::runtime::cgroup::container_path(c.id()));
     spec.argv = a.command;
     spec.tty = a.tty;
     spec.interactive = a.interactive;
