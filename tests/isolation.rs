@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rimg_tests::containers::{assert_no_mounts, Cleanup};
+use rimg_tests::containers::{assert_no_mounts, container_dir, Cleanup};
 use rimg_tests::tree::Layer;
 use rimg_tests::{busybox_tar, require_tool, sh, Store};
 
@@ -41,17 +41,6 @@ fn hostile_image(s: &Store, extra: Layer) {
     assert!(!busybox_bin.is_empty(), "busybox binary in the image tar");
     let top = extra.file("suid-busybox", &busybox_bin, 0o4755).build();
     s.image_from_layers(&[bb, top], "hostile:1");
-}
-
-fn container_dir(s: &Store, name: &str) -> PathBuf {
-    let ps = s.rimg(["ps", "-a", "--no-trunc"]).ok();
-    let id = ps
-        .lines()
-        .find(|l| l.split_whitespace().last() == Some(name))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no container {name}:\n{ps}"))
-        .to_string();
-    s.root().join("rimg/containers").join(id)
 }
 
 /// Runs `argv` as `nobody` (uid and gid 65534, no groups) on the host.

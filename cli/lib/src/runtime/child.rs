@@ -7,7 +7,7 @@
 
 use std::ffi::CString;
 use std::fs;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -228,6 +228,16 @@ fn prepare_and_exec(plan: &Plan<'_>) -> Result<std::convert::Infallible, Failure
     let _ = SigSet::empty().thread_set_mask();
     sys::reset_signal_dispositions();
     setsid().map_err(|e| setup(format!("setsid: {e}")))?;
+    let mut keep = vec![plan.report.as_raw_fd()];
+    for fd in [&plan.stdin, &plan.stdout, &plan.stderr] {
+        if let ChildFd::Fd(f) = fd {
+            keep.push(f.as_raw_fd());
+        }
+    }
+    if let Some((sock, _)) = &plan.tty {
+        keep.push(sock.as_raw_fd());
+    }
+    secsys::close_fds_except(&keep).map_err(|e| setup(format!("close_range: {e}")))?;
     secsys::join_session_keyring().map_err(|e| setup(format!("joining a session keyring: {e}")))?;
     match &plan.entry {
         Entry::New { rootfs, etc_dir } => {

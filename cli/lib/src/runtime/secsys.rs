@@ -1,10 +1,12 @@
-//! The two confinement calls with no safe wrapper, made by the container process before it
-//! execs: installing a seccomp filter (without setting `no_new_privs` itself, which
-//! seccompiler's `apply_filter` would: Docker leaves it off unless asked), and joining a
-//! new anonymous session keyring, as runc does, so the container never sees the host's keys.
+//! The confinement calls with no safe wrapper, made by the container process before it
+//! execs: closing every descriptor it did not bring on purpose, installing a seccomp filter
+//! (without setting `no_new_privs` itself, which seccompiler's `apply_filter` would: Docker
+//! leaves it off unless asked), and joining a new anonymous session keyring, as runc does,
+//! so the container never sees the host's keys.
 #![allow(unsafe_code)]
 
 use std::io;
+use std::os::fd::RawFd;
 
 use seccompiler::BpfProgram;
 
@@ -48,6 +50,34 @@ pub(crate) fn join_session_keyring() -> io::Result<()> {
         if e.raw_os_error() != Some(libc::ENOSYS) {
             return Err(e);
         }
+    }
+    Ok(())
+}
+
+/// Closes every descriptor from 3 up but those in `keep`, at once: a descriptor the host
+/// side opened (a directory of the host's `/proc` or cgroupfs cached by a library) must not
+/// reach the container, where `WORKDIR /proc/self/fd/N` would lead out of its root (runc's
+/// CVE-2024-21626).
+pub(crate) fn close_fds_except(keep: &[RawFd]) -> io::Result<()> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .filter(|&fd| fd >= 3)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut low = 3u32;
+    for k in keep.into_iter().chain(std::iter::once(u32::MAX)) {
+        if k > low {
+            let high = if k == u32::MAX { u32::MAX } else { k - 1 };
+            // SAFETY: the container process owns the descriptors in this range and never
+            // uses them again: the ones it needs are in `keep`.
+            let r = unsafe { libc::close_range(low, high, 0) };
+            if r < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+        low = k.saturating_add(1);
     }
     Ok(())
 }
