@@ -528,3 +528,29 @@ fn an_exec_is_confined_as_the_container() {
     s.rimg(["rm", "-f", "c"]).ok();
     assert_no_mounts(&s.root());
 }
+
+#[test]
+fn privileged_gets_every_capability_no_seccomp_and_the_host_devices_as_in_docker() {
+    let s = store();
+    let _c = Cleanup(&s);
+    let disk = LoopDevice::new(s.root().parent().unwrap());
+    let name = Path::new(&disk.dev).file_name().unwrap().to_str().unwrap();
+    let out = run_script(
+        &s,
+        &["--privileged"],
+        "busybox",
+        &format!(
+            "grep -E '^(CapEff|CapBnd|Seccomp):' /proc/self/status; head -c 10 /dev/{name}; echo"
+        ),
+    );
+    let eff = status_field(&out, "CapEff");
+    assert_eq!(eff, status_field(&out, "CapBnd"), "{out}");
+    let bits = u64::from_str_radix(&eff, 16).unwrap();
+    assert_ne!(bits & (1 << 21), 0, "no CAP_SYS_ADMIN: {out}");
+    assert_eq!(status_field(&out, "Seccomp"), "0", "{out}");
+    assert!(
+        out.contains("SECRETDISK"),
+        "the host's devices are not there:\n{out}"
+    );
+    assert_no_mounts(&s.root());
+}

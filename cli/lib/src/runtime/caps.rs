@@ -114,7 +114,14 @@ pub(crate) fn keep_across_setuid(keep: bool) -> Result<(), String> {
 
 /// After the user switch: effective and permitted = `set`, inheritable and ambient empty.
 pub(crate) fn apply(set: &[Capability]) -> Result<(), String> {
-    let set: CapsHashSet = set.iter().copied().collect();
+    // What this process may still hold: a host that withholds a capability from rimg
+    // (a sandbox's bounding set) withholds it from `--privileged` and `--cap-add ALL` too.
+    let permitted = caps::read(None, CapSet::Permitted).map_err(err("permitted"))?;
+    let set: CapsHashSet = set
+        .iter()
+        .copied()
+        .filter(|c| permitted.contains(c))
+        .collect();
     fn err(what: &'static str) -> impl Fn(caps::errors::CapsError) -> String {
         move |e| format!("setting {what} capabilities: {e}")
     }

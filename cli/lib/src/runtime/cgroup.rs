@@ -24,8 +24,9 @@ pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 
 /// What the runtime does with a container's cgroup.
 pub trait Cgroup {
-    /// Puts process `pid` in the cgroup (creating it) and applies its limits.
-    fn enter(&self, pid: i32) -> Result<(), String>;
+    /// Puts process `pid` in the cgroup (creating it) and applies its limits: Docker's
+    /// device allow-list, or every device with `all_devices` (`--privileged`).
+    fn enter(&self, pid: i32, all_devices: bool) -> Result<(), String>;
     /// Puts process `pid` in the cgroup as it is (an `exec` into a running container).
     fn join(&self, pid: i32) -> Result<(), String>;
     /// Kills what is left in the cgroup and removes it.
@@ -45,11 +46,11 @@ where
             .map_err(|e| format!("joining the container's cgroup: {e}"))
     }
 
-    fn enter(&self, pid: i32) -> Result<(), String> {
+    fn enter(&self, pid: i32, all_devices: bool) -> Result<(), String> {
         self.join(pid)?;
         // Docker's allow-list: libcgroups adds runc's defaults after this deny-all.
         let deny_all = LinuxDeviceCgroupBuilder::default()
-            .allow(false)
+            .allow(all_devices)
             .access("rwm")
             .build()
             .map_err(|e| e.to_string())?;
@@ -123,7 +124,7 @@ mod tests {
         fs::write(dir.join("cgroup.procs"), "").unwrap();
         let cg = v2_at(root.path(), &container_path("abc")).unwrap();
         let me = std::process::id() as i32;
-        cg.enter(me).unwrap();
+        cg.enter(me, false).unwrap();
         assert_eq!(
             fs::read_to_string(dir.join("cgroup.procs")).unwrap().trim(),
             me.to_string()

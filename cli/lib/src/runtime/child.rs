@@ -96,7 +96,9 @@ pub(crate) fn intermediate(plan: Plan<'_>) -> ! {
     let r = (|| -> Result<nix::unistd::Pid, Failure> {
         // Before joining a container's mount namespace, which hides the host's cgroupfs.
         match &plan.cgroup {
-            Some((cg, true)) => cg.enter(std::process::id() as i32).map_err(setup)?,
+            Some((cg, true)) => cg
+                .enter(std::process::id() as i32, plan.confinement.privileged)
+                .map_err(setup)?,
             Some((cg, false)) => cg.join(std::process::id() as i32).map_err(setup)?,
             None => {}
         }
@@ -241,7 +243,7 @@ fn prepare_and_exec(plan: &Plan<'_>) -> Result<std::convert::Infallible, Failure
     secsys::join_session_keyring().map_err(|e| setup(format!("joining a session keyring: {e}")))?;
     match &plan.entry {
         Entry::New { rootfs, etc_dir } => {
-            rootfs::enter(rootfs, etc_dir).map_err(setup)?;
+            rootfs::enter(rootfs, etc_dir, plan.confinement.privileged).map_err(setup)?;
             if !spec.hostname.is_empty() {
                 sethostname(&spec.hostname).map_err(|e| setup(format!("sethostname: {e}")))?;
             }

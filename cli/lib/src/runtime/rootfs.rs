@@ -113,6 +113,38 @@ fn populate_dev(dev: &Path) -> Result<(), String> {
 /// a container gets only with a terminal, and `ptmx`, a link into its own devpts).
 const STANDARD_DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
 
+/// Makes in `dst` every device node of the host's `/dev` (`src`) it lacks, directories
+/// included, as Docker does for `--privileged` (not the host's pts, shm or mqueue).
+fn copy_host_devices(src: &Path, dst: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let entries = fs::read_dir(src).map_err(|e| format!("reading {}: {e}", src.display()))?;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if src == Path::new("/dev") && ["pts", "shm", "mqueue"].iter().any(|n| name == *n) {
+            continue;
+        }
+        let (from, to) = (e.path(), dst.join(&name));
+        let Ok(m) = fs::symlink_metadata(&from) else {
+            continue;
+        };
+        let ft = m.file_type();
+        if ft.is_dir() {
+            if ensure_dir(&to).is_ok() {
+                copy_host_devices(&from, &to)?;
+            }
+        } else if (ft.is_char_device() || ft.is_block_device()) && !to.exists() {
+            let kind = if ft.is_char_device() {
+                nix::sys::stat::SFlag::S_IFCHR
+            } else {
+                nix::sys::stat::SFlag::S_IFBLK
+            };
+            nix::sys::stat::mknod(&to, kind, Mode::from_bits_truncate(m.mode()), m.rdev())
+                .map_err(|e| format!("mknod {}: {e}", to.display()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Makes the bind mount at `path` nodev, keeping its other flags.
 fn remount_nodev(path: &Path) -> Result<(), String> {
     use nix::sys::statvfs::{statvfs, FsFlags};
@@ -183,7 +215,9 @@ fn protect_proc(proc: &Path, null: &Path) -> Result<(), String> {
 
 /// Builds the container's mounts over `rootfs` and pivots into it. `etc_dir` holds the
 /// [`ETC_FILES`]. Runs in the container's first process, in its new mount namespace.
-pub(crate) fn enter(rootfs: &Path, etc_dir: &Path) -> Result<(), String> {
+/// `privileged` (`--privileged`, as Docker): no `nodev`, the host's device nodes in `/dev`, a
+/// writable `/sys`, nothing of `/proc` masked or read-only.
+pub(crate) fn enter(rootfs: &Path, etc_dir: &Path, privileged: bool) -> Result<(), String> {
     let old_umask = umask(Mode::empty());
     mnt(
         None,
@@ -200,7 +234,9 @@ pub(crate) fn enter(rootfs: &Path, etc_dir: &Path) -> Result<(), String> {
         None,
     )?;
     // Device nodes the image ships (or the container makes) do not open.
-    remount_nodev(rootfs)?;
+    if !privileged {
+        remount_nodev(rootfs)?;
+    }
     let proc = rootfs.join("proc");
     ensure_dir(&proc)?;
     mnt(
@@ -217,7 +253,13 @@ pub(crate) fn enter(rootfs: &Path, etc_dir: &Path) -> Result<(), String> {
         Some(Path::new("sysfs")),
         &sys,
         Some("sysfs"),
-        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        if privileged {
+            MsFlags::empty()
+        } else {
+            MsFlags::MS_RDONLY
+        } | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC,
         None,
     );
     let dev = rootfs.join("dev");
@@ -226,11 +268,20 @@ pub(crate) fn enter(rootfs: &Path, etc_dir: &Path) -> Result<(), String> {
         Some(Path::new("tmpfs")),
         &dev,
         Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_STRICTATIME,
+        if privileged {
+            MsFlags::empty()
+        } else {
+            MsFlags::MS_NODEV
+        } | MsFlags::MS_NOSUID
+            | MsFlags::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
     )?;
     populate_dev(&dev)?;
-    protect_proc(&proc, &dev.join("null"))?;
+    if privileged {
+        copy_host_devices(Path::new("/dev"), &dev)?;
+    } else {
+        protect_proc(&proc, &dev.join("null"))?;
+    }
     for name in ETC_FILES {
         let src = etc_dir.join(name);
         if !src.is_file() {

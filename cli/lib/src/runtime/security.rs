@@ -39,6 +39,10 @@ pub struct Security {
     /// `--cap-drop`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cap_drop: Vec<String>,
+    /// `--privileged`: every capability, no seccomp, the host's devices, `/sys` and `/proc`
+    /// unprotected, as Docker gives.
+    #[serde(default)]
+    pub privileged: bool,
 }
 
 impl Security {
@@ -73,6 +77,14 @@ impl Security {
 
     /// Resolves the options: the capability set and the compiled seccomp filters.
     pub fn resolve(&self) -> Result<Confinement, String> {
+        if self.privileged {
+            return Ok(Confinement {
+                caps: capabilities::resolve(&["ALL".into()], &[])?,
+                filters: Vec::new(),
+                no_new_privileges: self.no_new_privileges,
+                privileged: true,
+            });
+        }
         let caps = capabilities::resolve(&self.cap_add, &self.cap_drop)?;
         let filters = match &self.seccomp {
             SeccompProfile::Unconfined => Vec::new(),
@@ -83,6 +95,7 @@ impl Security {
             caps,
             filters,
             no_new_privileges: self.no_new_privileges,
+            privileged: false,
         })
     }
 }
@@ -96,6 +109,8 @@ pub struct Confinement {
     pub filters: Vec<BpfProgram>,
     /// Set `no_new_privs`.
     pub no_new_privileges: bool,
+    /// `--privileged`.
+    pub privileged: bool,
 }
 
 #[cfg(test)]

@@ -110,6 +110,9 @@ pub struct CreateFlags {
     /// Drop a Linux capability (NAME, CAP_NAME or ALL); repeatable.
     #[arg(long = "cap-drop", value_name = "CAP")]
     pub cap_drop: Vec<String>,
+    /// Give the container every capability, no seccomp and the host's devices.
+    #[arg(long)]
+    pub privileged: bool,
     /// The image.
     pub image: String,
     /// The command and its arguments.
@@ -353,6 +356,7 @@ fn security_flags(f: &CreateFlags) -> Result<rimg::runtime::Security> {
     let mut security = rimg::runtime::Security {
         cap_add: f.cap_add.clone(),
         cap_drop: f.cap_drop.clone(),
+        privileged: f.privileged,
         ..Default::default()
     };
     for opt in &f.security_opt {
