@@ -222,14 +222,21 @@ fn applies(rule: &SyscallRule, caps: &[String]) -> bool {
 /// System call number → its rules (`None`: matched unconditionally).
 type Calls = BTreeMap<i64, Option<Vec<SeccompRule>>>;
 
-fn syscall_number(name: &str) -> Option<i64> {
+/// This architecture's system call table: name → number.
+fn syscall_table() -> std::collections::HashMap<&'static str, i64> {
     SYSCALLS
         .lines()
         .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
+        .filter_map(|l| {
             let (n, nr) = l.split_once(' ')?;
-            (n == name).then(|| nr.trim().parse().ok()).flatten()
+            Some((n, nr.trim().parse().ok()?))
         })
+        .collect()
+}
+
+#[cfg(test)]
+fn syscall_number(name: &str) -> Option<i64> {
+    syscall_table().get(name).copied()
 }
 
 /// Adds `rules` for `nr`: no rules means the call matches unconditionally, which wins over
@@ -273,6 +280,7 @@ pub fn compile(profile_json: &str, caps: &[Capability]) -> Result<Vec<BpfProgram
     let default_errno = profile.default_errno_ret.unwrap_or(libc::EPERM as u32);
     let default = action(&profile.default_action, None, default_errno)?;
     let caps: Vec<String> = caps.iter().map(|c| c.to_string()).collect();
+    let table = syscall_table();
     // Every named call (for the default filter), and the calls of each other action.
     let mut named: Calls = BTreeMap::new();
     let mut by_action: Vec<(SeccompAction, Calls)> = Vec::new();
@@ -291,7 +299,7 @@ pub fn compile(profile_json: &str, caps: &[Capability]) -> Result<Vec<BpfProgram
         };
         let rs = rules(rule.args.as_deref().unwrap_or(&[]))?;
         for name in names {
-            let Some(nr) = syscall_number(name) else {
+            let Some(&nr) = table.get(name) else {
                 continue;
             };
             add(&mut named, nr, rs.clone());
