@@ -335,6 +335,23 @@ int main(int argc, char **argv) {
     } else if (argc > 2 && !strcmp(argv[1], "unlink")) {
         r = syscall(SYS_keyctl, KEYCTL_SEARCH, KEY_SPEC_SESSION_KEYRING, "user", argv[2], 0);
         if (r >= 0) r = syscall(SYS_keyctl, KEYCTL_UNLINK, r, KEY_SPEC_SESSION_KEYRING);
+    } else if (argc > 1 && !strcmp(argv[1], "forbidden")) {
+        /* Calls Docker's profile refuses: each prints its errno. */
+        struct { const char *name; long nr; long a, b, c; } calls[] = {
+            {"kexec_load", SYS_kexec_load, 0, 0, 0},
+            {"open_by_handle_at", SYS_open_by_handle_at, -100, 0, 0},
+            {"bpf", SYS_bpf, 5, 0, 0},
+            {"init_module", SYS_init_module, 0, 0, (long)""},
+            {"finit_module", SYS_finit_module, 0, (long)"", 0},
+            {"unshare", SYS_unshare, 0x10000000, 0, 0},
+            {"setns", SYS_setns, 0, 0, 0},
+        };
+        for (unsigned i = 0; i < sizeof calls / sizeof calls[0]; i++) {
+            errno = 0;
+            long x = syscall(calls[i].nr, calls[i].a, calls[i].b, calls[i].c, 0, 0);
+            printf("%s %s\n", calls[i].name, x < 0 ? strerror(errno) : "succeeded");
+        }
+        return 0;
     } else {
         return 2;
     }
@@ -344,7 +361,8 @@ int main(int argc, char **argv) {
 }
 "#;
 
-/// A static helper that makes the keyring calls (busybox has no `keyctl`).
+/// A static helper that makes the keyring calls (busybox has no `keyctl`) and the system
+/// calls Docker's profile refuses.
 fn key_helper(dir: &Path) -> Vec<u8> {
     require_tool("gcc");
     let src = dir.join("keys.c");
@@ -553,4 +571,28 @@ fn privileged_gets_every_capability_no_seccomp_and_the_host_devices_as_in_docker
         "the host's devices are not there:\n{out}"
     );
     assert_no_mounts(&s.root());
+}
+
+#[test]
+fn the_calls_dockers_profile_refuses_are_refused() {
+    let s = store();
+    let _c = Cleanup(&s);
+    let helper = key_helper(s.root().parent().unwrap());
+    hostile_image(&s, Layer::new().file("keys", &helper, 0o755));
+    let out = run_script(&s, &[], "hostile:1", "/keys forbidden");
+    for call in [
+        "kexec_load",
+        "open_by_handle_at",
+        "bpf",
+        "init_module",
+        "finit_module",
+        "unshare",
+        "setns",
+    ] {
+        assert!(
+            out.lines()
+                .any(|l| l == format!("{call} Operation not permitted")),
+            "{call} was not refused with EPERM:\n{out}"
+        );
+    }
 }
