@@ -4,9 +4,10 @@
 set -eu
 packages="fuse3 fuse-overlayfs podman runc skopeo umoci docker-registry debootstrap \
 busybox-static apache2-utils attr zstd fio kmod iproute2 procps psmisc util-linux ca-certificates \
-time hyperfine bc libacl1-dev python3"
+time hyperfine bc libacl1-dev python3 gcc libc6-dev"
 # libacl1-dev: pjdfstest links libacl (tests/conformance.rs, scripts/conformance.sh).
 # python3: the pseudo-terminal driver of tests/registry.rs and the bench scripts' helpers.
+# gcc, libc6-dev: tests/isolation.rs builds a static keyring helper (busybox has no keyctl).
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -6,10 +6,9 @@
 //! WORKDIR that are links or FIFOs are resolved inside the root.
 
 use std::fs;
-use std::path::PathBuf;
 
 use rimg_tests::archives::{store_state, tmp_files};
-use rimg_tests::containers::Cleanup;
+use rimg_tests::containers::{container_dir, Cleanup};
 use rimg_tests::tree::Layer;
 use rimg_tests::{busybox_tar, sh, Store};
 
@@ -17,17 +16,6 @@ fn store() -> Store {
     let s = Store::new();
     s.busybox("busybox:latest");
     s
-}
-
-fn container_dir(s: &Store, name: &str) -> PathBuf {
-    let ps = s.rimg(["ps", "-a", "--no-trunc"]).ok();
-    let id = ps
-        .lines()
-        .find(|l| l.split_whitespace().last() == Some(name))
-        .and_then(|l| l.split_whitespace().next())
-        .unwrap_or_else(|| panic!("no container {name}:\n{ps}"))
-        .to_string();
-    s.root().join("rimg/containers").join(id)
 }
 
 /// `(path, kind, link target)` of every entry of the image's top layer, read from the store.

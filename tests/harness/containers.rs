@@ -1,7 +1,7 @@
 //! Container tests' cleanup: every container of a test store force-removed, and whatever
 //! is still mounted under the test's directory unmounted, also when the test fails.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::{bin, mounts_under, Store};
@@ -40,4 +40,17 @@ impl Drop for Cleanup<'_> {
 pub fn assert_no_mounts(dir: &Path) {
     let left = mounts_under(dir);
     assert!(left.is_empty(), "mounts left behind:\n{}", left.join("\n"));
+}
+
+/// The directory (`rimg/containers/<id>`) of the container named `name`.
+#[track_caller]
+pub fn container_dir(s: &Store, name: &str) -> PathBuf {
+    let ps = s.rimg(["ps", "-a", "--no-trunc"]).ok();
+    let id = ps
+        .lines()
+        .find(|l| l.split_whitespace().last() == Some(name))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no container {name}:\n{ps}"))
+        .to_string();
+    s.root().join("rimg/containers").join(id)
 }

@@ -39,6 +39,11 @@ impl ContentStore {
         for dir in [store.blob_dir(), store.tmp_dir(), store.index_dir()] {
             fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
         }
+        if nix::unistd::geteuid().is_root() {
+            for dir in [root.to_path_buf(), store.private_dir()] {
+                restrict_to_owner(&dir)?;
+            }
+        }
         let index = root.join("index.json");
         if !index.exists() {
             let _lock = store.lock_refs()?;
@@ -176,6 +181,20 @@ impl ContentStore {
         io::copy(&mut r, &mut io::sink()).map_err(io_err("read", &p))?;
         Ok(r.finish().0 == *d)
     }
+}
+
+/// Makes `dir` reachable by its owner only (0700), as Docker keeps `/var/lib/docker`: a root
+/// store holds containers' root filesystems, mounted with their images' setuid binaries and
+/// device nodes, which no other host user may reach. A store created 0755 by an older rimg
+/// is tightened the next time root opens it.
+fn restrict_to_owner(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let m = fs::metadata(dir).map_err(io_err("stat", dir))?;
+    if m.permissions().mode() & 0o077 != 0 {
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+            .map_err(io_err("chmod", dir))?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 //! ```text
 //! $RIMG_ROOT/rimg/containers/
 //!   .lock                 held while a container is created (names stay unique)
-//!   <64-hex id>/
+//!   <64-hex id>/          0700: only root reaches a container's rootfs from the host
 //!     config.json         what to run: image id, process spec, name, --rm   (written once)
 //!     state.json          status, pids, exit code, start and finish times (replaced atomically)
 //!     upper/ work/        overlayfs upper and work dirs: the container's changes
@@ -645,6 +645,13 @@ impl Containers {
         };
         let id = random::hex_id(32)?;
         let dir = self.dir.join(&id);
+        fs::create_dir_all(&dir).map_err(io_err("creating", &dir))?;
+        // Only root reaches the container's upper dir and mounted rootfs from the host.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))
+                .map_err(io_err("chmod", &dir))?;
+        }
         for d in ["upper", "work", "rootfs", "etc"] {
             let p = dir.join(d);
             fs::create_dir_all(&p).map_err(io_err("creating", &p))?;
@@ -700,6 +707,8 @@ impl Containers {
         if c.monitor_alive() || c.live_pid().is_some() {
             return Err(ContainerError::Running(c.name().to_string()));
         }
+        // Left behind when the monitor was killed.
+        monitor::remove_cgroup(c);
         c.unmount_rootfs()?;
         self.images
             .unpin(&format!("{CONTAINER_PIN_PREFIX}{}", c.id()))?;

@@ -10,7 +10,8 @@ use std::os::fd::AsFd;
 use rimg_fs::error::IoError;
 
 use crate::runtime::{
-    spawn, Launch, OutputSink, RawMode, RuntimeError, Stdio, Supervisor, Target, Tee, Terminal,
+    cgroup, spawn, Launch, OutputSink, RawMode, RuntimeError, Stdio, Supervisor, Target, Tee,
+    Terminal,
 };
 use crate::units::rfc3339_nanos_now;
 
@@ -74,6 +75,7 @@ pub fn run_container(
         }
     };
     let result = supervise(c, attach, started);
+    remove_cgroup(c);
     let unmounted = rootfs.unmount().map(drop).or_else(|e| c.unmount_failed(&e));
     let mut st = c.state.clone();
     match &result {
@@ -110,7 +112,8 @@ fn supervise(
     attach: bool,
     started: &mut dyn FnMut(Result<&Container, &MonitorError>),
 ) -> Result<i32, MonitorError> {
-    let spec = c.process().clone();
+    let mut spec = c.process().clone();
+    spec.cgroup = Some(cgroup::container_path(c.id()));
     let mut sup = Supervisor::new()?;
     let rootfs = c.rootfs_dir();
     let etc = c.etc_dir();
@@ -166,4 +169,12 @@ fn supervise(
         sup.wait(process, None, &mut log)?
     };
     Ok(code)
+}
+
+/// Removes the container's cgroup (killing anything its process left behind in it).
+pub(crate) fn remove_cgroup(c: &Container) {
+    let path = cgroup::container_path(c.id());
+    if let Ok(Some(cg)) = cgroup::open(std::path::Path::new(cgroup::CGROUP_ROOT), &path) {
+        let _ = cg.remove();
+    }
 }

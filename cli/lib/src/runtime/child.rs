@@ -7,7 +7,7 @@
 
 use std::ffi::CString;
 use std::fs;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -21,8 +21,11 @@ use nix::unistd::{
     setuid, Gid, Uid,
 };
 
+use super::cgroup::Cgroup;
+use super::security::Confinement;
 use super::sys::{self, Forked, WinSize};
 use super::user::resolve_user;
+use super::{caps, secsys};
 use super::{rootfs, Network, ProcessSpec};
 use crate::image::config::env_value;
 
@@ -57,6 +60,11 @@ pub(crate) struct Plan<'a> {
     pub report: OwnedFd,
     /// Where the intermediate process writes the container process's pid.
     pub pid_out: OwnedFd,
+    /// Capabilities, seccomp filters, `no_new_privs`.
+    pub confinement: Confinement,
+    /// The cgroup the intermediate process enters before it forks the container process,
+    /// and whether it is new (its limits applied) or a running container's (joined).
+    pub cgroup: Option<(Box<dyn Cgroup>, bool)>,
 }
 
 /// A start failure: Docker's exit code for it and the message.
@@ -86,6 +94,14 @@ fn report_and_exit(report: &OwnedFd, f: Failure) -> ! {
 /// hand its pid to the caller, exit.
 pub(crate) fn intermediate(plan: Plan<'_>) -> ! {
     let r = (|| -> Result<nix::unistd::Pid, Failure> {
+        // Before joining a container's mount namespace, which hides the host's cgroupfs.
+        match &plan.cgroup {
+            Some((cg, true)) => cg
+                .enter(std::process::id() as i32, plan.confinement.privileged)
+                .map_err(setup)?,
+            Some((cg, false)) => cg.join(std::process::id() as i32).map_err(setup)?,
+            None => {}
+        }
         match &plan.entry {
             Entry::New { .. } => {
                 let mut flags = CloneFlags::CLONE_NEWNS
@@ -214,9 +230,20 @@ fn prepare_and_exec(plan: &Plan<'_>) -> Result<std::convert::Infallible, Failure
     let _ = SigSet::empty().thread_set_mask();
     sys::reset_signal_dispositions();
     setsid().map_err(|e| setup(format!("setsid: {e}")))?;
+    let mut keep = vec![plan.report.as_raw_fd()];
+    for fd in [&plan.stdin, &plan.stdout, &plan.stderr] {
+        if let ChildFd::Fd(f) = fd {
+            keep.push(f.as_raw_fd());
+        }
+    }
+    if let Some((sock, _)) = &plan.tty {
+        keep.push(sock.as_raw_fd());
+    }
+    secsys::close_fds_except(&keep).map_err(|e| setup(format!("close_range: {e}")))?;
+    secsys::join_session_keyring().map_err(|e| setup(format!("joining a session keyring: {e}")))?;
     match &plan.entry {
         Entry::New { rootfs, etc_dir } => {
-            rootfs::enter(rootfs, etc_dir).map_err(setup)?;
+            rootfs::enter(rootfs, etc_dir, plan.confinement.privileged).map_err(setup)?;
             if !spec.hostname.is_empty() {
                 sethostname(&spec.hostname).map_err(|e| setup(format!("sethostname: {e}")))?;
             }
@@ -257,11 +284,22 @@ fn prepare_and_exec(plan: &Plan<'_>) -> Result<std::convert::Infallible, Failure
             format!("chdir to cwd ({cwd:?}) set in config.json failed: {e}"),
         )
     })?;
-    sys::drop_capabilities().map_err(|e| setup(format!("dropping capabilities: {e}")))?;
+    let confine = &plan.confinement;
+    if confine.no_new_privileges {
+        nix::sys::prctl::set_no_new_privs().map_err(|e| setup(format!("no_new_privs: {e}")))?;
+    } else {
+        // Without no_new_privs installing a filter takes CAP_SYS_ADMIN: before the drop, as
+        // runc does (the profile allows the calls that follow).
+        load_filters(confine)?;
+    }
+    caps::apply_bounding(&confine.caps).map_err(setup)?;
+    caps::keep_across_setuid(true).map_err(setup)?;
     let groups: Vec<Gid> = user.groups.iter().map(|g| Gid::from_raw(*g)).collect();
     setgroups(&groups).map_err(|e| setup(format!("setgroups: {e}")))?;
     setgid(Gid::from_raw(user.gid)).map_err(|e| setup(format!("setgid: {e}")))?;
     setuid(Uid::from_raw(user.uid)).map_err(|e| setup(format!("setuid: {e}")))?;
+    caps::keep_across_setuid(false).map_err(setup)?;
+    caps::apply(&confine.caps).map_err(setup)?;
     let Some(arg0) = spec.argv.first() else {
         return Err(setup("no command specified".into()));
     };
@@ -280,6 +318,10 @@ fn prepare_and_exec(plan: &Plan<'_>) -> Result<std::convert::Infallible, Failure
         .collect::<Result<Vec<_>, _>>()?;
     umask(Mode::from_bits_truncate(0o022));
     sys::cloexec_from_3().map_err(|e| setup(format!("close_range: {e}")))?;
+    if confine.no_new_privileges {
+        // Last before exec, so as few calls as possible run under the filter.
+        load_filters(confine)?;
+    }
     let e = match execve(&exe, &argv, &envp) {
         Ok(never) => match never {},
         Err(e) => e,
@@ -292,4 +334,11 @@ fn prepare_and_exec(plan: &Plan<'_>) -> Result<std::convert::Infallible, Failure
         nix::Error::EACCES => fail(126, format!("exec: {arg0:?}: permission denied")),
         e => fail(126, format!("exec: {arg0:?}: {}", e.desc().to_lowercase())),
     })
+}
+
+fn load_filters(confine: &Confinement) -> Result<(), Failure> {
+    for f in &confine.filters {
+        secsys::load_filter(f).map_err(|e| setup(format!("loading the seccomp filter: {e}")))?;
+    }
+    Ok(())
 }

@@ -123,6 +123,10 @@ pub struct ProcessOverrides {
     pub interactive: bool,
     /// `--network`.
     pub network: Network,
+    /// `--security-opt`, `--cap-add`, `--cap-drop`, `--privileged`.
+    pub security: super::Security,
+    /// The cgroup the process starts in (`None`: the monitor sets the container's).
+    pub cgroup: Option<std::path::PathBuf>,
 }
 
 /// Why a container cannot be made from an image and flags (Docker's words; `run` exits 125).
@@ -176,6 +180,8 @@ impl ProcessSpec {
             tty: o.tty,
             interactive: o.interactive,
             network: o.network,
+            security: o.security,
+            cgroup: o.cgroup,
         })
     }
 }

@@ -16,9 +16,14 @@
 //! made inside the container's mount namespace and disappears with the container's last
 //! process.
 
+pub mod caps;
+pub mod cgroup;
 mod child;
 pub mod env;
 mod rootfs;
+pub mod seccomp;
+mod secsys;
+pub mod security;
 pub(crate) mod sys;
 pub mod user;
 
@@ -40,6 +45,7 @@ use serde::{Deserialize, Serialize};
 
 use child::{ChildFd, Entry, Plan};
 pub use rootfs::{write_etc_files, ETC_FILES};
+pub use security::{SeccompProfile, Security};
 pub use sys::WinSize;
 
 /// The container's network.
@@ -86,6 +92,14 @@ pub struct ProcessSpec {
     pub interactive: bool,
     /// The network.
     pub network: Network,
+    /// Seccomp, capabilities, `no_new_privs` (Docker's defaults when empty).
+    #[serde(default)]
+    pub security: Security,
+    /// The cgroup (relative to each hierarchy's root, see [`cgroup::container_path`]) the
+    /// process starts in: a new container's gets Docker's device allow-list, an `exec`'d one
+    /// joins it as it is; `None`: the caller's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cgroup: Option<PathBuf>,
 }
 
 /// Errors of the runtime.
@@ -230,6 +244,16 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Process, RuntimeError> {
             Entry::Join(fds)
         }
     };
+    let confinement = spec
+        .security
+        .resolve()
+        .map_err(|message| RuntimeError::Start { code: 125, message })?;
+    let cgroup = match &spec.cgroup {
+        Some(path) => cgroup::open(Path::new(cgroup::CGROUP_ROOT), path)
+            .map_err(|message| RuntimeError::Start { code: 125, message })?
+            .map(|cg| (cg, matches!(launch.target, Target::Rootfs { .. }))),
+        None => None,
+    };
     let (report_r, report_w) = pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
     let (pid_r, pid_w) = pipe2(OFlag::O_CLOEXEC).map_err(sys_err("pipe"))?;
     let stdin_mode = if spec.interactive {
@@ -262,6 +286,8 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Process, RuntimeError> {
         tty,
         report: report_w,
         pid_out: pid_w,
+        confinement,
+        cgroup,
     };
     let subreaper = Subreaper::enter()?;
     let forked = sys::fork();

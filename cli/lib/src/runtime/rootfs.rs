@@ -2,7 +2,8 @@
 //! its new mount namespace (so nothing here is visible on the host, and everything goes away
 //! with the namespace): the rootfs bind-mounted onto itself, `/proc` (with runc's masked and
 //! read-only paths: `/proc/sys` cannot change the host's sysctls), a read-only `/sys`, a
-//! minimal `/dev` on tmpfs, `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` bind-mounted
+//! minimal `/dev` on a nodev tmpfs (the host's standard device nodes bind-mounted), a nodev
+//! rootfs, `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` bind-mounted
 //! from files kept outside the rootfs, then `pivot_root` into it.
 //!
 //! Mount points the image lacks (`/proc`, `/dev`, `/sys`, the three `/etc` files) are created
@@ -21,7 +22,7 @@ use std::os::unix::fs::{symlink, DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
 
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
-use nix::sys::stat::{makedev, mknod, umask, Mode, SFlag};
+use nix::sys::stat::{umask, Mode};
 use nix::unistd::{chdir, pivot_root};
 
 /// The files bind-mounted into `/etc`, by name; the runtime writes them in a directory of
@@ -201,23 +202,15 @@ fn mount_etc_file(
 }
 
 fn populate_dev(dev: &Path) -> Result<(), String> {
-    let nodes: [(&str, u64, u64); 6] = [
-        ("null", 1, 3),
-        ("zero", 1, 5),
-        ("full", 1, 7),
-        ("random", 1, 8),
-        ("urandom", 1, 9),
-        ("tty", 5, 0),
-    ];
-    for (name, major, minor) in nodes {
+    // The standard devices are the host's nodes bind-mounted onto files of a nodev /dev
+    // (runc does so when it cannot mknod): a node the container makes itself, with the
+    // MKNOD capability Docker grants, opens nowhere (its /dev, /dev/shm and rootfs are
+    // nodev), so no host disk, loop device or console is reachable.
+    for name in STANDARD_DEVICES {
         let p = dev.join(name);
-        mknod(
-            &p,
-            SFlag::S_IFCHR,
-            Mode::from_bits_truncate(0o666),
-            makedev(major, minor),
-        )
-        .map_err(|e| format!("mknod {}: {e}", p.display()))?;
+        fs::write(&p, b"").map_err(|e| format!("creating {}: {e}", p.display()))?;
+        let host = Path::new("/dev").join(name);
+        mnt(Some(&host), &p, None, MsFlags::MS_BIND, None)?;
     }
     for d in ["pts", "shm", "mqueue"] {
         fs::create_dir(dev.join(d)).map_err(|e| format!("mkdir /dev/{d}: {e}"))?;
@@ -249,6 +242,64 @@ fn populate_dev(dev: &Path) -> Result<(), String> {
         symlink(target, dev.join(link)).map_err(|e| format!("symlink /dev/{link}: {e}"))?;
     }
     Ok(())
+}
+
+/// The device nodes of the container's `/dev`: Docker's default set (less `console`, which
+/// a container gets only with a terminal, and `ptmx`, a link into its own devpts).
+const STANDARD_DEVICES: [&str; 6] = ["null", "zero", "full", "random", "urandom", "tty"];
+
+/// Makes in `dst` every device node of the host's `/dev` (`src`) it lacks, directories
+/// included, as Docker does for `--privileged` (not the host's pts, shm or mqueue).
+fn copy_host_devices(src: &Path, dst: &Path) -> Result<(), String> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let entries = fs::read_dir(src).map_err(|e| format!("reading {}: {e}", src.display()))?;
+    for e in entries.flatten() {
+        let name = e.file_name();
+        if src == Path::new("/dev") && ["pts", "shm", "mqueue"].iter().any(|n| name == *n) {
+            continue;
+        }
+        let (from, to) = (e.path(), dst.join(&name));
+        let Ok(m) = fs::symlink_metadata(&from) else {
+            continue;
+        };
+        let ft = m.file_type();
+        if ft.is_dir() {
+            if ensure_dir(&to).is_ok() {
+                copy_host_devices(&from, &to)?;
+            }
+        } else if (ft.is_char_device() || ft.is_block_device()) && !to.exists() {
+            let kind = if ft.is_char_device() {
+                nix::sys::stat::SFlag::S_IFCHR
+            } else {
+                nix::sys::stat::SFlag::S_IFBLK
+            };
+            nix::sys::stat::mknod(&to, kind, Mode::from_bits_truncate(m.mode()), m.rdev())
+                .map_err(|e| format!("mknod {}: {e}", to.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes the bind mount at `path` nodev, keeping its other flags.
+fn remount_nodev(path: &Path) -> Result<(), String> {
+    use nix::sys::statvfs::{statvfs, FsFlags};
+    let have = statvfs(path)
+        .map_err(|e| format!("statfs {}: {e}", path.display()))?
+        .flags();
+    let mut flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_NODEV;
+    for (f, m) in [
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+        (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+        (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+        (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+    ] {
+        if have.contains(f) {
+            flags |= m;
+        }
+    }
+    mnt(None, path, None, flags, None)
 }
 
 /// What runc hides under /proc (kernel memory, keys, timers) and what it makes read-only
@@ -299,7 +350,9 @@ fn protect_proc(proc: &Path, null: &Path) -> Result<(), String> {
 
 /// Builds the container's mounts over `rootfs` and pivots into it. `etc_dir` holds the
 /// [`ETC_FILES`]. Runs in the container's first process, in its new mount namespace.
-pub(crate) fn enter(rootfs: &Path, etc_dir: &Path) -> Result<(), String> {
+/// `privileged` (`--privileged`, as Docker): no `nodev`, the host's device nodes in `/dev`, a
+/// writable `/sys`, nothing of `/proc` masked or read-only.
+pub(crate) fn enter(rootfs: &Path, etc_dir: &Path, privileged: bool) -> Result<(), String> {
     let old_umask = umask(Mode::empty());
     mnt(
         None,
@@ -315,6 +368,10 @@ pub(crate) fn enter(rootfs: &Path, etc_dir: &Path) -> Result<(), String> {
         MsFlags::MS_BIND | MsFlags::MS_REC,
         None,
     )?;
+    // Device nodes the image ships (or the container makes) do not open.
+    if !privileged {
+        remount_nodev(rootfs)?;
+    }
     let proc = rootfs.join("proc");
     ensure_dir(&proc)?;
     mnt(
@@ -331,7 +388,13 @@ pub(crate) fn enter(rootfs: &Path, etc_dir: &Path) -> Result<(), String> {
         Some(Path::new("sysfs")),
         &sys,
         Some("sysfs"),
-        MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        if privileged {
+            MsFlags::empty()
+        } else {
+            MsFlags::MS_RDONLY
+        } | MsFlags::MS_NOSUID
+            | MsFlags::MS_NODEV
+            | MsFlags::MS_NOEXEC,
         None,
     );
     let dev = rootfs.join("dev");
@@ -340,11 +403,20 @@ pub(crate) fn enter(rootfs: &Path, etc_dir: &Path) -> Result<(), String> {
         Some(Path::new("tmpfs")),
         &dev,
         Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_STRICTATIME,
+        if privileged {
+            MsFlags::empty()
+        } else {
+            MsFlags::MS_NODEV
+        } | MsFlags::MS_NOSUID
+            | MsFlags::MS_STRICTATIME,
         Some("mode=755,size=65536k"),
     )?;
     populate_dev(&dev)?;
-    protect_proc(&proc, &dev.join("null"))?;
+    if privileged {
+        copy_host_devices(Path::new("/dev"), &dev)?;
+    } else {
+        protect_proc(&proc, &dev.join("null"))?;
+    }
     let root = rustix::fs::open(
         rootfs,
         rustix::fs::OFlags::PATH | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,

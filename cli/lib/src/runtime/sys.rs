@@ -17,7 +17,6 @@ use rustix::net::{
     SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
 };
 use rustix::termios::Winsize;
-use rustix::thread::CapabilitySet;
 
 /// Which side of a fork this is.
 pub(crate) enum Forked {
@@ -159,35 +158,6 @@ pub(crate) fn loopback_up() -> io::Result<()> {
     // SAFETY: SIOCSIFFLAGS reads the ifreq we pass.
     if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &ifr) } < 0 {
         return Err(io::Error::last_os_error());
-    }
-    Ok(())
-}
-
-/// Docker's default capabilities: CHOWN, DAC_OVERRIDE, FOWNER, FSETID, KILL, SETGID, SETUID,
-/// SETPCAP, NET_BIND_SERVICE, NET_RAW, SYS_CHROOT, MKNOD, AUDIT_WRITE, SETFCAP.
-const DEFAULT_CAPS: [u32; 14] = [0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31];
-
-/// Drops every capability but Docker's default set from the bounding set, so the command
-/// (root in the container is root on the host) execs with at most those.
-pub(crate) fn drop_capabilities() -> io::Result<()> {
-    let last: u32 = std::fs::read_to_string("/proc/sys/kernel/cap_last_cap")
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(40);
-    for cap in 0..=last {
-        if DEFAULT_CAPS.contains(&cap) {
-            continue;
-        }
-        let Some(bit) = 1u64.checked_shl(cap) else {
-            continue;
-        };
-        match rustix::thread::remove_capability_from_bounding_set(CapabilitySet::from_bits_retain(
-            bit,
-        )) {
-            // A capability this kernel does not know.
-            Ok(()) | Err(rustix::io::Errno::INVAL) => {}
-            Err(e) => return Err(e.into()),
-        }
     }
     Ok(())
 }

@@ -107,6 +107,18 @@ pub struct CreateFlags {
     /// Network: host (default) or none.
     #[arg(long, default_value = "host")]
     pub network: String,
+    /// Security options: seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges.
+    #[arg(long = "security-opt", value_name = "OPT")]
+    pub security_opt: Vec<String>,
+    /// Add a Linux capability (NAME, CAP_NAME or ALL); repeatable.
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop a Linux capability (NAME, CAP_NAME or ALL); repeatable.
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Give the container every capability, no seccomp and the host's devices.
+    #[arg(long)]
+    pub privileged: bool,
     /// The image.
     pub image: String,
     /// The command and its arguments.
@@ -287,6 +299,7 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
             }
         }
     }
+    let security = security_flags(&f)?;
     let overrides = ProcessOverrides {
         entrypoint: f.entrypoint,
         command: f.command,
@@ -297,6 +310,8 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
         tty: f.tty,
         interactive: f.interactive,
         network,
+        security,
+        cgroup: None,
     };
     let process = rimg::runtime::ProcessSpec::for_image(&image.config.config, overrides)
         .map_err(|e| fail(125, e.to_string()))?;
@@ -310,6 +325,22 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
         })
         .map_err(|e| fail(125, rimg::error_line(&e)))?;
     Ok((containers, c))
+}
+
+/// `--security-opt`, `--cap-add`, `--cap-drop`, checked now (a bad name or profile fails
+/// `create`, as Docker's does).
+fn security_flags(f: &CreateFlags) -> Result<rimg::runtime::Security> {
+    let mut security = rimg::runtime::Security {
+        cap_add: f.cap_add.clone(),
+        cap_drop: f.cap_drop.clone(),
+        privileged: f.privileged,
+        ..Default::default()
+    };
+    for opt in &f.security_opt {
+        security.apply_option(opt).map_err(|e| fail(125, e))?;
+    }
+    security.resolve().map_err(|e| fail(125, e))?;
+    Ok(security)
 }
 
 fn monitor_failed(e: MonitorError) -> anyhow::Error {
@@ -737,6 +768,7 @@ pub fn exec(ctx: &Ctx, a: ExecArgs) -> Result<u8> {
         _ => bail!("container {} is not running", c.id()),
     };
     let mut spec = c.process().clone();
+    spec.cgroup = Some(rimg::runtime::cgroup::container_path(c.id()));
     spec.argv = a.command;
     spec.tty = a.tty;
     spec.interactive = a.interactive;

@@ -1,0 +1,147 @@
+//! A container's own cgroup, made with youki's `libcgroups` (cgroup v1, hybrid or v2): one per
+//! container, `rimg/<id>` under each hierarchy, entered by the runtime's intermediate process
+//! before it forks the container process (so nothing of the container runs outside it), with
+//! Docker's device allow-list on v1's `devices` controller (everything denied, then null,
+//! zero, full, random, urandom, tty, console, ptmx, the pts and `mknod` of any node), and
+//! removed — its processes killed — when the container ends. This is where resource limits
+//! go next.
+//!
+//! The runtime sees a cgroup through the small [`Cgroup`] trait, so the v2 path is tested
+//! against a fake cgroupfs in a temporary directory.
+
+use std::fmt::Display;
+use std::path::{Path, PathBuf};
+
+use libcgroups::common::{
+    create_cgroup_manager_with_root, get_cgroup_setup_with_root, CgroupConfig, CgroupManager,
+    CgroupSetup, ControllerOpt,
+};
+use libcgroups_nix::unistd::Pid;
+use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxResourcesBuilder};
+
+/// Where the host's cgroup filesystems are mounted.
+pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
+
+/// What the runtime does with a container's cgroup.
+pub trait Cgroup {
+    /// Puts process `pid` in the cgroup (creating it) and applies its limits: Docker's
+    /// device allow-list, or every device with `all_devices` (`--privileged`).
+    fn enter(&self, pid: i32, all_devices: bool) -> Result<(), String>;
+    /// Puts process `pid` in the cgroup as it is (an `exec` into a running container).
+    fn join(&self, pid: i32) -> Result<(), String>;
+    /// Kills what is left in the cgroup and removes it.
+    fn remove(&self) -> Result<(), String>;
+}
+
+struct Managed<M>(M);
+
+impl<M> Cgroup for Managed<M>
+where
+    M: CgroupManager,
+    M::Error: Display,
+{
+    fn join(&self, pid: i32) -> Result<(), String> {
+        self.0
+            .add_task(Pid::from_raw(pid))
+            .map_err(|e| format!("joining the container's cgroup: {e}"))
+    }
+
+    fn enter(&self, pid: i32, all_devices: bool) -> Result<(), String> {
+        self.join(pid)?;
+        // Docker's allow-list: libcgroups adds runc's defaults after this deny-all.
+        let deny_all = LinuxDeviceCgroupBuilder::default()
+            .allow(all_devices)
+            .access("rwm")
+            .build()
+            .map_err(|e| e.to_string())?;
+        let resources = LinuxResourcesBuilder::default()
+            .devices(vec![deny_all])
+            .build()
+            .map_err(|e| e.to_string())?;
+        self.0
+            .apply(&ControllerOpt {
+                resources: &resources,
+                disable_oom_killer: false,
+                oom_score_adj: None,
+                freezer_state: None,
+            })
+            .map_err(|e| format!("setting the container's cgroup: {e}"))
+    }
+
+    fn remove(&self) -> Result<(), String> {
+        self.0
+            .remove()
+            .map_err(|e| format!("removing the container's cgroup: {e}"))
+    }
+}
+
+/// The cgroup path of container `id`, relative to each hierarchy's root.
+pub fn container_path(id: &str) -> PathBuf {
+    Path::new("rimg").join(id)
+}
+
+/// The cgroup `path` (relative) under the cgroupfs mounted at `root`; `None` when nothing is
+/// mounted there (no cgroups to use).
+pub fn open(root: &Path, path: &Path) -> Result<Option<Box<dyn Cgroup>>, String> {
+    let mounted = std::fs::read_dir(root).is_ok_and(|mut d| d.next().is_some());
+    if !mounted {
+        return Ok(None);
+    }
+    if let Ok(CgroupSetup::Unified) = get_cgroup_setup_with_root(root) {
+        return v2_at(root, path).map(Some);
+    }
+    let manager = create_cgroup_manager_with_root(
+        Some(root),
+        CgroupConfig {
+            cgroup_path: path.to_path_buf(),
+            systemd_cgroup: false,
+            container_name: String::new(),
+        },
+    )
+    .map_err(|e| format!("cgroup {}: {e}", path.display()))?;
+    Ok(Some(Box::new(Managed(manager))))
+}
+
+/// A cgroup v2 `path` under `root` (a unified cgroupfs, or a fake one in tests).
+fn v2_at(root: &Path, path: &Path) -> Result<Box<dyn Cgroup>, String> {
+    let m = libcgroups::v2::manager::Manager::new(root.to_path_buf(), path.to_path_buf())
+        .map_err(|e| format!("cgroup {}: {e}", path.display()))?;
+    Ok(Box::new(Managed(m)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    #[test]
+    fn a_process_enters_a_v2_cgroup_in_a_fake_cgroupfs() {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(root.path().join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        // cgroupfs makes a cgroup's files with its directory; a fake one has them made.
+        let dir = root.path().join("rimg/abc");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("cgroup.procs"), "").unwrap();
+        let cg = v2_at(root.path(), &container_path("abc")).unwrap();
+        let me = std::process::id() as i32;
+        cg.enter(me, false).unwrap();
+        assert_eq!(
+            fs::read_to_string(dir.join("cgroup.procs")).unwrap().trim(),
+            me.to_string()
+        );
+    }
+
+    #[test]
+    fn removing_a_cgroup_that_is_gone_is_not_an_error() {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(root.path().join("cgroup.controllers"), "memory\n").unwrap();
+        let cg = v2_at(root.path(), &container_path("gone")).unwrap();
+        cg.remove().unwrap();
+    }
+
+    #[test]
+    fn no_cgroupfs_means_no_cgroup() {
+        let root = tempfile::tempdir().unwrap();
+        assert!(open(root.path(), &container_path("abc")).unwrap().is_none());
+    }
+}
