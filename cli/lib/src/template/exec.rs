@@ -4,7 +4,7 @@ use serde_json::Value;
 
 use super::funcs;
 use super::parse::{Arg, Branch, Cmd, Node, Pipe};
-use super::value::{kind_of, Kind, Val};
+use super::value::{kind_of, zero_of, Kind, Val};
 use super::TemplateError;
 
 /// What a list's execution asks of the loop around it.
@@ -254,20 +254,20 @@ impl<'a> Exec<'a> {
 
     fn field(&self, cmd: &Cmd, v: &Val, name: &str) -> Res<Val> {
         match (&v.v, v.kind) {
-            (_, Kind::NoValue) | (Value::Null, Kind::Any) => {
+            (_, Kind::NoValue) | (Value::Null, Kind::Any | Kind::Ptr) => {
                 Err(self.err(cmd, format!("nil pointer evaluating interface {{}}.{name}")))
             }
-            (Value::Object(m), _) => {
-                let kind = kind_of(name);
-                match m.get(name) {
-                    Some(x) => Ok(Val::new(x.clone(), kind)),
-                    None if kind != Kind::Any => Ok(Val::new(Value::Null, kind)),
+            (Value::Object(m), _) => match m.get(name) {
+                Some(x) if !x.is_null() => Ok(Val::new(x.clone(), kind_of(name))),
+                found => match zero_of(name) {
+                    Some(zero) => Ok(zero),
+                    None if found.is_some() => Ok(Val::any(Value::Null)),
                     None if self.missing_is_error => {
                         Err(self.err(cmd, format!("map has no entry for key {name:?}")))
                     }
                     None => Ok(Val::new(Value::Null, Kind::NoValue)),
-                }
-            }
+                },
+            },
             (Value::Null, Kind::Map) => Ok(Val::new(Value::Null, Kind::NoValue)),
             _ => Err(self.err(
                 cmd,

@@ -30,7 +30,8 @@ fn container() -> Value {
         },
         "NetworkSettings": {"Networks": {"bridge": {"IPAddress": "172.17.0.2"}}},
         "RepoTags": ["web:latest", "web:1"],
-        "Mounts": []
+        "Mounts": [],
+        "HostConfig": {"NetworkMode": "host"}
     })
 }
 
@@ -88,6 +89,13 @@ fn documented_cases_print_what_docker_prints() {
         ("{{.Config.Volumes}}", "map[]"),
         ("{{.Config.WorkingDir}}", ""),
         ("{{.Config.Healthcheck}}", "<nil>"),
+        ("{{.State.Health}}", "<nil>"),
+        (
+            "{{.HostConfig.Privileged}} {{json .HostConfig.Privileged}}",
+            "false false",
+        ),
+        ("{{.HostConfig.ShmSize}} {{.State.Error}}|", "0 |"),
+        ("{{if .HostConfig.Privileged}}p{{else}}u{{end}}", "u"),
         ("{{.Config.Env}}", "[PATH=/usr/bin A=1]"),
         ("{{.Config.Labels}}", "map[a.b:y com.example:x]"),
         ("{{.State}}", "{running true 42 0}"),

@@ -15,6 +15,12 @@ pub(crate) enum Kind {
     Slice,
     /// A map: printed `map[k:v]` with sorted keys; null or absent prints `map[]`.
     Map,
+    /// A pointer: null or absent prints `<nil>`.
+    Ptr,
+    /// A bool: absent is `false`.
+    Bool,
+    /// A number: absent is `0`.
+    Int,
     /// A key missing from a map (`<no value>`).
     NoValue,
 }
@@ -62,6 +68,7 @@ impl Val {
             (_, Kind::NoValue) => "invalid",
             (Value::Null, Kind::Str) | (Value::String(_), _) => "string",
             (Value::Null, Kind::Slice) => "[]string",
+            (Value::Null, Kind::Ptr) => "ptr",
             (Value::Null, Kind::Map) | (Value::Object(_), Kind::Map) => "map[string]interface {}",
             (Value::Null, _) => "nil",
             (Value::Bool(_), _) => "bool",
@@ -179,9 +186,23 @@ fn sorted(v: &Value, kind: Kind) -> Value {
     }
 }
 
+/// A field that is null or absent, as Docker's typed object has it: a string, bool or
+/// number field its zero value; a slice, map or pointer field nil (printed `[]`, `map[]`,
+/// `<nil>`). `None` for a name that is not one of Docker's fields.
+pub(crate) fn zero_of(field: &str) -> Option<Val> {
+    let kind = kind_of(field);
+    Some(match kind {
+        Kind::Str => Val::new(Value::String(String::new()), kind),
+        Kind::Bool => Val::new(Value::Bool(false), kind),
+        Kind::Int => Val::new(Value::from(0), kind),
+        Kind::Slice | Kind::Map | Kind::Ptr => Val::new(Value::Null, kind),
+        Kind::Any | Kind::NoValue => return None,
+    })
+}
+
 /// The Go type of a field of Docker's API objects, by name: what a null or absent field
-/// prints as. Names not listed are structs or pointers (`<nil>` when null, an error when
-/// absent).
+/// is (see [`zero_of`]). Names not listed are structs (an absent one is an error, as a
+/// key missing from Docker's `missingkey=error` inspect).
 pub(crate) fn kind_of(field: &str) -> Kind {
     const SLICES: &[&str] = &[
         "Args",
@@ -290,7 +311,60 @@ pub(crate) fn kind_of(field: &str) -> Kind {
         "Variant",
         "WorkingDir",
     ];
-    if SLICES.contains(&field) {
+    const POINTERS: &[&str] = &[
+        "Health",
+        "Healthcheck",
+        "IPAMConfig",
+        "Init",
+        "MemorySwappiness",
+        "Node",
+        "OomKillDisable",
+        "PidsLimit",
+    ];
+    const BOOLS: &[&str] = &[
+        "ArgsEscaped",
+        "AttachStderr",
+        "AttachStdin",
+        "AttachStdout",
+        "AutoRemove",
+        "Dead",
+        "NetworkDisabled",
+        "OOMKilled",
+        "OpenStdin",
+        "Paused",
+        "Privileged",
+        "PublishAllPorts",
+        "RW",
+        "ReadonlyRootfs",
+        "Restarting",
+        "Running",
+        "StdinOnce",
+        "Tty",
+    ];
+    const INTS: &[&str] = &[
+        "CpuPeriod",
+        "CpuQuota",
+        "CpuShares",
+        "ExitCode",
+        "MaximumRetryCount",
+        "Memory",
+        "MemoryReservation",
+        "MemorySwap",
+        "NanoCpus",
+        "Pid",
+        "RestartCount",
+        "ShmSize",
+        "Size",
+        "SizeRootFs",
+        "SizeRw",
+    ];
+    if POINTERS.contains(&field) {
+        Kind::Ptr
+    } else if BOOLS.contains(&field) {
+        Kind::Bool
+    } else if INTS.contains(&field) {
+        Kind::Int
+    } else if SLICES.contains(&field) {
         Kind::Slice
     } else if MAPS.contains(&field) {
         Kind::Map
