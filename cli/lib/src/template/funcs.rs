@@ -321,6 +321,7 @@ pub(crate) fn sprintf(format: &str, args: &[Val]) -> String {
         let bad = || format!("%!{verb}({}={})", arg.type_name(), arg.print());
         let num = arg.v.as_f64();
         let mut s = match verb {
+            's' if matches!(arg.v, Value::Number(_) | Value::Bool(_)) => bad(),
             'v' | 's' => {
                 let s = arg.print();
                 match prec {

@@ -121,7 +121,10 @@ fn print_into(out: &mut String, v: &Value, kind: Kind) {
         }),
         Value::String(s) => out.push_str(s),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::Number(n) => match n.as_f64().filter(|_| n.is_f64()) {
+            Some(f) => out.push_str(&go_float(f)),
+            None => out.push_str(&n.to_string()),
+        },
         Value::Array(a) => {
             out.push('[');
             for (i, x) in a.iter().enumerate() {
@@ -157,6 +160,19 @@ fn print_into(out: &mut String, v: &Value, kind: Kind) {
             out.push('}');
         }
     }
+}
+
+/// Go's `%v` of a float64: the shortest digits, in exponent form below 1e-4 and from 1e21.
+fn go_float(f: f64) -> String {
+    let a = f.abs();
+    if a != 0.0 && !(1e-4..1e21).contains(&a) {
+        let s = format!("{f:e}");
+        if let Some((m, e)) = s.split_once('e') {
+            let (sign, digits) = e.strip_prefix('-').map_or(('+', e), |d| ('-', d));
+            return format!("{m}e{sign}{digits:0>2}");
+        }
+    }
+    f.to_string()
 }
 
 /// A copy with every map's keys sorted, as Go encodes maps (structs keep their order).
