@@ -170,7 +170,7 @@ impl Format {
                 .iter()
                 .map(|(k, v)| (k.to_string(), Value::String(v.to_string())))
                 .collect();
-            s.push_str(&self.template.execute_header(&Value::Object(names))?);
+            s.push_str(&self.template.execute_header(&Value::Object(names)));
             s.push('\n');
         }
         for row in rows {

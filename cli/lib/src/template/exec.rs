@@ -175,6 +175,9 @@ impl<'a> Exec<'a> {
     }
 
     fn command(&mut self, cmd: &Cmd, dot: &Val, piped: Option<Val>) -> Res<Val> {
+        if let Some(v) = self.label_method(cmd, dot, &piped)? {
+            return Ok(v);
+        }
         let Some(Arg::Func(name)) = cmd.args.first() else {
             if cmd.args.len() > 1 || piped.is_some() {
                 return Err(self.err(
@@ -217,6 +220,41 @@ impl<'a> Exec<'a> {
             return Err(self.err(cmd, format!("wrong number of args for {name}")));
         }
         funcs::call(name, &args).map_err(|e| self.err(cmd, e))
+    }
+
+    /// Docker's `.Label "key"` method of `ps` and `images` rows: one label of the row's
+    /// `Labels` (a map, or Docker's `k=v,k2=v2` text); `None` if `cmd` is not such a call.
+    fn label_method(&mut self, cmd: &Cmd, dot: &Val, piped: &Option<Val>) -> Res<Option<Val>> {
+        let (recv, fields) = match cmd.args.first() {
+            Some(Arg::Field(f)) => (dot.clone(), f),
+            Some(Arg::Var(n, f)) => (self.arg(cmd, &Arg::Var(n.clone(), Vec::new()), dot)?, f),
+            _ => return Ok(None),
+        };
+        match fields.split_last() {
+            Some((last, _)) if last == "Label" && (cmd.args.len() > 1 || piped.is_some()) => {}
+            _ => return Ok(None),
+        }
+        let mut args = Vec::new();
+        for a in &cmd.args[1..] {
+            args.push(self.arg(cmd, a, dot)?);
+        }
+        args.extend(piped.iter().cloned());
+        let key = match args.as_slice() {
+            [k] if !self.header => k.as_str().map(str::to_string),
+            _ => None,
+        }
+        .ok_or_else(|| self.err(cmd, "Label wants one string argument"))?;
+        let recv = self.fields(cmd, recv, &fields[..fields.len() - 1])?;
+        let value = match recv.v.get("Labels") {
+            Some(Value::Object(m)) => m.get(&key).and_then(Value::as_str).map(str::to_string),
+            Some(Value::String(s)) => s.split(',').find_map(|kv| {
+                kv.split_once('=')
+                    .filter(|(k, _)| *k == key)
+                    .map(|(_, v)| v.to_string())
+            }),
+            _ => None,
+        };
+        Ok(Some(Val::str(value.unwrap_or_default())))
     }
 
     fn arg(&mut self, cmd: &Cmd, arg: &Arg, dot: &Val) -> Res<Val> {

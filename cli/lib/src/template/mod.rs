@@ -70,30 +70,22 @@ impl Template {
 
     /// Executes the template with `data` as `.` and `$`.
     pub fn execute(&self, data: &Value) -> Result<String, TemplateError> {
-        self.run(data, true, false)
+        let mut out = String::new();
+        let dot = value::Val::any(data.clone());
+        exec::Exec::new(&self.src, data, true, false).run(&self.nodes, &dot, &mut out)?;
+        Ok(out)
     }
 
     /// Executes the template for a table's header: `data` maps field names to column
     /// names, an unknown field prints `<no value>`, and Docker's functions (`upper`,
-    /// `json`, …) return the column name unchanged, as Docker's header row does.
-    pub fn execute_header(&self, data: &Value) -> Result<String, TemplateError> {
-        self.run(data, false, true)
-    }
-
-    fn run(
-        &self,
-        data: &Value,
-        missing_is_error: bool,
-        header: bool,
-    ) -> Result<String, TemplateError> {
+    /// `json`, …) return the column name unchanged, as Docker's header row does. As
+    /// Docker's, it never fails: an error ends the header where it happened.
+    pub fn execute_header(&self, data: &Value) -> String {
         let mut out = String::new();
         let dot = value::Val::any(data.clone());
-        exec::Exec::new(&self.src, data, missing_is_error, header).run(
-            &self.nodes,
-            &dot,
-            &mut out,
-        )?;
-        Ok(out)
+        // Docker ignores the header's error and prints what was written before it.
+        let _ = exec::Exec::new(&self.src, data, false, true).run(&self.nodes, &dot, &mut out);
+        out
     }
 }
 

@@ -233,8 +233,23 @@ fn bad_templates_fail_with_gos_messages() {
 fn header_rows_name_the_columns() {
     let h = json!({"ID": "CONTAINER ID", "Names": "NAMES"});
     let t = Template::parse("{{.ID}}\t{{upper .Names}}\t{{.Nope}}").unwrap();
+    assert_eq!(t.execute_header(&h), "CONTAINER ID\tNAMES\t<no value>");
+    // An error ends the header where it happens, as Docker ignores it.
+    let t = Template::parse("{{.ID}}\t{{.Label \"x\"}}\t{{.Names}}").unwrap();
+    assert_eq!(t.execute_header(&h), "CONTAINER ID\t");
+}
+
+/// `ps` and `images` rows have Docker's `.Label "key"` method.
+#[test]
+fn rows_answer_the_label_method() {
+    let row = json!({"Labels": "a=1,com.example=x", "Names": "web"});
     assert_eq!(
-        t.execute_header(&h).unwrap(),
-        "CONTAINER ID\tNAMES\t<no value>"
+        ok("{{.Label \"com.example\"}}|{{.Label \"no\"}}", &row),
+        "x|"
+    );
+    let c = container();
+    assert_eq!(
+        ok("{{.Config.Label \"a.b\"}} {{\"a.b\" | .Config.Label}}", &c),
+        "y y"
     );
 }
