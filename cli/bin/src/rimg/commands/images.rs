@@ -117,6 +117,7 @@ pub fn images(ctx: &Ctx, a: ImagesArgs) -> Result<u8> {
 /// `docker images`' columns, for `--format table`.
 const IMAGES_TABLE: &str =
     "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{if .CreatedSince}}{{.CreatedSince}}{{else}}N/A{{end}}\t{{.Size}}";
+/// The same with `--digests`.
 const IMAGES_DIGESTS_TABLE: &str = "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{if .CreatedSince}}{{.CreatedSince}}{{else}}N/A{{end}}\t{{.Size}}";
 /// The column names of `docker images`' fields.
 const IMAGES_HEADERS: &[(&str, &str)] = &[
