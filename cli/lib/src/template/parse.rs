@@ -201,7 +201,7 @@ impl Parser<'_> {
     /// `if`/`with`/`range` after its keyword, through its `{{end}}`.
     fn branch(&mut self, kind: &str, at: usize) -> Result<Node, TemplateError> {
         let mark = self.vars.len();
-        let pipe = self.pipe(kind, kind == "range")?;
+        let pipe = self.pipe(kind, true)?;
         if kind == "range" {
             self.loops += 1;
         }
@@ -331,7 +331,7 @@ impl Parser<'_> {
         let pos = self.pos();
         let mut args = Vec::new();
         while !matches!(self.peek(), Tok::Pipe | Tok::Close | Tok::RParen | Tok::Eof) {
-            if !args.is_empty() && !self.toks[self.i].spaced {
+            if !args.is_empty() && self.toks.get(self.i).is_some_and(|t| !t.spaced) {
                 let msg = format!("unexpected {} in operand", show(self.peek()));
                 return Err(self.err_at(self.pos(), msg));
             }
@@ -373,7 +373,8 @@ impl Parser<'_> {
             t => return Err(self.err_at(at, format!("unexpected {} in operand", show(&t)))),
         };
         // `(x).Field`: fields directly after an operand chain onto it.
-        if let (Tok::Field(more), false) = (self.peek().clone(), self.toks[self.i].spaced) {
+        let attached = self.toks.get(self.i).is_some_and(|t| !t.spaced);
+        if let (Tok::Field(more), true) = (self.peek().clone(), attached) {
             self.i += 1;
             return Ok(match arg {
                 Arg::Sub(p, mut f) => {

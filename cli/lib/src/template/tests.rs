@@ -125,6 +125,10 @@ fn documented_cases_print_what_docker_prints() {
         ("{{with .Config.Cmd}}x{{else}}no cmd{{end}}", "no cmd"),
         ("{{$x := 1}}{{if true}}{{$x = 2}}{{end}}{{$x}}", "2"),
         (
+            "{{if $n := .Name}}{{$n}}{{end}} {{with $s := .State}}{{$s.Pid}}{{end}}",
+            "/web 42",
+        ),
+        (
             "{{if eq .State.Pid 1}}a{{else if eq .State.Pid 42}}b{{else}}c{{end}}",
             "b",
         ),
@@ -252,4 +256,26 @@ fn rows_answer_the_label_method() {
         ok("{{.Config.Label \"a.b\"}} {{\"a.b\" | .Config.Label}}", &c),
         "y y"
     );
+}
+
+/// Every prefix and suffix of a template that uses everything parses or fails cleanly, and
+/// what parses executes or fails cleanly: no panic on any input.
+#[test]
+fn truncated_templates_fail_cleanly() {
+    let full = "a {{- range $k, $v := .Config.Labels -}} {{$k | upper}}={{index $.Config.Labels $k}} \
+                {{else}}{{/* c */}}{{end}}{{if and (eq .State.Pid 42) .State.Running}}x{{else if 1}}y\
+                {{end}}{{with $x := `raw`}}{{printf \"%5.2f|%q\" 1.5 $x}}{{end}}{{(.State).Pid}}'a'\
+                {{json .}}{{-3}}{{\"\\u00e9\"}}é";
+    let c = container();
+    if let Err(e) = Template::parse(full) {
+        panic!("{e}");
+    }
+    for (i, _) in full.char_indices() {
+        for t in [&full[..i], &full[i..]] {
+            if let Ok(t) = Template::parse(t) {
+                let _ = t.execute(&c);
+                let _ = t.execute_header(&c);
+            }
+        }
+    }
 }
