@@ -16,6 +16,7 @@ pub mod random;
 pub mod registry;
 pub mod runtime;
 pub mod table;
+pub mod template;
 pub mod units;
 
 /// An error and its causes as one line, `outer: cause: root cause`: every error here

@@ -17,7 +17,7 @@ use rimg::container::{Container, Containers, CreateRequest, Status};
 use rimg::image::{Image, ImageError, Images, Reference};
 use rimg::runtime::env::{container_env, parse_env_arg, parse_env_file, ProcessOverrides};
 use rimg::runtime::{spawn, Launch, Network, RawMode, Stdio, Supervisor, Target, Terminal};
-use rimg::table::{apply_template, ellipsis, render};
+use rimg::table::{ellipsis, render, Format};
 use rimg::units::{ago, human_duration, now_unix, parse_rfc3339};
 use serde_json::{json, Value};
 
@@ -520,6 +520,27 @@ fn ps_json(c: &Container, trunc: bool) -> Value {
     })
 }
 
+/// `docker ps`' columns, for `--format table`.
+const PS_TABLE: &str =
+    "table {{.ID}}\t{{.Image}}\t{{.Command}}\t{{.RunningFor}}\t{{.Status}}\t{{.Ports}}\t{{.Names}}";
+/// The column names of `docker ps`' fields.
+const PS_HEADERS: &[(&str, &str)] = &[
+    ("Command", "COMMAND"),
+    ("CreatedAt", "CREATED AT"),
+    ("ID", "CONTAINER ID"),
+    ("Image", "IMAGE"),
+    ("Labels", "LABELS"),
+    ("LocalVolumes", "LOCAL VOLUMES"),
+    ("Mounts", "MOUNTS"),
+    ("Names", "NAMES"),
+    ("Networks", "NETWORKS"),
+    ("Ports", "PORTS"),
+    ("RunningFor", "CREATED"),
+    ("Size", "SIZE"),
+    ("State", "STATE"),
+    ("Status", "STATUS"),
+];
+
 /// `rimg ps`.
 pub fn ps(ctx: &Ctx, a: PsArgs) -> Result<u8> {
     let containers = containers(ctx)?;
@@ -538,17 +559,8 @@ pub fn ps(ctx: &Ctx, a: PsArgs) -> Result<u8> {
         return out(&s).map(|_| 0);
     }
     if let Some(fmt) = &a.format {
-        let mut s = String::new();
-        for c in &list {
-            let v = ps_json(c, trunc);
-            if fmt == "json" {
-                s.push_str(&serde_json::to_string(&v)?);
-            } else {
-                s.push_str(&apply_template(fmt, &v)?);
-            }
-            s.push('\n');
-        }
-        return out(&s).map(|_| 0);
+        let rows: Vec<Value> = list.iter().map(|c| ps_json(c, trunc)).collect();
+        return out(&Format::parse(fmt, PS_TABLE)?.render(&rows, PS_HEADERS)?).map(|_| 0);
     }
     let rows: Vec<Vec<String>> = list
         .iter()

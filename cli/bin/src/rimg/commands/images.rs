@@ -6,7 +6,7 @@ use anyhow::{bail, Result};
 use clap::{ArgAction, Args};
 use rimg::image::filter::ImageFilter;
 use rimg::image::{layer_size, Image, Images, Reference};
-use rimg::table::{apply_template, ellipsis, render};
+use rimg::table::{ellipsis, render, Format};
 use rimg::units::{ago, human_size};
 use serde_json::{json, Value};
 
@@ -65,31 +65,32 @@ pub fn images(ctx: &Ctx, a: ImagesArgs) -> Result<u8> {
         return out(&s).map(|_| 0);
     }
     if let Some(fmt) = &a.format {
-        let mut s = String::new();
-        for r in &rows {
-            let size = human_size(r.image.size_from(&sizes));
-            let created = r.image.config.created.clone().unwrap_or_default();
-            let v = json!({
-                "Containers": "N/A",
-                "CreatedAt": created,
-                "CreatedSince": ago(r.image.config.created.as_deref()),
-                "Digest": none(&r.digest),
-                "ID": id(r.image),
-                "Repository": none(&r.repository),
-                "SharedSize": "N/A",
-                "Size": size,
-                "Tag": none(&r.tag),
-                "UniqueSize": "N/A",
-                "VirtualSize": size,
-            });
-            if fmt == "json" {
-                s.push_str(&serde_json::to_string(&v)?);
-            } else {
-                s.push_str(&apply_template(&fmt.replace("\\t", "\t"), &v)?);
-            }
-            s.push('\n');
-        }
-        return out(&s).map(|_| 0);
+        let rows: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                let size = human_size(r.image.size_from(&sizes));
+                let created = r.image.config.created.clone().unwrap_or_default();
+                json!({
+                    "Containers": "N/A",
+                    "CreatedAt": created,
+                    "CreatedSince": ago(r.image.config.created.as_deref()),
+                    "Digest": none(&r.digest),
+                    "ID": id(r.image),
+                    "Repository": none(&r.repository),
+                    "SharedSize": "N/A",
+                    "Size": size,
+                    "Tag": none(&r.tag),
+                    "UniqueSize": "N/A",
+                    "VirtualSize": size,
+                })
+            })
+            .collect();
+        let table = if a.digests {
+            IMAGES_DIGESTS_TABLE
+        } else {
+            IMAGES_TABLE
+        };
+        return out(&Format::parse(fmt, table)?.render(&rows, IMAGES_HEADERS)?).map(|_| 0);
     }
     let mut header = vec!["REPOSITORY", "TAG"];
     if a.digests {
@@ -113,6 +114,26 @@ pub fn images(ctx: &Ctx, a: ImagesArgs) -> Result<u8> {
     Ok(0)
 }
 
+/// `docker images`' columns, for `--format table`.
+const IMAGES_TABLE: &str =
+    "table {{.Repository}}\t{{.Tag}}\t{{.ID}}\t{{if .CreatedSince}}{{.CreatedSince}}{{else}}N/A{{end}}\t{{.Size}}";
+/// The same with `--digests`.
+const IMAGES_DIGESTS_TABLE: &str = "table {{.Repository}}\t{{.Tag}}\t{{.Digest}}\t{{.ID}}\t{{if .CreatedSince}}{{.CreatedSince}}{{else}}N/A{{end}}\t{{.Size}}";
+/// The column names of `docker images`' fields.
+const IMAGES_HEADERS: &[(&str, &str)] = &[
+    ("Containers", "CONTAINERS"),
+    ("CreatedAt", "CREATED AT"),
+    ("CreatedSince", "CREATED"),
+    ("Digest", "DIGEST"),
+    ("ID", "IMAGE ID"),
+    ("Repository", "REPOSITORY"),
+    ("SharedSize", "SHARED SIZE"),
+    ("Size", "SIZE"),
+    ("Tag", "TAG"),
+    ("UniqueSize", "UNIQUE SIZE"),
+    ("VirtualSize", "VIRTUAL SIZE"),
+];
+
 /// Flags of `rimg history`.
 #[derive(Args)]
 pub struct HistoryArgs {
@@ -127,7 +148,23 @@ pub struct HistoryArgs {
     /// Only show image ids.
     #[arg(short, long)]
     pub quiet: bool,
+    /// `json`, `table`, or a Go template such as `{{.ID}}\t{{.CreatedBy}}`.
+    #[arg(long)]
+    pub format: Option<String>,
 }
+
+/// `docker history`'s columns, for `--format table`.
+const HISTORY_TABLE: &str =
+    "table {{.ID}}\t{{.CreatedSince}}\t{{.CreatedBy}}\t{{.Size}}\t{{.Comment}}";
+/// The column names of `docker history`'s fields.
+const HISTORY_HEADERS: &[(&str, &str)] = &[
+    ("Comment", "COMMENT"),
+    ("CreatedAt", "CREATED AT"),
+    ("CreatedBy", "CREATED BY"),
+    ("CreatedSince", "CREATED"),
+    ("ID", "IMAGE"),
+    ("Size", "SIZE"),
+];
 
 /// Prints one row per history entry, newest first.
 pub fn history(ctx: &Ctx, a: HistoryArgs) -> Result<u8> {
@@ -195,6 +232,19 @@ pub fn history(ctx: &Ctx, a: HistoryArgs) -> Result<u8> {
         let s: String = table.iter().map(|r| format!("{}\n", r[0])).collect();
         return out(&s).map(|_| 0);
     }
+    if let Some(fmt) = &a.format {
+        let rows: Vec<Value> = table
+            .iter()
+            .zip(&rows)
+            .map(|(r, (h, _))| {
+                json!({
+                    "Comment": r[4], "CreatedAt": h.created.clone().unwrap_or_default(),
+                    "CreatedBy": r[2], "CreatedSince": r[1], "ID": r[0], "Size": r[3],
+                })
+            })
+            .collect();
+        return out(&Format::parse(fmt, HISTORY_TABLE)?.render(&rows, HISTORY_HEADERS)?).map(|_| 0);
+    }
     out(&render(
         &["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"],
         &table,
@@ -251,17 +301,7 @@ pub fn inspect(ctx: &Ctx, a: InspectArgs) -> Result<u8> {
             Err(e) => return Err(e.into()),
         }
     }
-    match &a.format {
-        Some(fmt) => {
-            let mut s = String::new();
-            for v in &found {
-                s.push_str(&apply_template(fmt, v)?);
-                s.push('\n');
-            }
-            out(&s)?;
-        }
-        None => outln(&pretty4(&Value::Array(found))?)?,
-    }
+    super::inspect::print(found, a.format.as_deref())?;
     if !missing.is_empty() {
         return Err(ExitStatus {
             code: 1,

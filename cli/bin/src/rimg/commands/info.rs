@@ -6,8 +6,8 @@ use clap::Args;
 use serde_json::json;
 
 use rimg::info::Info;
-use rimg::table::apply_template;
 
+use super::inspect::parse_template;
 use super::{outln, Ctx};
 
 /// Flags of `rimg version` and `rimg info`.
@@ -28,7 +28,7 @@ pub fn version(_ctx: &Ctx, a: FormatArgs) -> Result<u8> {
     let v = json!({ "Client": client });
     match a.format.as_deref() {
         Some("json") => outln(&serde_json::to_string(&v)?)?,
-        Some(fmt) => outln(&apply_template(fmt, &v)?)?,
+        Some(fmt) => outln(&parse_template(fmt)?.execute(&v)?)?,
         None => {
             outln("Client:")?;
             outln(&format!(
@@ -52,7 +52,7 @@ pub fn info(ctx: &Ctx, a: FormatArgs) -> Result<u8> {
     let v = serde_json::to_value(&info)?;
     match a.format.as_deref() {
         Some("json") => outln(&serde_json::to_string(&v)?)?,
-        Some(fmt) => outln(&apply_template(fmt, &v)?)?,
+        Some(fmt) => outln(&parse_template(fmt)?.execute(&v)?)?,
         None => {
             let lines = [
                 format!(" Containers: {}", info.containers),

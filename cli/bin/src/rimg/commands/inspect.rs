@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use rimg::container::{inspect::docker_json, Container, ContainerError, Containers};
 use rimg::image::{ImageError, Images};
-use rimg::table::apply_template;
+use rimg::template::Template;
 
 use super::images::{inspect_json, pretty4};
 use super::{out, outln, Ctx, ExitStatus};
@@ -115,16 +115,46 @@ fn lookup(
     Ok(None)
 }
 
-fn print(found: Vec<Value>, format: Option<&str>) -> Result<()> {
-    match format {
-        Some(fmt) => {
-            let mut s = String::new();
-            for v in &found {
-                s.push_str(&apply_template(fmt, v)?);
+/// Prints inspected objects as `docker inspect` does: a JSON array indented by 4 spaces; with
+/// `-f json`, the array on one line; with a template, its output once per object (an
+/// object it fails on is reported after the others, exit 1, as Docker's).
+pub fn print(found: Vec<Value>, format: Option<&str>) -> Result<()> {
+    let fmt = match format {
+        None | Some("") => return outln(&pretty4(&Value::Array(found))?),
+        Some("json") => return outln(&serde_json::to_string(&Value::Array(found))?),
+        Some(fmt) => fmt,
+    };
+    let template = parse_template(fmt)?;
+    let mut s = String::new();
+    let mut errors = Vec::new();
+    for v in &found {
+        match template.execute(v) {
+            Ok(text) => {
+                s.push_str(&text);
                 s.push('\n');
             }
-            out(&s)
+            Err(e) => errors.push(format!("template parsing error: {e}")),
         }
-        None => outln(&pretty4(&Value::Array(found))?),
     }
+    out(&s)?;
+    if errors.is_empty() {
+        return Ok(());
+    }
+    Err(ExitStatus {
+        code: 1,
+        message: errors.join("\n"),
+    }
+    .into())
+}
+
+/// A `--format` template of `inspect`, `version` or `info`; one that does not parse exits
+/// 64, as Docker's do.
+pub fn parse_template(format: &str) -> Result<Template> {
+    Template::parse(format).map_err(|e| {
+        ExitStatus {
+            code: 64,
+            message: e.to_string(),
+        }
+        .into()
+    })
 }

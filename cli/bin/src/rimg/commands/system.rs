@@ -5,7 +5,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 use rimg::image::check;
 use rimg::image::usage::DiskUsage;
-use rimg::table::render;
+use rimg::table::{render, Format};
 use rimg::units::{ago, human_size, human_size4};
 
 use super::{out, outln, Ctx};
@@ -16,7 +16,21 @@ pub struct DfArgs {
     /// Show per-image sizes (SIZE, SHARED SIZE, UNIQUE SIZE).
     #[arg(short, long)]
     pub verbose: bool,
+    /// `json`, `table`, or a Go template over the summary rows (`{{.Type}}: {{.Size}}`).
+    #[arg(long)]
+    pub format: Option<String>,
 }
+
+/// `docker system df`'s columns, for `--format table`.
+const DF_TABLE: &str = "table {{.Type}}\t{{.TotalCount}}\t{{.Active}}\t{{.Size}}\t{{.Reclaimable}}";
+/// The column names of `docker system df`'s fields.
+const DF_HEADERS: &[(&str, &str)] = &[
+    ("Active", "ACTIVE"),
+    ("Reclaimable", "RECLAIMABLE"),
+    ("Size", "SIZE"),
+    ("TotalCount", "TOTAL"),
+    ("Type", "TYPE"),
+];
 
 fn with_percent(part: u64, total: u64) -> String {
     match (part * 100).checked_div(total) {
@@ -60,6 +74,18 @@ pub fn df(ctx: &Ctx, a: DfArgs) -> Result<u8> {
             human_size4(u.cache_size),
         ],
     ];
+    if let Some(fmt) = &a.format {
+        let rows: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "Active": r[2], "Reclaimable": r[4], "Size": r[3], "TotalCount": r[1], "Type": r[0],
+                })
+            })
+            .collect();
+        out(&Format::parse(fmt, DF_TABLE)?.render(&rows, DF_HEADERS)?)?;
+        return Ok(0);
+    }
     if !a.verbose {
         out(&render(
             &["TYPE", "TOTAL", "ACTIVE", "SIZE", "RECLAIMABLE"],
