@@ -806,31 +806,8 @@ fn gzip_bomb_is_capped() {
     let s = case();
     let v = victim(&s);
     let before_victim = tree_hash(&v);
-    // One gzip member of a header + 64 MiB of zeros, then members of 64 MiB of zeros:
-    // multi-member gzip is one stream to every gzip reader.
-    let chunk = 64u64 << 20;
     let total = 8u64 << 30;
-    let zeros = {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        let buf = vec![0u8; 1 << 20];
-        for _ in 0..chunk >> 20 {
-            e.write_all(&buf).unwrap();
-        }
-        e.finish().unwrap()
-    };
-    let mut h = tar::Header::new_gnu();
-    h.set_size(total);
-    h.set_mode(0o644);
-    h.set_path("zeros").unwrap();
-    h.set_cksum();
-    let mut bomb = {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        e.write_all(h.as_bytes()).unwrap();
-        e.finish().unwrap()
-    };
-    for _ in 0..total / chunk {
-        bomb.extend_from_slice(&zeros);
-    }
+    let bomb = zeros_tar_gz(total);
     let p = s.path("bomb.tar.gz");
     fs::write(&p, &bomb).unwrap();
     eprintln!(
@@ -877,8 +854,9 @@ impl Drop for Tmpfs {
     }
 }
 
-/// A gzip stream of a one-file tar whose file is `total` bytes of zeros (written in 64 MiB
-/// members, so it stays small on disk).
+/// A gzip stream of a one-file tar whose file is `total` bytes of zeros: one gzip member of
+/// the header, then members of 64 MiB of zeros (multi-member gzip is one stream to every
+/// gzip reader), so it stays small on disk.
 fn zeros_tar_gz(total: u64) -> Vec<u8> {
     let chunk = 64u64 << 20;
     let zeros = {

@@ -286,6 +286,16 @@ fn wait_until(child: &mut std::process::Child, secs: u64) -> Option<std::process
     }
 }
 
+/// What an exited child wrote to its piped stderr.
+fn stderr_of(child: &mut std::process::Child) -> String {
+    use std::io::Read;
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut err);
+    }
+    err
+}
+
 /// Issue 21 #5: a build holds no lease while a RUN step's command runs, so `image prune`
 /// finishes while the step waits (here on the test itself: it answers the step's HTTP
 /// request only after the prune). The mounted state and the finished stage's layers (which
@@ -326,13 +336,7 @@ fn prune_finishes_while_a_run_step_runs() {
             Err(e) => panic!("accept: {e}"),
         }
         if let Some(st) = build.try_wait().unwrap() {
-            let mut err = String::new();
-            build
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
+            let err = stderr_of(&mut build);
             panic!("the build ended before its RUN step asked ({st}): {err}");
         }
         assert!(
@@ -363,14 +367,7 @@ fn prune_finishes_while_a_run_step_runs() {
         "image prune waited for the build's RUN step"
     );
     let built = wait_until(&mut build, 120).expect("the build never finished");
-    let mut err = String::new();
-    build
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut err)
-        .unwrap();
-    assert!(built.success(), "{err}");
+    assert!(built.success(), "{}", stderr_of(&mut build));
     let out = s
         .rimg(["run", "--rm", "waited", "cat", "/one", "/got"])
         .ok();
