@@ -383,3 +383,88 @@ fn a_workdir_linked_to_a_missing_absolute_path_is_created_inside() {
     assert_eq!(out, "/missing/abs\n755\n755\n");
     assert!(!std::path::Path::new("/missing").exists());
 }
+
+/// The FUSE daemon's pid of the mount whose mount point is under `dir`, from its record.
+fn daemon_pid(s: &Store, dir: &std::path::Path) -> i64 {
+    for e in fs::read_dir(s.root().join("rimg/mounts"))
+        .unwrap()
+        .flatten()
+    {
+        let Ok(text) = fs::read(e.path().join("record.json")) else {
+            continue;
+        };
+        let rec: serde_json::Value = serde_json::from_slice(&text).unwrap();
+        if rec["mountpoint"]
+            .as_str()
+            .is_some_and(|m| m.starts_with(&*dir.to_string_lossy()))
+        {
+            return rec["pid"].as_i64().unwrap();
+        }
+    }
+    panic!("no mount record under {}", dir.display());
+}
+
+/// Polls `f` until it is true or `secs` pass.
+fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    f()
+}
+
+/// Issue 21 #8: when the rimgfs daemon of a running container dies, the monitor notices (it
+/// watches the daemon by pidfd), kills the container and records why; `ps` stops showing
+/// it up, `inspect` has the reason, and `start` remounts it with its upper dir intact.
+#[test]
+fn a_container_whose_fuse_daemon_died_is_stopped_and_restarts() {
+    let s = store();
+    let _c = Cleanup(&s);
+    s.rimg(["run", "-d", "--name", "victim", "busybox:latest"])
+        .args(["sleep", "300"])
+        .ok();
+    let dir = container_dir(&s, "victim");
+    // Written once, by exec: the restarted container's command does not write it again.
+    s.rimg(["exec", "victim", "sh", "-c", "echo kept > /kept"])
+        .ok();
+    assert!(fs::read(dir.join("upper/kept")).is_ok());
+    let pid = daemon_pid(&s, &dir);
+    sh(&format!("kill -9 {pid}"));
+    let inspect = || -> serde_json::Value {
+        let v: serde_json::Value =
+            serde_json::from_str(&s.rimg(["inspect", "victim"]).ok()).unwrap();
+        v[0]["State"].clone()
+    };
+    assert!(
+        eventually(30, || inspect()["Running"] == false),
+        "still running: {}",
+        inspect()
+    );
+    let st = inspect();
+    assert_eq!(st["Status"], "exited", "{st}");
+    assert_eq!(st["ExitCode"], 137, "{st}");
+    assert!(
+        st["Error"]
+            .as_str()
+            .is_some_and(|e| e.contains("FUSE daemon died")),
+        "{st}"
+    );
+    let ps = s.rimg(["ps", "-a"]).ok();
+    let line = ps.lines().find(|l| l.ends_with("victim")).unwrap();
+    assert!(line.contains("Exited (137)"), "{ps}");
+    assert!(!s.rimg(["ps"]).ok().contains("victim"));
+
+    s.rimg(["start", "victim"]).ok();
+    assert!(
+        eventually(30, || s
+            .rimg(["exec", "victim", "cat", "/kept"])
+            .output()
+            .stdout
+            == b"kept\n"),
+        "the restarted container lost its file"
+    );
+    s.rimg(["rm", "-f", "victim"]).ok();
+}

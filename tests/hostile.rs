@@ -806,31 +806,8 @@ fn gzip_bomb_is_capped() {
     let s = case();
     let v = victim(&s);
     let before_victim = tree_hash(&v);
-    // One gzip member of a header + 64 MiB of zeros, then members of 64 MiB of zeros:
-    // multi-member gzip is one stream to every gzip reader.
-    let chunk = 64u64 << 20;
     let total = 8u64 << 30;
-    let zeros = {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        let buf = vec![0u8; 1 << 20];
-        for _ in 0..chunk >> 20 {
-            e.write_all(&buf).unwrap();
-        }
-        e.finish().unwrap()
-    };
-    let mut h = tar::Header::new_gnu();
-    h.set_size(total);
-    h.set_mode(0o644);
-    h.set_path("zeros").unwrap();
-    h.set_cksum();
-    let mut bomb = {
-        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-        e.write_all(h.as_bytes()).unwrap();
-        e.finish().unwrap()
-    };
-    for _ in 0..total / chunk {
-        bomb.extend_from_slice(&zeros);
-    }
+    let bomb = zeros_tar_gz(total);
     let p = s.path("bomb.tar.gz");
     fs::write(&p, &bomb).unwrap();
     eprintln!(
@@ -855,4 +832,105 @@ fn gzip_bomb_is_capped() {
     assert_eq!(store_state(&s.root()), before);
     assert_eq!(tmp_files(&s.root()), Vec::<String>::new());
     assert_eq!(tree_hash(&v), before_victim);
+}
+
+/// A tmpfs mounted for one test, unmounted when dropped (also when the test fails).
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    fn mount(dir: &Path, size: &str) -> Self {
+        fs::create_dir_all(dir).unwrap();
+        sh(&format!(
+            "mount -t tmpfs -o size={size} rimg-test-space '{}'",
+            dir.display()
+        ));
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+/// A gzip stream of a one-file tar whose file is `total` bytes of zeros: one gzip member of
+/// the header, then members of 64 MiB of zeros (multi-member gzip is one stream to every
+/// gzip reader), so it stays small on disk.
+fn zeros_tar_gz(total: u64) -> Vec<u8> {
+    let chunk = 64u64 << 20;
+    let zeros = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        let buf = vec![0u8; 1 << 20];
+        for _ in 0..chunk >> 20 {
+            e.write_all(&buf).unwrap();
+        }
+        e.finish().unwrap()
+    };
+    let mut h = tar::Header::new_gnu();
+    h.set_size(total);
+    h.set_mode(0o644);
+    h.set_path("zeros").unwrap();
+    h.set_cksum();
+    let mut out = {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        e.write_all(h.as_bytes()).unwrap();
+        e.finish().unwrap()
+    };
+    for _ in 0..total / chunk {
+        out.extend_from_slice(&zeros);
+    }
+    out
+}
+
+/// The free-space floor scales with the filesystem (issue 21 #6): in a 300 MB store a 2 MB
+/// import works, an import that would fill the filesystem is refused with one clear line
+/// and leaves nothing behind, and `RIMG_MIN_FREE` moves the floor.
+#[test]
+fn the_free_space_floor_is_proportional_and_configurable() {
+    let s = Store::new();
+    let _fs = Tmpfs::mount(&s.root(), "300m");
+    s.rimg(["images"]).ok();
+    let small: Vec<u8> = (0..2u64 << 20).map(|i| (i * 7919 % 251) as u8).collect();
+    let mut l = Vec::new();
+    file(&mut l, "small", &small);
+    let small_tar = s.path("small.tar");
+    fs::write(&small_tar, end(l)).unwrap();
+    s.rimg(["import"]).arg(&small_tar).arg("small:1").ok();
+
+    let big = s.path("big.tar.gz");
+    fs::write(&big, zeros_tar_gz(512 << 20)).unwrap();
+    let before = store_state(&s.root());
+    let err = s.rimg(["import"]).arg(&big).arg("big:1").fails();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("Error: ")
+            && err.contains("refusing to write a layer")
+            && err.contains("RIMG_MIN_FREE"),
+        "{err}"
+    );
+    assert_eq!(store_state(&s.root()), before);
+    assert_eq!(tmp_files(&s.root()), Vec::<String>::new());
+
+    // A floor set above what is free refuses even the small import, and says which.
+    let err = s
+        .rimg(["import"])
+        .arg(&small_tar)
+        .arg("small:2")
+        .env("RIMG_MIN_FREE", "299M")
+        .fails();
+    assert!(err.contains("refusing to write"), "{err}");
+    assert_eq!(tmp_files(&s.root()), Vec::<String>::new());
+    let err = s
+        .rimg(["import"])
+        .arg(&small_tar)
+        .env("RIMG_MIN_FREE", "lots")
+        .fails();
+    assert!(
+        err.contains("RIMG_MIN_FREE=\"lots\" is not a size"),
+        "{err}"
+    );
+    // The store is still usable, and what the refusals started is gone.
+    assert!(s.rimg(["images"]).ok().contains("small"));
+    s.rimg(["system", "check"]).ok();
 }

@@ -25,8 +25,10 @@ impl ContentStore {
         })
     }
 
-    /// Atomically writes a small file anywhere in the store (state files, build cache).
+    /// Atomically writes a small file anywhere in the store (state files, build cache),
+    /// keeping the free-space floor when it grows the file.
     pub fn write_file(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        self.check_room(path, bytes.len() as u64, &path.display().to_string())?;
         write_atomic_in(&self.tmp_dir(), path, bytes, 0o666)
     }
 
@@ -34,6 +36,7 @@ impl ContentStore {
     /// their pins): readers see the old or the new bytes, never a mix, but nothing is fsynced,
     /// because a crash ends the mounts it describes anyway.
     pub fn write_volatile_file(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        self.check_room(path, bytes.len() as u64, &path.display().to_string())?;
         let mut tmp = create_temp(&self.tmp_dir(), ".tmp-", 0o666)?;
         tmp.write_all(bytes).map_err(io_err("write", tmp.path()))?;
         tmp.persist(path)

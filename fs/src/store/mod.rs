@@ -26,6 +26,7 @@ mod staging;
 
 pub use atomic::{sync_dir, write_atomic, write_private, TempFile};
 pub use refs::{GcGuard, Lease};
+pub use space::Guarded;
 pub use staging::{StagedBlob, StagedLayer, WriteLayerError};
 
 use std::io;
@@ -38,11 +39,17 @@ use crate::layer_index::IndexError;
 pub const LAYOUT_VERSION: &str = "1.0.0";
 /// The annotation that names a manifest in `index.json`.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
-/// Free space a write into the store always leaves on its filesystem: a layer that would eat
-/// into it (a gzip bomb, a runaway stream) is refused rather than filling the disk.
+/// The most free space a write into the store leaves on its filesystem by default: a layer
+/// that would eat into the floor (a gzip bomb, a runaway stream) is refused rather than
+/// filling the disk. The default floor is [`MIN_FREE_PERCENT`] of the filesystem, at most this.
 pub const MIN_FREE_BYTES: u64 = 1 << 30;
+/// The default floor as a percentage of the store's filesystem (capped at [`MIN_FREE_BYTES`]).
+pub const MIN_FREE_PERCENT: u64 = 5;
+/// The environment variable that sets the floor: bytes, a number with a `K`/`M`/`G`/`T`
+/// suffix, or a percentage of the filesystem (`2%`); `0` turns it off.
+pub const MIN_FREE_ENV: &str = "RIMG_MIN_FREE";
 /// The environment variable that caps one blob written into the store (bytes, or with a
-/// `K`/`M`/`G`/`T` suffix). Unset: no cap but [`MIN_FREE_BYTES`].
+/// `K`/`M`/`G`/`T` suffix). Unset: no cap but the free-space floor ([`MIN_FREE_ENV`]).
 pub const MAX_LAYER_SIZE_ENV: &str = "RIMG_MAX_LAYER_SIZE";
 /// The largest JSON document (manifest, config, index) rimg reads into memory.
 pub const MAX_JSON_BYTES: u64 = 16 << 20;
@@ -86,17 +93,24 @@ pub enum StoreError {
         /// The cap.
         limit: u64,
     },
-    /// Writing on would leave the store's filesystem with less than [`MIN_FREE_BYTES`].
-    #[error("the store's filesystem has {free} bytes free: refusing to write a layer past {written} bytes (rimg keeps {MIN_FREE_BYTES} free)")]
+    /// Writing on would leave the store's filesystem with less than the floor.
+    #[error("the store's filesystem has {free} bytes free and rimg keeps {floor} free ({MIN_FREE_ENV}): refusing to write {what}")]
     DiskFull {
         /// Bytes free when the write stopped.
         free: u64,
-        /// Bytes of the blob written so far.
-        written: u64,
+        /// The floor kept free.
+        floor: u64,
+        /// What was being written (a layer past N bytes, `index.json`, ...).
+        what: String,
     },
     /// The `RIMG_MAX_LAYER_SIZE` value is not a size.
     #[error("{MAX_LAYER_SIZE_ENV}={0:?} is not a size (bytes, or a number with K, M, G or T)")]
     BadLimit(String),
+    /// The `RIMG_MIN_FREE` value is not a size or a percentage.
+    #[error(
+        "{MIN_FREE_ENV}={0:?} is not a size (bytes, a number with K, M, G or T, or a percentage)"
+    )]
+    BadMinFree(String),
     /// Reading a layer from its source failed (a truncated or corrupt compressed stream).
     #[error("reading layer")]
     ReadLayer(#[source] io::Error),

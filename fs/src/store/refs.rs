@@ -67,6 +67,7 @@ impl ContentStore {
             path: p.clone(),
             message: e.to_string(),
         })?;
+        self.check_room(&p, bytes.len() as u64, "index.json")?;
         write_atomic_in(&self.tmp_dir(), &p, &bytes, 0o666)?;
         Ok(out)
     }

@@ -20,6 +20,11 @@ impl ContentStore {
         if self.has_blob(&d) {
             return Ok(d);
         }
+        self.check_room(
+            &self.blob_path(&d),
+            bytes.len() as u64,
+            &format!("blob {d}"),
+        )?;
         let mut tmp = self.temp_file()?;
         tmp.file
             .write_all(bytes)
@@ -146,10 +151,16 @@ impl ContentStore {
         };
         let index = builder.finish(digest, size);
         let entries = index.entries().len();
+        let encoded = index.encode();
+        self.check_room(
+            &self.index_path(&digest),
+            encoded.len() as u64,
+            &format!("the index of layer {digest}"),
+        )?;
         let mut index_tmp = self.temp_file()?;
         index_tmp
             .file
-            .write_all(&index.encode())
+            .write_all(&encoded)
             .map_err(io_err("write", &index_tmp.path))?;
         Ok(StagedLayer {
             digest,

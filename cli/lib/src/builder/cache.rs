@@ -29,6 +29,10 @@ use crate::image::{ImageConfig, Images, Result as ImageResult};
 
 /// Pins of builds are named with this prefix and the image id's hex.
 pub const BUILD_PIN_PREFIX: &str = "cache-";
+/// Pin-name prefix of a build in progress (`building-<pid>-<start time>`): the layers of its
+/// finished stages while a RUN step runs without a lease. Dropped when the build ends, or by
+/// `image prune` once its process is gone.
+pub const PROGRESS_PIN_PREFIX: &str = "building-";
 
 /// One input file of a COPY/ADD step.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -178,12 +182,20 @@ impl BuildCache {
         images.pin(&format!("{BUILD_PIN_PREFIX}{}", id.hex()), layers)
     }
 
-    /// Drops the pins of builds whose image is no longer listed, so garbage collection may
+    /// Drops the pins of builds whose image is no longer listed (and the progress pins of
+    /// builds whose process is gone), so garbage collection may
     /// take their layers, and the entries whose layers are gone. Returns how many pins went.
     pub fn release_unused(&self, images: &Images) -> ImageResult<usize> {
         let listed: Vec<String> = images.list()?.iter().map(|i| i.id.hex()).collect();
         let mut released = 0;
         for (name, _) in images.pins()? {
+            if let Some(owner) = name.strip_prefix(PROGRESS_PIN_PREFIX) {
+                if !build_alive(owner) {
+                    images.unpin(&name)?;
+                    released += 1;
+                }
+                continue;
+            }
             let Some(hex) = name.strip_prefix(BUILD_PIN_PREFIX) else {
                 continue;
             };
@@ -219,6 +231,17 @@ impl BuildCache {
             }
         }
         removed
+    }
+}
+
+/// Whether the build named by a progress pin (`<pid>-<start time>`) still runs.
+fn build_alive(owner: &str) -> bool {
+    let Some((pid, start)) = owner.split_once('-') else {
+        return false;
+    };
+    match (pid.parse::<i32>(), start.parse::<u64>()) {
+        (Ok(pid), Ok(start)) => crate::container::process_start_time(pid) == Some(start),
+        _ => false,
     }
 }
 

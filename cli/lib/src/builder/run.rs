@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use rimg_fs::error::{io_err, IoError};
+use rimg_fs::store::{ContentStore, Lease, StoreError};
 use rimg_fs::union::{NodeKind, UnionTree};
 use rimg_fs::upper::{upper_changes, LayerOptions, RUNTIME_INJECTED};
 use rimg_fs::Digest;
@@ -38,15 +39,47 @@ pub struct RunRequest {
     pub no_network: bool,
 }
 
+/// The build's lease on the store: garbage collection waits for it, so what the build has
+/// written but no image names yet survives. A RUN step lets go of it while its command runs
+/// (the mounted state is pinned, `mount-<id>`, and the layers of finished stages by the
+/// build's progress pin), so a long RUN does not hold `image prune` off; the step takes it
+/// again before it unmounts and writes its layer.
+pub struct BuildLease<'s> {
+    store: &'s ContentStore,
+    lease: Option<Lease>,
+}
+
+impl<'s> BuildLease<'s> {
+    /// A lease on `store`, not held until [`BuildLease::take`].
+    pub fn new(store: &'s ContentStore) -> Self {
+        BuildLease { store, lease: None }
+    }
+
+    /// Takes the lease unless it is held (waiting while garbage is collected).
+    pub fn take(&mut self) -> Result<(), StoreError> {
+        if self.lease.is_none() {
+            self.lease = Some(self.store.lease()?);
+        }
+        Ok(())
+    }
+
+    /// Lets go of the lease: only while everything the build needs is pinned.
+    pub fn release(&mut self) {
+        self.lease = None;
+    }
+}
+
 /// Executes RUN steps.
 pub trait Runner {
     /// Runs `req` on the state `parent` and returns the layer of its changes (`None` when it
-    /// changed nothing).
+    /// changed nothing). Called with `lease` held; it may let go of it while the command
+    /// runs, once the state is mounted (pinned), and holds it again when it returns.
     fn run(
         &self,
         images: &Images,
         parent: &ImageConfig,
         req: &RunRequest,
+        lease: &mut BuildLease<'_>,
     ) -> Result<Option<Digest>, BuildError>;
 }
 
@@ -100,6 +133,7 @@ impl Runner for MountRunner {
         images: &Images,
         parent: &ImageConfig,
         req: &RunRequest,
+        lease: &mut BuildLease<'_>,
     ) -> Result<Option<Digest>, BuildError> {
         let bytes = serde_json::to_vec(parent)
             .map_err(|e| IoError::new("serialize", "config", io::Error::other(e)))?;
@@ -132,14 +166,19 @@ impl Runner for MountRunner {
             )
         })?;
         sandbox.mounted = Some(mounted);
+        // The state is pinned by its mount now: no lease while the command runs.
+        lease.release();
         let code = {
             let _silence = self
                 .quiet
                 .then(Silence::new)
                 .transpose()
                 .map_err(io_err("redirect output", Path::new("/dev/null")))?;
-            run_command(&rootfs, req)?
+            run_command(&rootfs, req)
         };
+        // Held again before the mount (and its pin) goes and the layer is written.
+        lease.take()?;
+        let code = code?;
         sandbox
             .unmount()
             .map_err(|m| IoError::new("unmount", rootfs.clone(), io::Error::other(m)))?;

@@ -16,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use rimg_fs::{Digest, LayerIndex};
 
-use super::cache::BuildCache;
+use super::cache::{BuildCache, PROGRESS_PIN_PREFIX};
 use super::context::Context;
 use super::dockerfile::{self, Dockerfile, Instruction};
 use super::layer::ImageFiles;
-use super::run::Runner;
+use super::run::{BuildLease, Runner};
 use super::steps::{self, State};
 use super::BuildError;
 use crate::image::change::Lexer;
@@ -133,6 +133,21 @@ pub struct Builder<'a> {
     files_cache: HashMap<Digest, Rc<ImageFiles>>,
     /// Layer indexes read so far (a base's is read once per build).
     index_cache: HashMap<Digest, LayerIndex>,
+    /// The build's lease on the store, let go of while a RUN step's command runs.
+    pub(super) lease: BuildLease<'a>,
+    /// How many of `stage_layers` the progress pin holds.
+    progress_pinned: usize,
+}
+
+/// This build's progress pin: the process's pid and start time, so a pin whose build is gone
+/// is known stale.
+fn progress_pin_name() -> String {
+    let pid = std::process::id();
+    let start = i32::try_from(pid)
+        .ok()
+        .and_then(crate::container::process_start_time)
+        .unwrap_or(0);
+    format!("{PROGRESS_PIN_PREFIX}{pid}-{start}")
 }
 
 /// A step's error, naming its line and text.
@@ -187,6 +202,8 @@ impl<'a> Builder<'a> {
             fetcher: None,
             fetched: BTreeSet::new(),
             opts,
+            lease: BuildLease::new(images.store()),
+            progress_pinned: 0,
         })
     }
 
@@ -237,13 +254,15 @@ impl<'a> Builder<'a> {
         let target = self.target(&stages)?;
         let needed = self.needed_stages(&stages, target);
         self.total = needed.iter().map(|&i| 1 + stages[i].body.len()).sum();
-        // Keep garbage collection off the layers written until they are referenced.
-        let _lease = self.images.store().lease()?;
+        // Keep garbage collection off the layers written until they are referenced (a RUN
+        // step lets go of the lease while its command runs: see `pin_progress`).
+        self.lease.take()?;
         for &i in &needed {
             let state = match self.run_stage(&stages, i) {
                 Ok(s) => s,
                 Err(e) => {
                     self.keep_failed_steps();
+                    self.unpin_progress();
                     return Err(e);
                 }
             };
@@ -260,11 +279,34 @@ impl<'a> Builder<'a> {
         let image = self.images.create(&layers, state.config, &self.opts.tags)?;
         let pinned: Vec<Digest> = self.stage_layers.iter().copied().collect();
         self.cache.pin_build(self.images, &image.id, &pinned)?;
+        self.unpin_progress();
         Ok(Built {
             image,
             cached: self.cached,
             ran: self.ran,
         })
+    }
+
+    /// Before a RUN step lets go of the lease: pins the layers of the stages built so far
+    /// (`COPY --from` and the image need them after the step), as `building-<pid>-<start>`,
+    /// which `image prune` drops once that process is gone. The stage's own state is pinned
+    /// by the step's mount.
+    pub(super) fn pin_progress(&mut self) -> Result<(), BuildError> {
+        if self.progress_pinned == self.stage_layers.len() {
+            return Ok(());
+        }
+        let layers: Vec<Digest> = self.stage_layers.iter().copied().collect();
+        self.images.pin_volatile(&progress_pin_name(), &layers)?;
+        self.progress_pinned = layers.len();
+        Ok(())
+    }
+
+    /// Drops the progress pin (the build's own pins hold what it keeps).
+    fn unpin_progress(&mut self) {
+        if self.progress_pinned > 0 {
+            let _ = self.images.unpin(&progress_pin_name());
+            self.progress_pinned = 0;
+        }
     }
 
     /// Keeps what the steps before a failure wrote until the next prune, as Docker keeps a

@@ -30,6 +30,10 @@ pub enum MonitorError {
     /// The container process could not be started.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// The image's FUSE daemon died while the container ran: it was killed (its files were
+    /// gone: every access failed with "Transport endpoint is not connected").
+    #[error("the image's FUSE daemon died: the container was killed (start it again to remount)")]
+    DaemonDied,
 }
 
 impl MonitorError {
@@ -38,6 +42,7 @@ impl MonitorError {
     pub fn exit_code(&self) -> i32 {
         match self {
             MonitorError::Runtime(e) => e.exit_code(),
+            MonitorError::DaemonDied => 137,
             _ => 125,
         }
     }
@@ -74,7 +79,7 @@ pub fn run_container(
             return Err(e);
         }
     };
-    let result = supervise(c, attach, started);
+    let result = supervise(c, attach, rootfs.record().pid, started);
     remove_cgroup(c);
     let unmounted = rootfs.unmount().map(drop).or_else(|e| c.unmount_failed(&e));
     let mut st = c.state.clone();
@@ -110,11 +115,13 @@ pub fn run_container(
 fn supervise(
     c: &mut Container,
     attach: bool,
+    daemon: u32,
     started: &mut dyn FnMut(Result<&Container, &MonitorError>),
 ) -> Result<i32, MonitorError> {
     let mut spec = c.process().clone();
     spec.cgroup = Some(cgroup::container_path(c.id()));
     let mut sup = Supervisor::new()?;
+    watch_daemon(&mut sup, daemon);
     let rootfs = c.rootfs_dir();
     let etc = c.etc_dir();
     let spawned = spawn(&Launch {
@@ -168,6 +175,9 @@ fn supervise(
     } else {
         sup.wait(process, None, &mut log)?
     };
+    if sup.lost_needed() {
+        return Err(MonitorError::DaemonDied);
+    }
     Ok(code)
 }
 
@@ -176,5 +186,21 @@ pub(crate) fn remove_cgroup(c: &Container) {
     let path = cgroup::container_path(c.id());
     if let Ok(Some(cg)) = cgroup::open(std::path::Path::new(cgroup::CGROUP_ROOT), &path) {
         let _ = cg.remove();
+    }
+}
+
+/// Has `sup` kill the container when the FUSE daemon serving its image (pid `daemon`) dies:
+/// its files would be gone, every access failing with `ENOTCONN`, while `ps` showed it up.
+/// The daemon is not our child (it detached and was re-parented to init), so it is watched
+/// by pidfd, which the supervisor polls with its signals. Best effort: a pid that is already
+/// gone leaves the container to fail on its own.
+fn watch_daemon(sup: &mut Supervisor, daemon: u32) {
+    let pid = i32::try_from(daemon)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw);
+    if let Some(pid) = pid {
+        if let Ok(fd) = rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+            sup.kill_when_readable(fd);
+        }
     }
 }

@@ -436,6 +436,11 @@ pub struct Supervisor {
     signals: SignalFd,
     old_mask: SigSet,
     cancel_on_interrupt: bool,
+    /// Readable when something the container cannot run without is gone (its image's FUSE
+    /// daemon, as a pidfd): then the container process is killed.
+    needed: Option<OwnedFd>,
+    /// Whether `needed` fired.
+    lost_needed: bool,
 }
 
 impl Supervisor {
@@ -454,6 +459,8 @@ impl Supervisor {
             signals,
             old_mask,
             cancel_on_interrupt: false,
+            needed: None,
+            lost_needed: false,
         })
     }
 
@@ -464,6 +471,18 @@ impl Supervisor {
     pub fn cancel_on_interrupt(mut self) -> Self {
         self.cancel_on_interrupt = true;
         self
+    }
+
+    /// Kills the container process when `fd` becomes readable (a pidfd of a process it needs:
+    /// readable once that process exits), polled with everything else, so no thread is
+    /// needed. [`Supervisor::lost_needed`] then says why it ended.
+    pub fn kill_when_readable(&mut self, fd: OwnedFd) {
+        self.needed = Some(fd);
+    }
+
+    /// Whether the descriptor given to [`Supervisor::kill_when_readable`] fired.
+    pub fn lost_needed(&self) -> bool {
+        self.lost_needed
     }
 
     /// Waits for `process` to exit, forwarding signals to it, copying `input` (when given)
@@ -509,6 +528,10 @@ impl Supervisor {
             if let Some(i) = input {
                 fds.push(PollFd::new(i, PollFlags::POLLIN));
             }
+            let needed_slot = fds.len();
+            if let Some(n) = &self.needed {
+                fds.push(PollFd::new(n.as_fd(), PollFlags::POLLIN));
+            }
             // A SIGCHLD can be taken by another thread of a multi-threaded caller: look for
             // the exit now and then even without one.
             let timeout = PollTimeout::from(if status.is_some() { 200u16 } else { 500u16 });
@@ -531,6 +554,13 @@ impl Supervisor {
                 .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
                 .collect();
             drop(fds);
+            if ready.get(needed_slot).copied().unwrap_or(false) && self.needed.is_some() {
+                self.needed = None;
+                self.lost_needed = true;
+                if status.is_none() {
+                    let _ = kill(process.pid, Signal::SIGKILL);
+                }
+            }
             if ready[0] {
                 while let Ok(Some(info)) = self.signals.read_signal() {
                     let Ok(sig) = Signal::try_from(info.ssi_signo as i32) else {

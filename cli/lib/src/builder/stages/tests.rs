@@ -9,7 +9,7 @@ use rimg_fs::Digest;
 
 use super::*;
 use crate::builder::layer::{self, DirDefaults, Kind, LayerPlan, NewEntry, Source};
-use crate::builder::run::{RunRequest, Runner};
+use crate::builder::run::{BuildLease, RunRequest, Runner};
 use crate::image::{ImageConfig, Images, Reference};
 
 /// Records every RUN. `write PATH TEXT` makes a layer with the file PATH holding TEXT;
@@ -35,6 +35,7 @@ impl Runner for FakeRunner {
         images: &Images,
         _parent: &ImageConfig,
         req: &RunRequest,
+        _lease: &mut BuildLease<'_>,
     ) -> Result<Option<Digest>, BuildError> {
         self.runs.borrow_mut().push(req.clone());
         let script = req.argv.last().cloned().unwrap_or_default();

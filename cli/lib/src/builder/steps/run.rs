@@ -35,7 +35,8 @@ pub(in crate::builder) fn run(
     if b.cache_hit(cx, &parts) {
         return Ok(Outcome::Cached);
     }
-    let layer = match b.runner.run(b.images, &cx.state.config, &req) {
+    b.pin_progress()?;
+    let layer = match b.runner.run(b.images, &cx.state.config, &req, &mut b.lease) {
         Ok(l) => l,
         Err(e @ (BuildError::RunFailed { .. } | BuildError::Interrupted(_))) => return Err(e),
         Err(e) => return Err(step_err(ins, crate::error_line(&e))),

@@ -2,7 +2,7 @@
 //! layer is written.
 
 use std::fs::File;
-use std::io::{self, BufReader, Seek, SeekFrom};
+use std::io::{self, BufReader, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use rimg_fs::digest::HashingWriter;
@@ -29,14 +29,16 @@ pub struct Download {
 impl Download {
     /// Downloads `url` into a temp file of the store.
     pub fn fetch(images: &Images, url: &str) -> Result<Self, String> {
-        let mut tmp = images
+        let tmp = images
             .store()
             .temp_file()
             .map_err(|e| crate::error_line(&e))?;
         let path = tmp.path.clone();
-        let mut w = HashingWriter::new(&mut tmp.file);
+        let guarded = tmp.guarded().map_err(|e| crate::error_line(&e))?;
+        let mut w = HashingWriter::new(guarded);
         let size = fetch::fetch(url, &mut w)?;
-        let (digest, _, _) = w.finish();
+        let (digest, _, mut guarded) = w.finish();
+        guarded.flush().map_err(|e| e.to_string())?;
         Ok(Download {
             url: url.to_string(),
             path,
@@ -67,7 +69,12 @@ impl Unpacked {
                 .map_err(|e| crate::error_line(&e))?;
             let f = File::open(archive).map_err(|e| e.to_string())?;
             let mut dec = comp.decoder(BufReader::new(f)).map_err(|e| e.to_string())?;
-            io::copy(&mut dec, &mut tmp.file).map_err(|e| format!("decompressing: {e}"))?;
+            {
+                let mut w = tmp.guarded().map_err(|e| crate::error_line(&e))?;
+                io::copy(&mut dec, &mut w)
+                    .and_then(|_| w.flush())
+                    .map_err(|e| format!("decompressing: {e}"))?;
+            }
             tmp.file
                 .seek(SeekFrom::Start(0))
                 .map_err(|e| e.to_string())?;
