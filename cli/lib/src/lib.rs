@@ -17,6 +17,7 @@ pub mod registry;
 pub mod runtime;
 pub mod table;
 pub mod units;
+pub mod volume;
 
 /// An error and its causes as one line, `outer: cause: root cause`: every error here
 /// leaves its cause out of its own message and returns it from `source()` (the convention

@@ -117,6 +117,10 @@ pub struct ContainerConfig {
     /// The image's STOPSIGNAL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// Its volumes, bind mounts and tmpfs mounts (also in `process.mounts`, as the runtime
+    /// makes them); what `inspect` shows as `Mounts` and what marks a volume in use.
+    #[serde(default)]
+    pub mounts: Vec<crate::volume::ContainerMount>,
 }
 
 /// What is recorded about a container's life.
@@ -544,6 +548,9 @@ pub struct CreateRequest {
     pub process: ProcessSpec,
     /// `--rm`.
     pub auto_remove: bool,
+    /// Its mounts ([`crate::volume::plan_mounts`]); `process.mounts` should be made from
+    /// them.
+    pub mounts: Vec<crate::volume::ContainerMount>,
 }
 
 /// The containers of one store.
@@ -679,6 +686,7 @@ impl Containers {
             process,
             auto_remove: req.auto_remove,
             stop_signal: req.image.config.config.stop_signal.clone(),
+            mounts: req.mounts,
         };
         write_json(&dir.join("config.json"), &config)?;
         let state = State {

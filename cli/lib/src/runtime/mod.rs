@@ -18,6 +18,7 @@
 
 mod child;
 pub mod env;
+pub mod mounts;
 mod rootfs;
 pub(crate) mod sys;
 pub mod user;
@@ -86,6 +87,12 @@ pub struct ProcessSpec {
     pub interactive: bool,
     /// The network.
     pub network: Network,
+    /// Bind and tmpfs mounts over the rootfs (volumes, `-v`, `--mount`, `--tmpfs`).
+    #[serde(default)]
+    pub mounts: Vec<mounts::MountSpec>,
+    /// Mount the root filesystem read-only (`--read-only`); mounts stay as they are.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// Errors of the runtime.

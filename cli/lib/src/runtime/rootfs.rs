@@ -298,8 +298,15 @@ fn protect_proc(proc: &Path, null: &Path) -> Result<(), String> {
 }
 
 /// Builds the container's mounts over `rootfs` and pivots into it. `etc_dir` holds the
-/// [`ETC_FILES`]. Runs in the container's first process, in its new mount namespace.
-pub(crate) fn enter(rootfs: &Path, etc_dir: &Path) -> Result<(), String> {
+/// [`ETC_FILES`]; `mounts` are the container's own (volumes, binds, tmpfs), and `read_only`
+/// makes the root read-only under them. Runs in the container's first process, in its new
+/// mount namespace.
+pub(crate) fn enter(
+    rootfs: &Path,
+    etc_dir: &Path,
+    mounts: &[super::mounts::MountSpec],
+    read_only: bool,
+) -> Result<(), String> {
     let old_umask = umask(Mode::empty());
     mnt(
         None,
@@ -351,11 +358,15 @@ pub(crate) fn enter(rootfs: &Path, etc_dir: &Path) -> Result<(), String> {
         rustix::fs::Mode::empty(),
     )
     .map_err(|e| format!("opening {}: {e}", rootfs.display()))?;
+    super::mounts::apply(rootfs, &root, mounts)?;
     for name in ETC_FILES {
         let src = etc_dir.join(name);
         if src.is_file() {
             mount_etc_file(rootfs, &root, &src, name)?;
         }
+    }
+    if read_only {
+        super::mounts::make_root_read_only(rootfs)?;
     }
     umask(old_umask);
     chdir(rootfs).map_err(|e| format!("chdir {}: {e}", rootfs.display()))?;

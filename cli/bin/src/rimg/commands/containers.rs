@@ -112,6 +112,8 @@ pub struct CreateFlags {
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+    #[command(flatten)]
+    pub mount_flags: super::volumes::MountFlags,
 }
 
 /// Flags of `rimg run` (`-h` is `--hostname`, as in Docker; help is `--help`).
@@ -211,6 +213,9 @@ pub struct RmArgs {
     /// Containers.
     #[arg(required = true)]
     pub containers: Vec<String>,
+    /// Remove the anonymous volumes associated with the container.
+    #[arg(short = 'v', long = "volumes")]
+    pub volumes: bool,
 }
 
 /// Flags of `rimg exec`.
@@ -298,8 +303,15 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
         interactive: f.interactive,
         network,
     };
-    let process = rimg::runtime::ProcessSpec::for_image(&image.config.config, overrides)
+    let mut process = rimg::runtime::ProcessSpec::for_image(&image.config.config, overrides)
         .map_err(|e| fail(125, e.to_string()))?;
+    let mounts = super::volumes::container_mounts(
+        &images,
+        &containers,
+        &image,
+        &f.mount_flags,
+        &mut process,
+    )?;
     let c = containers
         .create(CreateRequest {
             image,
@@ -307,6 +319,7 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
             name: f.name,
             process,
             auto_remove: f.rm,
+            mounts,
         })
         .map_err(|e| fail(125, rimg::error_line(&e)))?;
     Ok((containers, c))
@@ -720,7 +733,11 @@ pub fn rm(ctx: &Ctx, a: RmArgs) -> Result<u8> {
             c.wait_stopped(Duration::from_secs(10));
         }
         c.clean_up_after_monitor()?;
-        Ok(containers.remove(c)?)
+        containers.remove(c)?;
+        if a.volumes {
+            super::volumes::remove_anonymous(ctx, &c.config.mounts)?;
+        }
+        Ok(())
     })
 }
 
