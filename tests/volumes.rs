@@ -96,6 +96,15 @@ fn named_volume_outlives_containers_and_is_shared() {
         assert_eq!(out.trim(), want);
     }
     assert!(volume_names(&s, &[]).contains(&"counter".to_string()));
+    let df = s.rimg(["system", "df"]).ok();
+    let row = df.lines().find(|l| l.starts_with("Local Volumes")).unwrap();
+    assert_eq!(row.split_whitespace().nth(2), Some("1"), "{df}");
+    let dfv = s.rimg(["system", "df", "-v"]).ok();
+    assert!(
+        dfv.lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>() == ["counter", "0", "2B"]),
+        "{dfv}"
+    );
 
     // Two running containers see one volume.
     let a = s
@@ -238,6 +247,8 @@ fn image_volume_gets_an_anonymous_volume_with_the_images_files() {
     assert_eq!(volume_names(&s, &[]), vec!["keep".to_string()]);
     s.rimg(["volume", "prune", "-a", "-f"]).ok();
     assert!(volume_names(&s, &[]).is_empty());
+    let check = s.rimg(["system", "check"]).ok();
+    assert!(check.contains("no problems"), "{check}");
     assert_no_mounts(s.dir.path());
 }
 

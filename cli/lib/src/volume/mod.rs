@@ -177,6 +177,17 @@ pub struct Pruned {
     pub reclaimed: u64,
 }
 
+/// One volume's disk usage (`system df -v`).
+#[derive(Clone, Debug)]
+pub struct VolumeUsage {
+    /// The name.
+    pub name: String,
+    /// How many containers use it.
+    pub links: usize,
+    /// The bytes of its files.
+    pub size: u64,
+}
+
 /// The volumes of one store.
 #[derive(Clone, Debug)]
 pub struct Volumes {
@@ -385,6 +396,76 @@ impl Volumes {
             pruned.names.push(v.meta.name);
         }
         Ok(pruned)
+    }
+
+    /// What `system check` finds wrong with the volumes: a container mount naming a volume
+    /// that is gone, a volume without its `_data`, and directories without `volume.json`
+    /// (left by an interrupted create or remove; [`Volumes::repair`] removes them).
+    pub fn check(&self) -> Result<Vec<String>> {
+        let mut problems = Vec::new();
+        for (name, users) in self.users()? {
+            if self.get(&name).is_err() {
+                for id in users {
+                    problems.push(format!(
+                        "container {}: volume {name} is missing",
+                        &id[..12.min(id.len())]
+                    ));
+                }
+            }
+        }
+        for v in self.list()? {
+            if !v.mountpoint.is_dir() {
+                problems.push(format!(
+                    "volume {}: {} is missing",
+                    v.meta.name,
+                    v.mountpoint.display()
+                ));
+            }
+        }
+        for dir in self.leftovers()? {
+            problems.push(format!(
+                "leftover volume directory {} (no volume.json)",
+                dir.display()
+            ));
+        }
+        Ok(problems)
+    }
+
+    fn leftovers(&self) -> Result<Vec<PathBuf>> {
+        let entries = fs::read_dir(&self.dir).map_err(io_err("listing", &self.dir))?;
+        Ok(entries
+            .flatten()
+            .filter(|e| e.path().is_dir() && !e.path().join("volume.json").exists())
+            .map(|e| e.path())
+            .collect())
+    }
+
+    /// Removes what [`Volumes::check`] calls leftovers; returns what it removed.
+    pub fn repair(&self) -> Result<Vec<String>> {
+        let _lock = self.lock()?;
+        let mut done = Vec::new();
+        for dir in self.leftovers()? {
+            fs::remove_dir_all(&dir).map_err(io_err("removing", &dir))?;
+            done.push(format!(
+                "removed leftover volume directory {}",
+                dir.display()
+            ));
+        }
+        Ok(done)
+    }
+
+    /// Every volume's usage (`system df`): the containers using it and its size.
+    pub fn usage(&self) -> Result<Vec<VolumeUsage>> {
+        let users = self.users()?;
+        Ok(self
+            .list()?
+            .into_iter()
+            .map(|v| VolumeUsage {
+                links: users.get(&v.meta.name).map_or(0, BTreeSet::len),
+                size: dir_size(&v.mountpoint),
+                name: v.meta.name,
+            })
+            .collect())
     }
 
     /// Removes the anonymous volumes among `mounts` that no container uses any more

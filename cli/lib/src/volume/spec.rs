@@ -109,9 +109,15 @@ fn parse_volume(v: &str) -> Result<(String, Wanted)> {
     let dest = clean_destination(dest, v)?;
     let modes: Vec<&str> = mode.split(',').filter(|m| !m.is_empty()).collect();
     let rw = !modes.contains(&"ro");
-    let mode = mode.to_string();
+    let bind = source.is_some_and(|s| s.starts_with('/'));
+    // Docker shows a volume's empty mode as `z`.
+    let mode = if mode.is_empty() && !bind {
+        "z".to_string()
+    } else {
+        mode.to_string()
+    };
     let wanted = match source {
-        Some(s) if s.starts_with('/') => Wanted::Bind {
+        Some(s) if bind => Wanted::Bind {
             source: PathBuf::from(s),
             create: true,
             rw,
