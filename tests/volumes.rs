@@ -131,6 +131,22 @@ fn named_volume_outlives_containers_and_is_shared() {
     );
     s.rimg(["exec", b, "sh", "-c", "echo from-b > /t/b"]).ok();
     assert_eq!(s.rimg(["exec", a, "cat", "/s/b"]).ok().trim(), "from-b");
+    // --volumes-from: the same volume at the same place; `:ro` makes it read-only.
+    let from = format!("{a}:ro");
+    let o = s
+        .rimg([
+            "run",
+            "--rm",
+            "--volumes-from",
+            &from,
+            "busybox",
+            "sh",
+            "-c",
+        ])
+        .arg("cat /s/a; echo x > /s/c")
+        .output();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "from-a\n");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("Read-only file system"));
     // In use: `volume rm` refuses, naming the volume.
     let err = s.rimg(["volume", "rm", "shared"]).fails();
     assert!(err.contains("volume is in use"), "{err}");
