@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
-use std::time::{Duration, Instant};
 
 use rimg_tests::containers::{assert_no_mounts, Cleanup};
 use rimg_tests::tree::Layer;
@@ -32,17 +31,6 @@ fn image_over_busybox(s: &Store, extra: Vec<u8>, volumes: &[&str], name: &str) {
         );
     }
     s.image_with_config(&[base, extra], config, name);
-}
-
-fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    f()
 }
 
 fn volume_names(s: &Store, extra: &[&str]) -> Vec<String> {
@@ -122,13 +110,12 @@ fn named_volume_outlives_containers_and_is_shared() {
         .args(["sleep", "60"])
         .ok();
     let (a, b) = (a.trim(), b.trim());
-    assert!(
-        eventually(20, || {
-            let o = s.rimg(["exec", b, "cat", "/t/a"]).output();
-            String::from_utf8_lossy(&o.stdout).trim() == "from-a"
-        }),
-        "the second container never saw the first one's file"
-    );
+    // The first container writes its file once it runs: wait for it inside the second.
+    let seen = s
+        .rimg(["exec", b, "timeout", "20", "sh", "-c"])
+        .arg("until [ -e /t/a ]; do sleep 0.1; done; cat /t/a")
+        .ok();
+    assert_eq!(seen.trim(), "from-a");
     s.rimg(["exec", b, "sh", "-c", "echo from-b > /t/b"]).ok();
     assert_eq!(s.rimg(["exec", a, "cat", "/s/b"]).ok().trim(), "from-b");
     // --volumes-from: the same volume at the same place; `:ro` makes it read-only.

@@ -217,6 +217,19 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     Ok(fs::rename(&tmp, path).map_err(io_err("renaming", path))?)
 }
 
+/// Opens (creating it) the lock file `path` and takes its exclusive lock, held while the
+/// returned file is open.
+pub(crate) fn lock_exclusive(path: &Path) -> std::result::Result<File, IoError> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_err("opening", path))?;
+    f.lock().map_err(io_err("locking", path))?;
+    Ok(f)
+}
+
 /// The start time (clock ticks since boot) of a live process, `None` if it is gone.
 pub fn process_start_time(pid: i32) -> Option<u64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -616,14 +629,7 @@ impl Containers {
     /// Creates a container: its directory, upper and work dirs, `/etc` files, config, and
     /// a pin on its image (so `rmi` refuses it and GC keeps it).
     pub fn create(&self, req: CreateRequest) -> Result<Container> {
-        let lock_path = self.dir.join(".lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err("opening", &lock_path))?;
-        lock.lock().map_err(io_err("locking", &lock_path))?;
+        let _lock = lock_exclusive(&self.dir.join(".lock"))?;
         let existing = self.list()?;
         let name = match req.name {
             Some(n) => {

@@ -73,7 +73,7 @@ fn flags_and_data(base: MsFlags, options: &[String]) -> (MsFlags, Option<String>
 
 /// The components of an absolute container path, `..` undone lexically (Docker cleans a
 /// mount destination the same way); an error for `/` itself.
-fn target_parts(target: &str) -> Result<Vec<String>, String> {
+pub(crate) fn target_parts(target: &str) -> Result<Vec<String>, String> {
     if !target.starts_with('/') {
         return Err(format!(
             "invalid mount config: mount path must be absolute: {target:?}"

@@ -36,6 +36,22 @@ fn owner(fd: &impl AsFd, uid: u32, gid: u32, mode: u32) -> rustix::io::Result<()
     fchmod(fd, Mode::from_raw_mode(mode & 0o7777))
 }
 
+/// Gives the entry `name` of `dir` (not followed) its owner.
+fn chown_entry(
+    dir: &impl AsFd,
+    name: &std::ffi::CStr,
+    uid: u32,
+    gid: u32,
+) -> rustix::io::Result<()> {
+    chownat(
+        dir,
+        name,
+        Some(Uid::from_raw(uid)),
+        Some(Gid::from_raw(gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+}
+
 /// Copies the contents of directory `src` into the empty directory `dst`; `shown` names
 /// `dst` in errors.
 fn copy_dir(src: &OwnedFd, dst: &OwnedFd, shown: &Path) -> Result<()> {
@@ -85,14 +101,7 @@ fn copy_dir(src: &OwnedFd, dst: &OwnedFd, shown: &Path) -> Result<()> {
             FileType::Symlink => {
                 let target = readlinkat(src, name, Vec::new()).map_err(errno("reading", &path))?;
                 symlinkat(target.as_c_str(), dst, name).map_err(errno("creating", &path))?;
-                chownat(
-                    dst,
-                    name,
-                    Some(Uid::from_raw(uid)),
-                    Some(Gid::from_raw(gid)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(errno("setting the owner of", &path))?;
+                chown_entry(dst, name, uid, gid).map_err(errno("setting the owner of", &path))?;
             }
             kind @ (FileType::Fifo | FileType::CharacterDevice | FileType::BlockDevice) => {
                 mknodat(
@@ -103,14 +112,7 @@ fn copy_dir(src: &OwnedFd, dst: &OwnedFd, shown: &Path) -> Result<()> {
                     st.st_rdev,
                 )
                 .map_err(errno("creating", &path))?;
-                chownat(
-                    dst,
-                    name,
-                    Some(Uid::from_raw(uid)),
-                    Some(Gid::from_raw(gid)),
-                    AtFlags::SYMLINK_NOFOLLOW,
-                )
-                .map_err(errno("setting the owner of", &path))?;
+                chown_entry(dst, name, uid, gid).map_err(errno("setting the owner of", &path))?;
             }
             _ => {}
         }

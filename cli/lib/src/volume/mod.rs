@@ -19,7 +19,7 @@ pub mod inspect;
 pub mod spec;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::{self, OpenOptions};
+use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -241,15 +241,7 @@ impl Volumes {
     }
 
     fn lock(&self) -> Result<fs::File> {
-        let p = self.dir.join(".lock");
-        let f = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&p)
-            .map_err(io_err("opening", &p))?;
-        f.lock().map_err(io_err("locking", &p))?;
-        Ok(f)
+        Ok(crate::container::lock_exclusive(&self.dir.join(".lock"))?)
     }
 
     /// Creates the volume `name` (a random 64-hex name when `None`, marked anonymous when

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
-use std::path::{Component, Path, PathBuf};
+use std::path::PathBuf;
 
 use rimg_fs::error::io_err;
 
@@ -31,27 +31,9 @@ fn spec_err(m: impl Into<String>) -> VolumeError {
 
 /// A mount destination made canonical (absolute, `..` and `.` undone), as Docker cleans it.
 fn clean_destination(d: &str, whole: &str) -> Result<String> {
-    if !d.starts_with('/') {
-        return Err(spec_err(format!(
-            "invalid volume specification: '{whole}': invalid mount config for type \"volume\": invalid mount path: '{d}' mount path must be absolute"
-        )));
-    }
-    let mut parts: Vec<String> = Vec::new();
-    for c in Path::new(d).components() {
-        match c {
-            Component::Normal(n) => parts.push(n.to_string_lossy().into_owned()),
-            Component::ParentDir => {
-                parts.pop();
-            }
-            _ => {}
-        }
-    }
-    if parts.is_empty() {
-        return Err(spec_err(format!(
-            "invalid volume specification: '{whole}': invalid mount config: destination can't be '/'"
-        )));
-    }
-    Ok(format!("/{}", parts.join("/")))
+    crate::runtime::mounts::target_parts(d)
+        .map(|parts| format!("/{}", parts.join("/")))
+        .map_err(|e| spec_err(format!("invalid volume specification: '{whole}': {e}")))
 }
 
 /// One mount as the user asked for it, before volumes are created.
