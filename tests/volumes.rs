@@ -137,8 +137,11 @@ fn named_volume_outlives_containers_and_is_shared() {
     // In use: `volume rm` refuses, naming the volume.
     let err = s.rimg(["volume", "rm", "shared"]).fails();
     assert!(err.contains("volume is in use"), "{err}");
+    let err = s.rimg(["volume", "rm", "-f", "shared"]).fails();
+    assert!(err.contains("volume is in use"), "{err}");
     s.rimg(["rm", "-f", a, b]).ok();
     s.rimg(["volume", "rm", "shared"]).ok();
+    s.rimg(["volume", "rm", "-f", "shared"]).ok();
     assert!(!volume_names(&s, &[]).contains(&"shared".to_string()));
     assert_no_mounts(s.dir.path());
 }
@@ -365,6 +368,19 @@ fn read_only_root_with_a_writable_tmpfs_and_volume() {
     assert!(out.contains("tmp-ok\n"), "{out}");
     assert!(out.contains("vol-ok\n"), "{out}");
     assert!(out.contains("dev-ok\n"), "{out}");
+    // The working directory is made before the root turns read-only, as Docker does.
+    let out = s
+        .rimg([
+            "run",
+            "--rm",
+            "--read-only",
+            "-w",
+            "/new/work",
+            "busybox",
+            "pwd",
+        ])
+        .ok();
+    assert_eq!(out, "/new/work\n");
     // --tmpfs options: size and mode.
     let out = s
         .rimg(["run", "--rm", "--tmpfs", "/t:size=1m,mode=1770", "busybox"])

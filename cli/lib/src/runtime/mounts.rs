@@ -291,8 +291,18 @@ pub(crate) fn apply(rootfs: &Path, root: &impl AsFd, mounts: &[MountSpec]) -> Re
 }
 
 /// Remounts the rootfs bind mount read-only (`--read-only`): only that mount, so `/proc`,
-/// `/dev`, the `/etc` files, volumes and tmpfs mounts on it stay as they are.
-pub(crate) fn make_root_read_only(rootfs: &Path) -> Result<(), String> {
+/// `/dev`, the `/etc` files, volumes and tmpfs mounts on it stay as they are. The working
+/// directory `cwd` is created first (inside the root, as a mount point is), as Docker
+/// creates it before the root turns read-only.
+pub(crate) fn make_root_read_only(
+    rootfs: &Path,
+    root: &impl AsFd,
+    cwd: &str,
+) -> Result<(), String> {
+    if target_parts(cwd).is_ok() {
+        // A failure here shows later, in the chdir's own words.
+        let _ = open_target(rootfs, root, cwd, false);
+    }
     mount(
         None::<&str>,
         rootfs,

@@ -299,13 +299,14 @@ fn protect_proc(proc: &Path, null: &Path) -> Result<(), String> {
 
 /// Builds the container's mounts over `rootfs` and pivots into it. `etc_dir` holds the
 /// [`ETC_FILES`]; `mounts` are the container's own (volumes, binds, tmpfs), and `read_only`
-/// makes the root read-only under them. Runs in the container's first process, in its new
+/// makes the root read-only under them (after creating the working directory `cwd`). Runs in the container's first process, in its new
 /// mount namespace.
 pub(crate) fn enter(
     rootfs: &Path,
     etc_dir: &Path,
     mounts: &[super::mounts::MountSpec],
     read_only: bool,
+    cwd: &str,
 ) -> Result<(), String> {
     let old_umask = umask(Mode::empty());
     mnt(
@@ -366,7 +367,7 @@ pub(crate) fn enter(
         }
     }
     if read_only {
-        super::mounts::make_root_read_only(rootfs)?;
+        super::mounts::make_root_read_only(rootfs, &root, cwd)?;
     }
     umask(old_umask);
     chdir(rootfs).map_err(|e| format!("chdir {}: {e}", rootfs.display()))?;

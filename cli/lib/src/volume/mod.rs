@@ -337,21 +337,19 @@ impl Volumes {
         Ok(out)
     }
 
-    /// Removes the volume `name`; an error while a container uses it, unless `force` (then
-    /// the containers keep a mount of a deleted directory, as with Docker's `-f`).
+    /// Removes the volume `name`; an error while a container (in any state) uses it, as
+    /// Docker's, `-f` included. `force` makes a missing volume no error.
     pub fn remove(&self, name: &str, force: bool) -> Result<()> {
         let v = match self.get(name) {
             Ok(v) => v,
             Err(VolumeError::NotFound(_)) if force => return Ok(()),
             Err(e) => return Err(e),
         };
-        if !force {
-            if let Some(users) = self.users()?.remove(name) {
-                return Err(VolumeError::InUse {
-                    name: name.to_string(),
-                    containers: users.into_iter().collect(),
-                });
-            }
+        if let Some(users) = self.users()?.remove(name) {
+            return Err(VolumeError::InUse {
+                name: name.to_string(),
+                containers: users.into_iter().collect(),
+            });
         }
         let _lock = self.lock()?;
         self.delete(&v.meta.name)
