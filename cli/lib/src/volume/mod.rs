@@ -495,4 +495,53 @@ mod tests {
         assert!(!is_valid_name("foo/bar"));
         assert!(!is_valid_name("./x"));
     }
+
+    #[test]
+    fn create_list_prune_and_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = Images::open(&dir.path().join("store")).unwrap();
+        let vols = Volumes::open(&images).unwrap();
+        let labels = BTreeMap::from([("team".to_string(), "db".to_string())]);
+        let named = vols
+            .create(Some("data"), labels, BTreeMap::new(), false)
+            .unwrap();
+        assert!(named.mountpoint.ends_with("volumes/data/_data"));
+        assert!(named.mountpoint.is_dir());
+        // Creating an existing name returns it unchanged.
+        let again = vols
+            .create(Some("data"), BTreeMap::new(), BTreeMap::new(), false)
+            .unwrap();
+        assert_eq!(again.meta, named.meta);
+        let anon = vols
+            .create(None, BTreeMap::new(), BTreeMap::new(), true)
+            .unwrap();
+        assert_eq!(anon.meta.name.len(), 64);
+        assert!(anon.meta.labels.contains_key(ANONYMOUS_LABEL));
+        fs::write(anon.mountpoint.join("f"), b"12345").unwrap();
+        assert!(matches!(
+            vols.create(Some("a/b"), BTreeMap::new(), BTreeMap::new(), false),
+            Err(VolumeError::InvalidName(_))
+        ));
+        let names: Vec<String> = vols
+            .list()
+            .unwrap()
+            .into_iter()
+            .map(|v| v.meta.name)
+            .collect();
+        assert_eq!(names.len(), 2);
+        // Without `all` only the anonymous one goes.
+        let pruned = vols.prune(false).unwrap();
+        assert_eq!(pruned.names, vec![anon.meta.name.clone()]);
+        assert_eq!(pruned.reclaimed, 5);
+        assert!(vols.check().unwrap().is_empty());
+        // A directory without metadata is a leftover `repair` removes.
+        fs::create_dir_all(dir.path().join("store/rimg/volumes/half/_data")).unwrap();
+        assert_eq!(vols.check().unwrap().len(), 1);
+        vols.repair().unwrap();
+        assert!(vols.check().unwrap().is_empty());
+        vols.remove("data", false).unwrap();
+        assert!(matches!(vols.get("data"), Err(VolumeError::NotFound(_))));
+        assert!(vols.remove("data", false).is_err());
+        vols.remove("data", true).unwrap();
+    }
 }
