@@ -66,6 +66,8 @@ while [ "$i" -lt "$runs" ]; do
     for where in host volume bind; do pass "$where"; done
     i=$((i + 1))
 done
+echo "passes (where, write s, read s):"
+cat "$work/io"
 mb_s() { awk -v m="$mib" -v s="$1" 'BEGIN { printf "%.0f", m * 1.048576 / s }'; }
 printf '%-8s %12s %12s %8s %8s\n' where "write MB/s" "read MB/s" "w ratio" "r ratio"
 hw=$(awk '$1 == "host" { print $2 }' "$work/io" | median 3)

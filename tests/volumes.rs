@@ -179,6 +179,15 @@ fn bind_mounts_both_ways_read_only_and_missing_sources() {
     assert!(!o.status.success());
     assert!(!host.join("z").exists());
 
+    // A file bind mount, also over one of the runtime's own /etc files.
+    let hosts = s.path("my-hosts");
+    fs::write(&hosts, "10.0.0.1 db\n").unwrap();
+    let spec = format!("{}:/etc/hosts:ro", hosts.display());
+    let out = s
+        .rimg(["run", "--rm", "-v", &spec, "busybox", "cat", "/etc/hosts"])
+        .ok();
+    assert_eq!(out, "10.0.0.1 db\n");
+
     // -v makes a missing host directory; --mount refuses a missing source, naming it.
     let made = s.path("made/by/v");
     let spec = format!("{}:/made", made.display());

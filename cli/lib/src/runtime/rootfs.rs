@@ -362,7 +362,9 @@ pub(crate) fn enter(
     super::mounts::apply(rootfs, &root, mounts)?;
     for name in ETC_FILES {
         let src = etc_dir.join(name);
-        if src.is_file() {
+        // The user's own mount of the file wins, as with Docker.
+        let wanted = format!("/etc/{name}");
+        if src.is_file() && !mounts.iter().any(|m| m.target == wanted) {
             mount_etc_file(rootfs, &root, &src, name)?;
         }
     }
