@@ -203,6 +203,21 @@ fn bind_mounts_both_ways_read_only_and_missing_sources() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains(&missing.display().to_string()), "{err}");
     assert!(!missing.exists());
+    // Malformed values are refused before the image is looked up or pulled.
+    for bad in [
+        ["-v", "rel/dir:/x"],
+        ["--mount", "type=bind,source=/h"],
+        ["-v", "/a:/b:bogus"],
+    ] {
+        let o = s
+            .rimg(["run", "--rm"])
+            .args(bad)
+            .args(["no-such-image", "true"])
+            .output();
+        assert_eq!(o.status.code(), Some(125), "{bad:?}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!err.contains("Unable to find image"), "{bad:?}: {err}");
+    }
     assert_no_mounts(s.dir.path());
 }
 

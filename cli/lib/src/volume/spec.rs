@@ -231,16 +231,8 @@ fn parse_tmpfs(v: &str) -> Result<(String, Wanted)> {
     Ok((dest, Wanted::Tmpfs { options }))
 }
 
-/// The mounts of a new container: `args` (the user's), the mounts of the `--volumes-from`
-/// containers, and an anonymous volume for each of the image's `VOLUME`s no other mount
-/// covers. Named volumes are created on first use, anonymous ones created here, and a
-/// missing `-v` host directory is made (a missing `--mount` bind source is an error).
-pub fn plan_mounts(
-    volumes: &Volumes,
-    containers: &Containers,
-    args: &MountArgs,
-    image_volumes: &[String],
-) -> Result<Vec<ContainerMount>> {
+/// The user's mounts of `args`, parsed, with no two at one destination.
+fn parse_args(args: &MountArgs) -> Result<Vec<(String, Wanted)>> {
     let mut user: Vec<(String, Wanted)> = Vec::new();
     for v in &args.volumes {
         user.push(parse_volume(v)?);
@@ -257,6 +249,26 @@ pub fn plan_mounts(
             return Err(spec_err(format!("Duplicate mount point: {d}")));
         }
     }
+    Ok(user)
+}
+
+/// Checks the syntax of `args` (what Docker's client refuses before anything is pulled or
+/// created); [`plan_mounts`] checks the rest.
+pub fn check_args(args: &MountArgs) -> Result<()> {
+    parse_args(args).map(drop)
+}
+
+/// The mounts of a new container: `args` (the user's), the mounts of the `--volumes-from`
+/// containers, and an anonymous volume for each of the image's `VOLUME`s no other mount
+/// covers. Named volumes are created on first use, anonymous ones created here, and a
+/// missing `-v` host directory is made (a missing `--mount` bind source is an error).
+pub fn plan_mounts(
+    volumes: &Volumes,
+    containers: &Containers,
+    args: &MountArgs,
+    image_volumes: &[String],
+) -> Result<Vec<ContainerMount>> {
+    let user = parse_args(args)?;
     let mut out: Vec<ContainerMount> = Vec::new();
     for (dest, w) in user {
         out.push(realize(volumes, dest, w)?);

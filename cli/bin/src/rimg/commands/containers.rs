@@ -269,6 +269,7 @@ fn host_env(k: &str) -> Option<String> {
 fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)> {
     let images = ctx.images()?;
     let containers = Containers::open(&images)?;
+    f.mount_flags.check()?;
     let image = container_image(&images, &f.image, f.pull)?;
     let network: Network = f.network.parse().map_err(|e: String| fail(125, e))?;
     let mut env = Vec::new();

@@ -35,6 +35,23 @@ pub struct MountFlags {
     pub read_only: bool,
 }
 
+impl MountFlags {
+    fn args(&self) -> MountArgs {
+        MountArgs {
+            volumes: self.volume.clone(),
+            mounts: self.mount.clone(),
+            tmpfs: self.tmpfs.clone(),
+            volumes_from: self.volumes_from.clone(),
+        }
+    }
+
+    /// Refuses malformed `-v`, `--mount` and `--tmpfs` values before the image is pulled
+    /// (exit 125), as Docker's client does.
+    pub fn check(&self) -> Result<()> {
+        rimg::volume::spec::check_args(&self.args()).map_err(|e| fail(125, rimg::error_line(&e)))
+    }
+}
+
 fn fail(code: u8, message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(ExitStatus {
         code,
@@ -52,12 +69,7 @@ pub fn container_mounts(
     process: &mut ProcessSpec,
 ) -> Result<Vec<ContainerMount>> {
     let volumes = Volumes::open(images)?;
-    let args = MountArgs {
-        volumes: flags.volume.clone(),
-        mounts: flags.mount.clone(),
-        tmpfs: flags.tmpfs.clone(),
-        volumes_from: flags.volumes_from.clone(),
-    };
+    let args = flags.args();
     let image_volumes: Vec<String> = image
         .config
         .config
