@@ -18,6 +18,7 @@ pub mod runtime;
 pub mod table;
 pub mod template;
 pub mod units;
+pub mod volume;
 
 /// An error and its causes as one line, `outer: cause: root cause`: every error here
 /// leaves its cause out of its own message and returns it from `source()` (the convention

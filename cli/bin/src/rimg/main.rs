@@ -80,6 +80,9 @@ enum Command {
     /// Manage the store.
     #[command(subcommand)]
     System(SystemCommand),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(commands::volumes::VolumeCommand),
 }
 
 #[derive(Subcommand)]
@@ -226,6 +229,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             commands::containers::exec(&ctx, a)
         }
         Command::Monitor(a) => commands::containers::monitor(&ctx, a),
+        Command::Volume(v) => commands::volumes::run(&ctx, v),
     }
 }
 

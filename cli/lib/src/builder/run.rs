@@ -298,6 +298,7 @@ fn run_command(rootfs: &Path, req: &RunRequest) -> Result<i32, BuildError> {
         },
         security: Default::default(),
         cgroup: None,
+        ..ProcessSpec::default()
     };
     run_in_rootfs(rootfs, &spec).map_err(|e| match e {
         // The command could not start (not found, not executable): Docker reports it as

@@ -53,7 +53,7 @@ pub fn docker_json(config: &ContainerConfig, state: &State, status: Status) -> V
             "AutoRemove": config.auto_remove,
             "RestartPolicy": { "Name": "no", "MaximumRetryCount": 0 },
         },
-        "Mounts": [],
+        "Mounts": config.mounts.iter().map(crate::volume::inspect::mount_json).collect::<Vec<_>>(),
         "Config": {
             "Hostname": p.hostname,
             "User": p.user,
@@ -96,6 +96,7 @@ mod tests {
             },
             auto_remove: false,
             stop_signal: None,
+            mounts: Vec::new(),
         }
     }
 

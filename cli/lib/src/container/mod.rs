@@ -117,6 +117,10 @@ pub struct ContainerConfig {
     /// The image's STOPSIGNAL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// Its volumes, bind mounts and tmpfs mounts (also in `process.mounts`, as the runtime
+    /// makes them); what `inspect` shows as `Mounts` and what marks a volume in use.
+    #[serde(default)]
+    pub mounts: Vec<crate::volume::ContainerMount>,
 }
 
 /// What is recorded about a container's life.
@@ -211,6 +215,19 @@ fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
     let tmp = path.with_extension("json.tmp");
     fs::write(&tmp, bytes).map_err(io_err("writing", &tmp))?;
     Ok(fs::rename(&tmp, path).map_err(io_err("renaming", path))?)
+}
+
+/// Opens (creating it) the lock file `path` and takes its exclusive lock, held while the
+/// returned file is open.
+pub(crate) fn lock_exclusive(path: &Path) -> std::result::Result<File, IoError> {
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(path)
+        .map_err(io_err("opening", path))?;
+    f.lock().map_err(io_err("locking", path))?;
+    Ok(f)
 }
 
 /// The start time (clock ticks since boot) of a live process, `None` if it is gone.
@@ -544,6 +561,9 @@ pub struct CreateRequest {
     pub process: ProcessSpec,
     /// `--rm`.
     pub auto_remove: bool,
+    /// Its mounts ([`crate::volume::plan_mounts`]); `process.mounts` should be made from
+    /// them.
+    pub mounts: Vec<crate::volume::ContainerMount>,
 }
 
 /// The containers of one store.
@@ -609,14 +629,7 @@ impl Containers {
     /// Creates a container: its directory, upper and work dirs, `/etc` files, config, and
     /// a pin on its image (so `rmi` refuses it and GC keeps it).
     pub fn create(&self, req: CreateRequest) -> Result<Container> {
-        let lock_path = self.dir.join(".lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err("opening", &lock_path))?;
-        lock.lock().map_err(io_err("locking", &lock_path))?;
+        let _lock = lock_exclusive(&self.dir.join(".lock"))?;
         let existing = self.list()?;
         let name = match req.name {
             Some(n) => {
@@ -686,6 +699,7 @@ impl Containers {
             process,
             auto_remove: req.auto_remove,
             stop_signal: req.image.config.config.stop_signal.clone(),
+            mounts: req.mounts,
         };
         write_json(&dir.join("config.json"), &config)?;
         let state = State {

@@ -67,6 +67,12 @@ pub fn run_container(
     let begun = c
         .unmount_rootfs()
         .and_then(|_| c.mount_rootfs(&containers.images));
+    // Docker's copy-up: empty volumes take the image's files at their mount point.
+    let begun = begun.and_then(|rootfs| {
+        crate::volume::copy::copy_up(&c.rootfs_dir(), &c.config.mounts)
+            .map_err(|e| ContainerError::Mount(crate::error_line(&e)))
+            .map(|()| rootfs)
+    });
     let rootfs = match begun {
         Ok(rootfs) => rootfs,
         Err(e) => {
@@ -75,6 +81,7 @@ pub fn run_container(
             drop(lock);
             if c.config.auto_remove {
                 let _ = containers.remove(c);
+                crate::volume::remove_anonymous_of(&containers.images, &c.config.mounts);
             }
             return Err(e);
         }
@@ -106,6 +113,7 @@ pub fn run_container(
     drop(lock);
     if c.config.auto_remove {
         let _ = containers.remove(c);
+        crate::volume::remove_anonymous_of(&containers.images, &c.config.mounts);
     }
     unmounted?;
     saved?;

@@ -243,7 +243,15 @@ fn prepare_and_exec(plan: &Plan<'_>) -> Result<std::convert::Infallible, Failure
     secsys::join_session_keyring().map_err(|e| setup(format!("joining a session keyring: {e}")))?;
     match &plan.entry {
         Entry::New { rootfs, etc_dir } => {
-            rootfs::enter(rootfs, etc_dir, plan.confinement.privileged).map_err(setup)?;
+            rootfs::enter(
+                rootfs,
+                etc_dir,
+                plan.confinement.privileged,
+                &spec.mounts,
+                spec.read_only,
+                &spec.cwd,
+            )
+            .map_err(setup)?;
             if !spec.hostname.is_empty() {
                 sethostname(&spec.hostname).map_err(|e| setup(format!("sethostname: {e}")))?;
             }

@@ -182,6 +182,7 @@ impl ProcessSpec {
             network: o.network,
             security: o.security,
             cgroup: o.cgroup,
+            ..ProcessSpec::default()
         })
     }
 }

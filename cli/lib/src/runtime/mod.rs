@@ -20,6 +20,7 @@ pub mod caps;
 pub mod cgroup;
 mod child;
 pub mod env;
+pub mod mounts;
 mod rootfs;
 pub mod seccomp;
 mod secsys;
@@ -100,6 +101,12 @@ pub struct ProcessSpec {
     /// joins it as it is; `None`: the caller's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cgroup: Option<PathBuf>,
+    /// Bind and tmpfs mounts over the rootfs (volumes, `-v`, `--mount`, `--tmpfs`).
+    #[serde(default)]
+    pub mounts: Vec<mounts::MountSpec>,
+    /// Mount the root filesystem read-only (`--read-only`); mounts stay as they are.
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// Errors of the runtime.

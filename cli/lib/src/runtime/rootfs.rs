@@ -349,10 +349,19 @@ fn protect_proc(proc: &Path, null: &Path) -> Result<(), String> {
 }
 
 /// Builds the container's mounts over `rootfs` and pivots into it. `etc_dir` holds the
-/// [`ETC_FILES`]. Runs in the container's first process, in its new mount namespace.
-/// `privileged` (`--privileged`, as Docker): no `nodev`, the host's device nodes in `/dev`, a
-/// writable `/sys`, nothing of `/proc` masked or read-only.
-pub(crate) fn enter(rootfs: &Path, etc_dir: &Path, privileged: bool) -> Result<(), String> {
+/// [`ETC_FILES`]; `mounts` are the container's own (volumes, binds, tmpfs), and `read_only`
+/// makes the root read-only under them (after creating the working directory `cwd`). Runs in
+/// the container's first process, in its new mount namespace. `privileged` (`--privileged`,
+/// as Docker): no `nodev`, the host's device nodes in `/dev`, a writable `/sys`, nothing of
+/// `/proc` masked or read-only.
+pub(crate) fn enter(
+    rootfs: &Path,
+    etc_dir: &Path,
+    privileged: bool,
+    mounts: &[super::mounts::MountSpec],
+    read_only: bool,
+    cwd: &str,
+) -> Result<(), String> {
     let old_umask = umask(Mode::empty());
     mnt(
         None,
@@ -423,11 +432,17 @@ pub(crate) fn enter(rootfs: &Path, etc_dir: &Path, privileged: bool) -> Result<(
         rustix::fs::Mode::empty(),
     )
     .map_err(|e| format!("opening {}: {e}", rootfs.display()))?;
+    super::mounts::apply(rootfs, &root, mounts)?;
     for name in ETC_FILES {
         let src = etc_dir.join(name);
-        if src.is_file() {
+        // The user's own mount of the file wins, as with Docker.
+        let wanted = format!("/etc/{name}");
+        if src.is_file() && !mounts.iter().any(|m| m.target == wanted) {
             mount_etc_file(rootfs, &root, &src, name)?;
         }
+    }
+    if read_only {
+        super::mounts::make_root_read_only(rootfs, &root, cwd)?;
     }
     umask(old_umask);
     chdir(rootfs).map_err(|e| format!("chdir {}: {e}", rootfs.display()))?;

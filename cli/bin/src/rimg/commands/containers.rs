@@ -124,6 +124,8 @@ pub struct CreateFlags {
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+    #[command(flatten)]
+    pub mount_flags: super::volumes::MountFlags,
 }
 
 /// Flags of `rimg run` (`-h` is `--hostname`, as in Docker; help is `--help`).
@@ -223,6 +225,9 @@ pub struct RmArgs {
     /// Containers.
     #[arg(required = true)]
     pub containers: Vec<String>,
+    /// Remove the anonymous volumes associated with the container.
+    #[arg(short = 'v', long = "volumes")]
+    pub volumes: bool,
 }
 
 /// Flags of `rimg exec`.
@@ -276,6 +281,7 @@ fn host_env(k: &str) -> Option<String> {
 fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)> {
     let images = ctx.images()?;
     let containers = Containers::open(&images)?;
+    f.mount_flags.check()?;
     let image = container_image(&images, &f.image, f.pull)?;
     let network: Network = f.network.parse().map_err(|e: String| fail(125, e))?;
     let mut env = Vec::new();
@@ -313,8 +319,15 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
         security,
         cgroup: None,
     };
-    let process = rimg::runtime::ProcessSpec::for_image(&image.config.config, overrides)
+    let mut process = rimg::runtime::ProcessSpec::for_image(&image.config.config, overrides)
         .map_err(|e| fail(125, e.to_string()))?;
+    let mounts = super::volumes::container_mounts(
+        &images,
+        &containers,
+        &image,
+        &f.mount_flags,
+        &mut process,
+    )?;
     let c = containers
         .create(CreateRequest {
             image,
@@ -322,6 +335,7 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
             name: f.name,
             process,
             auto_remove: f.rm,
+            mounts,
         })
         .map_err(|e| fail(125, rimg::error_line(&e)))?;
     Ok((containers, c))
@@ -763,7 +777,11 @@ pub fn rm(ctx: &Ctx, a: RmArgs) -> Result<u8> {
             c.wait_stopped(Duration::from_secs(10));
         }
         c.clean_up_after_monitor()?;
-        Ok(containers.remove(c)?)
+        containers.remove(c)?;
+        if a.volumes {
+            super::volumes::remove_anonymous(ctx, &c.config.mounts)?;
+        }
+        Ok(())
     })
 }
 

@@ -12,6 +12,7 @@ pub mod info;
 pub mod inspect;
 pub mod registry;
 pub mod system;
+pub mod volumes;
 
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};

@@ -44,6 +44,9 @@ fn with_percent(part: u64, total: u64) -> String {
 pub fn df(ctx: &Ctx, a: DfArgs) -> Result<u8> {
     let images = ctx.images()?;
     let u = DiskUsage::measure(&images)?;
+    let vols = rimg::volume::Volumes::open(&images)?.usage()?;
+    let vols_size: u64 = vols.iter().map(|v| v.size).sum();
+    let vols_unused: u64 = vols.iter().filter(|v| v.links == 0).map(|v| v.size).sum();
     let rows = vec![
         vec![
             "Images".into(),
@@ -61,10 +64,10 @@ pub fn df(ctx: &Ctx, a: DfArgs) -> Result<u8> {
         ],
         vec![
             "Local Volumes".into(),
-            "0".into(),
-            "0".into(),
-            "0B".into(),
-            "0B".into(),
+            vols.len().to_string(),
+            vols.iter().filter(|v| v.links > 0).count().to_string(),
+            human_size4(vols_size),
+            with_percent(vols_unused, vols_size),
         ],
         vec![
             "Build Cache".into(),
@@ -141,7 +144,11 @@ pub fn df(ctx: &Ctx, a: DfArgs) -> Result<u8> {
         &[],
     ));
     s.push_str("\nLocal Volumes space usage:\n\n");
-    s.push_str(&render(&["VOLUME NAME", "LINKS", "SIZE"], &[]));
+    let vol_rows: Vec<Vec<String>> = vols
+        .iter()
+        .map(|v| vec![v.name.clone(), v.links.to_string(), human_size(v.size)])
+        .collect();
+    s.push_str(&render(&["VOLUME NAME", "LINKS", "SIZE"], &vol_rows));
     s.push_str(&format!(
         "\nBuild cache usage: {}\n\n",
         human_size4(u.cache_size)
@@ -188,6 +195,11 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<u8> {
     for p in &report.problems {
         outln(&p.to_string())?;
     }
+    let volumes = rimg::volume::Volumes::open(&images)?;
+    let volume_problems = volumes.check()?;
+    for p in &volume_problems {
+        outln(p)?;
+    }
     if !a.repair {
         let temp_files = report.temp_files + report.stale_indexes.len();
         let garbage = report.unreferenced.len() + temp_files;
@@ -203,14 +215,19 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<u8> {
             "checked {} blobs and {} images: {}",
             report.blobs,
             report.images,
-            match report.problems.len() {
+            match report.problems.len() + volume_problems.len() {
                 0 => "no problems".to_string(),
                 n => format!("{n} problems"),
             }
         ))?;
-        return Ok(u8::from(!report.problems.is_empty()));
+        return Ok(u8::from(
+            !report.problems.is_empty() || !volume_problems.is_empty(),
+        ));
     }
     for line in check::repair(&images, &report, &gc).context("repairing the store")? {
+        outln(&line)?;
+    }
+    for line in volumes.repair()? {
         outln(&line)?;
     }
     let after = check::check(&images, &gc).context("checking the store again")?;
