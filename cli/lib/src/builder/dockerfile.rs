@@ -208,12 +208,13 @@ fn directive(line: &str) -> Option<(String, String)> {
 }
 
 /// Strips a trailing escape character (and whitespace after it): the instruction continues on
-/// the next line.
+/// the next line. An escaped escape (`echo one\\`) does not continue, as BuildKit's
+/// `([^\\])\\[ \t]*$` rule says.
 fn continuation(line: &str, escape: char) -> (&str, bool) {
-    let t = line.trim_end();
+    let t = line.trim_end_matches([' ', '\t']);
     match t.strip_suffix(escape) {
-        Some(body) => (body, true),
-        None => (line, false),
+        Some(body) if !body.ends_with(escape) => (body, true),
+        _ => (line, false),
     }
 }
 
@@ -232,6 +233,11 @@ fn instruction(line: usize, text: &str) -> Result<Instruction, ParseError> {
     let mut flags = Vec::new();
     let mut args = rest;
     while let Some(f) = args.strip_prefix("--") {
+        if f.is_empty() || f.starts_with(char::is_whitespace) {
+            // `--` ends the flags: what follows is arguments, even if it starts with `--`.
+            args = f.trim_start();
+            break;
+        }
         let (word, after) = match f.find(char::is_whitespace) {
             Some(i) => (&f[..i], f[i..].trim_start()),
             None => (f, ""),
@@ -417,13 +423,17 @@ fn check(ins: &Instruction, lexer: &Lexer<'_>) -> Result<(), ParseError> {
             if args.starts_with("<<") {
                 return Err(ins.error("heredocs are not supported"));
             }
+            not_string_array(ins, args)?;
             if let CommandForm::Exec(v) = CommandForm::parse(args) {
                 if v.is_empty() {
                     return Err(ins.error("RUN requires a command"));
                 }
             }
         }
-        "CMD" | "ENTRYPOINT" => needs_args("a command (use [] for none)")?,
+        "CMD" | "ENTRYPOINT" => {
+            needs_args("a command (use [] for none)")?;
+            not_string_array(ins, args)?;
+        }
         "SHELL" => match CommandForm::parse(args) {
             CommandForm::Exec(v) if !v.is_empty() => {}
             _ => {
@@ -461,6 +471,22 @@ fn check(ins: &Instruction, lexer: &Lexer<'_>) -> Result<(), ParseError> {
         _ => {}
     }
     Ok(())
+}
+
+/// BuildKit's rule for the JSON form: text that parses as a JSON array is the exec form, and
+/// then every element must be a string (`CMD [1, 2]`, `CMD ["a", ["b"]]` are errors, not
+/// shell form). Text that is not JSON at all stays shell form.
+fn not_string_array(ins: &Instruction, args: &str) -> Result<(), ParseError> {
+    let t = args.trim();
+    if !t.starts_with('[') {
+        return Ok(());
+    }
+    match serde_json::from_str::<Vec<serde_json::Value>>(t) {
+        Ok(v) if v.iter().any(|e| !e.is_string()) => Err(ins.error(
+            "when using JSON array syntax, arrays must be comprised of strings only",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The instruction's flags and arguments as one string again (`--interval=5s CMD true`).
@@ -560,6 +586,41 @@ mod tests {
         );
         let c = parse_copy(&df.instructions[4], '\\').unwrap();
         assert_eq!((c.sources.len(), c.dest.as_str()), (2, "c/"));
+    }
+
+    #[test]
+    fn an_escaped_escape_does_not_continue_the_line() {
+        let df = parse("FROM x\nRUN echo one\\\\\nRUN echo two\nRUN a \\  \n b\n").unwrap();
+        assert_eq!(df.instructions[1].args, "echo one\\\\");
+        assert_eq!(df.instructions[2].args, "echo two");
+        assert_eq!(df.instructions[3].args, "a  b");
+        let df = parse("# escape=`\nFROM x\nRUN echo one``\nRUN echo two\n").unwrap();
+        assert_eq!(df.instructions.len(), 3);
+    }
+
+    #[test]
+    fn double_dash_ends_the_flags() {
+        let df = parse("FROM x\nCOPY -- foo /tmp/\nCOPY --chown=1 -- --odd /tmp/\n").unwrap();
+        let c = parse_copy(&df.instructions[1], '\\').unwrap();
+        assert_eq!((c.sources, c.dest), (vec!["foo".to_string()], "/tmp/".to_string()));
+        assert_eq!(df.instructions[2].flag("chown"), Some("1"));
+        let c = parse_copy(&df.instructions[2], '\\').unwrap();
+        assert_eq!(c.sources, ["--odd"]);
+    }
+
+    #[test]
+    fn json_arrays_of_non_strings_are_errors() {
+        for text in [
+            "CMD [ \"echo\", [ \"nested json\" ] ]",
+            "CMD [1, 2]",
+            "ENTRYPOINT [\"a\", {\"b\": 1}]",
+            "RUN [\"a\", null]",
+        ] {
+            let e = parse(&format!("FROM x\n{text}\n")).unwrap_err();
+            assert!(e.to_string().contains("arrays must be comprised of strings"), "{e}");
+        }
+        // Not JSON at all: still shell form.
+        parse("FROM x\nCMD [ not json\nRUN [ -f /x ] || true\n").unwrap();
     }
 
     #[test]
