@@ -80,6 +80,16 @@ enum Command {
     /// Manage the store.
     #[command(subcommand)]
     System(SystemCommand),
+    /// Manage the build cache.
+    #[command(subcommand)]
+    Builder(BuilderCommand),
+}
+
+#[derive(Subcommand)]
+enum BuilderCommand {
+    /// Remove the build cache: cache mounts, and the steps of images no longer listed
+    /// (`-a`: every step).
+    Prune(commands::builder::BuilderPruneArgs),
 }
 
 #[derive(Subcommand)]
@@ -174,6 +184,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => commands::images::tag(&ctx, a),
         Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => commands::images::rmi(&ctx, a),
         Command::Image(ImageCommand::Prune(a)) => commands::images::prune(&ctx, a),
+        Command::Builder(BuilderCommand::Prune(a)) => commands::builder::prune(&ctx, a),
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => {
             commands::archive::load(&ctx, a)
         }

@@ -195,6 +195,34 @@ impl BuildCache {
         Ok(released)
     }
 
+    /// `builder prune`: removes every cache mount (returning the bytes they held), and the
+    /// pins of builds whose image is gone, or with `all` every build's pin and every entry.
+    /// Garbage collection then takes the layers nothing else holds.
+    pub fn prune(&self, images: &Images, all: bool) -> ImageResult<u64> {
+        let mounts = self.dir.with_file_name(super::mounts::CACHE_MOUNTS_DIR);
+        let freed = dir_size(&mounts);
+        match fs::remove_dir_all(&mounts) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(rimg_fs::error::IoError::new("remove", &mounts, e).into()),
+        }
+        if !all {
+            self.release_unused(images)?;
+            return Ok(freed);
+        }
+        for (name, _) in images.pins()? {
+            if name.starts_with(BUILD_PIN_PREFIX) {
+                images.unpin(&name)?;
+            }
+        }
+        if let Ok(rd) = fs::read_dir(&self.dir) {
+            for e in rd.flatten() {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        Ok(freed)
+    }
+
     /// Removes entries whose layers are no longer stored (after garbage collection).
     pub fn remove_stale(&self) -> usize {
         let Ok(rd) = fs::read_dir(&self.dir) else {
@@ -220,6 +248,20 @@ impl BuildCache {
         }
         removed
     }
+}
+
+/// The bytes of the files below `dir` (0 when it is missing).
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 fn explain_files(old: &[FileKey], new: &[FileKey]) -> String {

@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use super::heredoc::{self, Heredoc};
 use crate::image::change::{raw_words, split_instruction, CommandForm, Lexer};
 
 /// Why a Dockerfile cannot be parsed.
@@ -43,6 +44,8 @@ pub struct Instruction {
     pub args: String,
     /// The instruction as written (continuations joined, keyword as written).
     pub text: String,
+    /// The here-documents it opens (RUN, COPY and ADD), bodies read from the lines after it.
+    pub heredocs: Vec<Heredoc>,
 }
 
 impl Instruction {
@@ -116,7 +119,7 @@ fn allowed_flags(keyword: &str) -> &'static [&'static str] {
             "checksum",
             "keep-git-dir",
         ],
-        "RUN" => &["network", "security"],
+        "RUN" => &["network", "security", "mount"],
         "HEALTHCHECK" => &[
             "interval",
             "timeout",
@@ -136,7 +139,8 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
     let mut instructions = Vec::new();
     // The instruction being assembled: start line, text so far.
     let mut pending: Option<(usize, String)> = None;
-    for (idx, raw) in text.lines().enumerate() {
+    let mut lines = text.lines().enumerate();
+    while let Some((idx, raw)) = lines.next() {
         let line_no = idx + 1;
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
         let trimmed = raw.trim_start();
@@ -178,7 +182,9 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
         }
         if !continues {
             if let Some((start, acc)) = pending.take() {
-                instructions.push(instruction(start, &acc)?);
+                let mut ins = instruction(start, &acc)?;
+                read_heredocs(&mut ins, &mut lines)?;
+                instructions.push(ins);
             }
         }
     }
@@ -194,6 +200,36 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
     };
     validate(&df)?;
     Ok(df)
+}
+
+/// Reads the bodies of the heredocs a RUN, COPY or ADD opens from the lines after it.
+fn read_heredocs<'t>(
+    ins: &mut Instruction,
+    lines: &mut impl Iterator<Item = (usize, &'t str)>,
+) -> Result<(), ParseError> {
+    if !matches!(ins.keyword.as_str(), "RUN" | "COPY" | "ADD") {
+        return Ok(());
+    }
+    for mut doc in heredoc::openers(&ins.args) {
+        let mut terminated = false;
+        for (_, raw) in lines.by_ref() {
+            let raw = raw.strip_suffix('\r').unwrap_or(raw);
+            if heredoc::is_terminator(&doc, raw) {
+                terminated = true;
+                break;
+            }
+            doc.content.push_str(raw);
+            doc.content.push('\n');
+        }
+        if !terminated {
+            return Err(ins.error(format!(
+                "unterminated heredoc: no line {:?} ends it",
+                doc.name
+            )));
+        }
+        ins.heredocs.push(doc);
+    }
+    Ok(())
 }
 
 /// `# key=value` at the top of the file.
@@ -258,6 +294,7 @@ fn instruction(line: usize, text: &str) -> Result<Instruction, ParseError> {
         flags,
         args: args.to_string(),
         text,
+        heredocs: Vec::new(),
     })
 }
 
@@ -361,13 +398,13 @@ pub struct CopyArgs {
     pub dest: String,
     /// Whether the words came from the JSON form (no quote processing left to do).
     pub json: bool,
+    /// Sources that are heredocs (`COPY <<EOF /etc/x`): files named after the delimiter,
+    /// holding the body.
+    pub inline: Vec<Heredoc>,
 }
 
 /// Splits COPY/ADD arguments into sources and destination.
 pub fn parse_copy(ins: &Instruction, escape: char) -> Result<CopyArgs, ParseError> {
-    if ins.args.trim_start().starts_with("<<") {
-        return Err(ins.error("heredocs are not supported"));
-    }
     let (words, json) = match CommandForm::parse(&ins.args) {
         CommandForm::Exec(v) => (v, true),
         CommandForm::Shell(s) => (raw_words(&s, escape).map_err(|m| ins.error(m))?, false),
@@ -380,10 +417,29 @@ pub fn parse_copy(ins: &Instruction, escape: char) -> Result<CopyArgs, ParseErro
     }
     let mut sources = words;
     let dest = sources.pop().unwrap_or_default();
+    if !json && heredoc::parse_word(&dest).is_some() {
+        return Err(ins.error(format!(
+            "{} requires a destination that is not a heredoc",
+            ins.keyword
+        )));
+    }
+    let mut inline = Vec::new();
+    if !json && !ins.heredocs.is_empty() {
+        sources.retain(|w| match heredoc::parse_word(w) {
+            Some(h) => {
+                if let Some(doc) = ins.heredocs.iter().find(|d| d.name == h.name) {
+                    inline.push(doc.clone());
+                }
+                false
+            }
+            None => true,
+        });
+    }
     Ok(CopyArgs {
         sources,
         dest,
         json,
+        inline,
     })
 }
 
@@ -420,8 +476,9 @@ fn check(ins: &Instruction, lexer: &Lexer<'_>) -> Result<(), ParseError> {
         }
         "RUN" => {
             needs_args("a command")?;
-            if args.starts_with("<<") {
-                return Err(ins.error("heredocs are not supported"));
+            if !ins.heredocs.is_empty() && matches!(CommandForm::parse(args), CommandForm::Exec(_))
+            {
+                return Err(ins.error("heredocs need the shell form of RUN"));
             }
             not_string_array(ins, args)?;
             if let CommandForm::Exec(v) = CommandForm::parse(args) {
@@ -482,9 +539,9 @@ fn not_string_array(ins: &Instruction, args: &str) -> Result<(), ParseError> {
         return Ok(());
     }
     match serde_json::from_str::<Vec<serde_json::Value>>(t) {
-        Ok(v) if v.iter().any(|e| !e.is_string()) => Err(ins.error(
-            "when using JSON array syntax, arrays must be comprised of strings only",
-        )),
+        Ok(v) if v.iter().any(|e| !e.is_string()) => {
+            Err(ins.error("when using JSON array syntax, arrays must be comprised of strings only"))
+        }
         _ => Ok(()),
     }
 }
@@ -602,7 +659,10 @@ mod tests {
     fn double_dash_ends_the_flags() {
         let df = parse("FROM x\nCOPY -- foo /tmp/\nCOPY --chown=1 -- --odd /tmp/\n").unwrap();
         let c = parse_copy(&df.instructions[1], '\\').unwrap();
-        assert_eq!((c.sources, c.dest), (vec!["foo".to_string()], "/tmp/".to_string()));
+        assert_eq!(
+            (c.sources, c.dest),
+            (vec!["foo".to_string()], "/tmp/".to_string())
+        );
         assert_eq!(df.instructions[2].flag("chown"), Some("1"));
         let c = parse_copy(&df.instructions[2], '\\').unwrap();
         assert_eq!(c.sources, ["--odd"]);
@@ -617,7 +677,11 @@ mod tests {
             "RUN [\"a\", null]",
         ] {
             let e = parse(&format!("FROM x\n{text}\n")).unwrap_err();
-            assert!(e.to_string().contains("arrays must be comprised of strings"), "{e}");
+            assert!(
+                e.to_string()
+                    .contains("arrays must be comprised of strings"),
+                "{e}"
+            );
         }
         // Not JSON at all: still shell form.
         parse("FROM x\nCMD [ not json\nRUN [ -f /x ] || true\n").unwrap();

@@ -20,6 +20,7 @@ use super::cache::BuildCache;
 use super::context::Context;
 use super::dockerfile::{self, Dockerfile, Instruction};
 use super::layer::ImageFiles;
+use super::mounts::{Scratch, SecretSource};
 use super::run::Runner;
 use super::steps::{self, State};
 use super::BuildError;
@@ -48,6 +49,10 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<i64>,
     /// `--pull`: fetch every named image even when the store has it.
     pub pull_always: bool,
+    /// `--secret`s, by id, for `RUN --mount=type=secret`.
+    pub secrets: Vec<(String, SecretSource)>,
+    /// `--ssh` agent sockets, by id, for `RUN --mount=type=ssh`.
+    pub ssh: Vec<(String, PathBuf)>,
 }
 
 /// How a step ended.
@@ -133,6 +138,8 @@ pub struct Builder<'a> {
     files_cache: HashMap<Digest, Rc<ImageFiles>>,
     /// Layer indexes read so far (a base's is read once per build).
     index_cache: HashMap<Digest, LayerIndex>,
+    /// Secrets and scripts for RUN steps, made when a step first needs them.
+    scratch: Option<Scratch>,
 }
 
 /// A step's error, naming its line and text.
@@ -186,8 +193,18 @@ impl<'a> Builder<'a> {
             index_cache: HashMap::new(),
             fetcher: None,
             fetched: BTreeSet::new(),
+            scratch: None,
             opts,
         })
+    }
+
+    /// The build's scratch directory (made on first use, with a copy of every secret).
+    pub(super) fn scratch(&mut self) -> Result<&mut Scratch, BuildError> {
+        let s = match self.scratch.take() {
+            Some(s) => s,
+            None => Scratch::new(&self.images.store().private_dir(), &self.opts.secrets)?,
+        };
+        Ok(self.scratch.insert(s))
     }
 
     /// Lets the build fetch the images it names and the store lacks (and, with
@@ -369,7 +386,15 @@ impl<'a> Builder<'a> {
                 }
             }
             for ins in s.body {
-                if let Some(from) = ins.flag("from") {
+                // COPY --from=, RUN --mount=...,from=
+                let mount_froms = ins
+                    .flags
+                    .iter()
+                    .filter(|f| f.name == "mount")
+                    .filter_map(|f| f.value.as_deref())
+                    .flat_map(|v| v.split(','))
+                    .filter_map(|kv| kv.strip_prefix("from="));
+                for from in ins.flag("from").into_iter().chain(mount_froms) {
                     if let Some(j) = stage_index(stages, from, i) {
                         need.insert(j);
                     }

@@ -216,7 +216,7 @@ fn prepare_and_exec(plan: &Plan<'_>) -> Result<std::convert::Infallible, Failure
     setsid().map_err(|e| setup(format!("setsid: {e}")))?;
     match &plan.entry {
         Entry::New { rootfs, etc_dir } => {
-            rootfs::enter(rootfs, etc_dir).map_err(setup)?;
+            rootfs::enter(rootfs, etc_dir, &spec.mounts).map_err(setup)?;
             if !spec.hostname.is_empty() {
                 sethostname(&spec.hostname).map_err(|e| setup(format!("sethostname: {e}")))?;
             }

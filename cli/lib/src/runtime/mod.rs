@@ -18,6 +18,7 @@
 
 mod child;
 pub mod env;
+pub mod mounts;
 mod rootfs;
 pub(crate) mod sys;
 pub mod user;
@@ -86,6 +87,9 @@ pub struct ProcessSpec {
     pub interactive: bool,
     /// The network.
     pub network: Network,
+    /// Extra mounts (bind, tmpfs) made inside the container before it starts.
+    #[serde(default)]
+    pub mounts: Vec<mounts::MountSpec>,
 }
 
 /// Errors of the runtime.

@@ -298,8 +298,12 @@ fn protect_proc(proc: &Path, null: &Path) -> Result<(), String> {
 }
 
 /// Builds the container's mounts over `rootfs` and pivots into it. `etc_dir` holds the
-/// [`ETC_FILES`]. Runs in the container's first process, in its new mount namespace.
-pub(crate) fn enter(rootfs: &Path, etc_dir: &Path) -> Result<(), String> {
+/// [`ETC_FILES`]; `extra` are the spec's own mounts. Runs in the container's first process, in its new mount namespace.
+pub(crate) fn enter(
+    rootfs: &Path,
+    etc_dir: &Path,
+    extra: &[super::mounts::MountSpec],
+) -> Result<(), String> {
     let old_umask = umask(Mode::empty());
     mnt(
         None,
@@ -357,6 +361,7 @@ pub(crate) fn enter(rootfs: &Path, etc_dir: &Path) -> Result<(), String> {
             mount_etc_file(rootfs, &root, &src, name)?;
         }
     }
+    super::mounts::apply(rootfs, &root, extra)?;
     umask(old_umask);
     chdir(rootfs).map_err(|e| format!("chdir {}: {e}", rootfs.display()))?;
     pivot_root(".", ".").map_err(|e| format!("pivot_root {}: {e}", rootfs.display()))?;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use anyhow::{bail, Context as _, Result};
 use clap::{Args, ValueEnum};
 use console::style;
+use rimg::builder::mounts::SecretSource;
 use rimg::builder::run::MountRunner;
 use rimg::builder::{BaseImages, BuildError, BuildOptions, Builder, Outcome, Progress};
 use rimg::image::{Images, Reference};
@@ -61,6 +62,64 @@ pub struct BuildArgs {
     pub pull: bool,
     /// The build context directory.
     pub context: PathBuf,
+    /// A secret for `RUN --mount=type=secret`: id=ID,src=FILE or id=ID,env=VAR (a bare ID
+    /// takes the variable of that name).
+    #[arg(long = "secret", value_name = "id=ID,src=PATH|env=VAR")]
+    pub secrets: Vec<String>,
+    /// An SSH agent socket for `RUN --mount=type=ssh`: default, or ID=SOCKET.
+    #[arg(long = "ssh", value_name = "default|ID[=SOCKET]")]
+    pub ssh: Vec<String>,
+}
+
+/// Parses `--secret id=ID,src=PATH|env=VAR` (also `type=file|env`, `source=`, and a bare ID
+/// meaning an environment variable of that name, as buildx).
+fn parse_secret(spec: &str) -> Result<(String, SecretSource)> {
+    let (mut id, mut src, mut env, mut ty) = (None, None, None, None);
+    for field in spec.split(',') {
+        match field.split_once('=') {
+            Some(("id", v)) => id = Some(v.to_string()),
+            Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+            Some(("env", v)) => env = Some(v.to_string()),
+            Some(("type", v)) => ty = Some(v.to_string()),
+            None if !spec.contains('=') => id = Some(field.to_string()),
+            _ => bail!("invalid --secret {spec:?}: use id=ID,src=PATH or id=ID,env=VAR"),
+        }
+    }
+    let Some(id) = id.filter(|i| !i.is_empty()) else {
+        bail!("invalid --secret {spec:?}: it needs an id");
+    };
+    let source = match (src, env, ty.as_deref()) {
+        (Some(p), None, None | Some("file")) => {
+            fs::metadata(&p).with_context(|| format!("secret {id}: {}", p.display()))?;
+            SecretSource::File(p)
+        }
+        (None, Some(e), None | Some("env")) => SecretSource::Env(e),
+        (None, None, _) => {
+            let p = PathBuf::from(&id);
+            if ty.as_deref() != Some("env") && p.is_file() {
+                SecretSource::File(p)
+            } else {
+                SecretSource::Env(id.clone())
+            }
+        }
+        _ => bail!("invalid --secret {spec:?}: give src= or env=, not both"),
+    };
+    Ok((id, source))
+}
+
+/// Parses `--ssh default` (the agent `SSH_AUTH_SOCK` names) or `--ssh ID=SOCKET`.
+fn parse_ssh(spec: &str) -> Result<(String, PathBuf)> {
+    let (id, sock) = match spec.split_once('=') {
+        Some((id, path)) => (id.to_string(), PathBuf::from(path)),
+        None => match std::env::var_os("SSH_AUTH_SOCK") {
+            Some(s) => (spec.to_string(), PathBuf::from(s)),
+            None => bail!("--ssh {spec}: SSH_AUTH_SOCK is not set (use --ssh {spec}=SOCKET)"),
+        },
+    };
+    if !sock.exists() {
+        bail!("--ssh {id}: {} does not exist", sock.display());
+    }
+    Ok((id, sock))
 }
 
 /// Prints progress lines.
@@ -208,6 +267,12 @@ pub fn run(ctx: &Ctx, a: BuildArgs) -> Result<u8> {
         tags: tags.clone(),
         source_date_epoch: units::source_date_epoch(),
         pull_always: a.pull,
+        secrets: a
+            .secrets
+            .iter()
+            .map(|s| parse_secret(s))
+            .collect::<Result<_>>()?,
+        ssh: a.ssh.iter().map(|s| parse_ssh(s)).collect::<Result<_>>()?,
     };
     let tty = match a.progress {
         ProgressMode::Auto => io::stdout().is_terminal(),

@@ -7,6 +7,7 @@ use super::super::cache::FileKey;
 use super::super::context::{clean_rel, Context, HostEntry, HostKind};
 use super::super::dockerfile::{self, Instruction};
 use super::super::fetch;
+use super::super::heredoc;
 use super::super::layer::{self, DirDefaults, ImageFiles, Kind, LayerPlan, NewEntry, Source};
 use super::super::stages::{stage_index, step_err, Builder, Outcome};
 use super::super::BuildError;
@@ -25,11 +26,31 @@ struct CopyArgs {
     chown: Option<String>,
     chmod: Option<u32>,
     from: Option<String>,
+    /// Heredoc sources: (file name, contents), variables substituted unless quoted.
+    inline: Vec<(String, String)>,
 }
 
 impl CopyArgs {
-    fn parse(ins: &Instruction, escape: char, lexer: &Lexer<'_>) -> Result<Self, BuildError> {
+    fn parse(
+        ins: &Instruction,
+        escape: char,
+        lexer: &Lexer<'_>,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, BuildError> {
         let raw = dockerfile::parse_copy(ins, escape)?;
+        let inline = raw
+            .inline
+            .iter()
+            .map(|d| {
+                let data = d.data();
+                let data = if d.expand {
+                    heredoc::expand(&data, lookup)
+                } else {
+                    data
+                };
+                (d.name.clone(), data)
+            })
+            .collect();
         let word = |w: &str| lexer.word(w).map_err(|m| step_err(ins, m));
         let mut sources = Vec::new();
         for s in &raw.sources {
@@ -59,6 +80,7 @@ impl CopyArgs {
             chown,
             chmod,
             from,
+            inline,
         })
     }
 
@@ -74,7 +96,9 @@ impl CopyArgs {
         if let Some(m) = &self.chmod {
             flags.push_str(&format!("--chmod={m:o} "));
         }
-        format!("{keyword} {flags}{} {}", self.sources.join(" "), self.dest)
+        let mut sources = self.sources.clone();
+        sources.extend(self.inline.iter().map(|(n, _)| format!("<<{n}")));
+        format!("{keyword} {flags}{} {}", sources.join(" "), self.dest)
     }
 }
 
@@ -85,8 +109,15 @@ pub(in crate::builder) fn copy(
     cx: &mut StageContext<'_>,
     ins: &Instruction,
     lexer: &Lexer<'_>,
+    lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Outcome, BuildError> {
-    let args = CopyArgs::parse(ins, b.escape, lexer)?;
+    let args = CopyArgs::parse(ins, b.escape, lexer, lookup)?;
+    if args.from.is_some() && !args.inline.is_empty() {
+        return Err(step_err(
+            ins,
+            "heredoc sources cannot be combined with --from",
+        ));
+    }
     let from_state = source_state(b, cx, ins, args.from.as_deref())?;
     let text = args.text(&ins.keyword);
     // Downloads live until the layer is written.
@@ -122,7 +153,7 @@ pub(in crate::builder) fn copy(
 
 /// The state `--from` names: an earlier stage's final state, or an image (fetched if
 /// missing). `None` reads the context.
-fn source_state(
+pub(in crate::builder) fn source_state(
     b: &mut Builder<'_>,
     cx: &StageContext<'_>,
     ins: &Instruction,
@@ -168,36 +199,67 @@ fn context_keys(
             downloads.push(d);
             continue;
         }
-        for m in b
-            .context
-            .resolve(s)
-            .map_err(|e| step_err(ins, crate::error_line(&e)))?
-        {
-            let mut entries = vec![m.entry.clone()];
-            if m.entry.kind == HostKind::Dir {
-                entries.extend(b.context.walk(&m.entry.rel)?);
-            }
-            for e in entries {
-                let content = match &e.kind {
-                    HostKind::Dir => "dir".to_string(),
-                    HostKind::Symlink(t) => format!("symlink:{}", String::from_utf8_lossy(t)),
-                    HostKind::File(_) => b
-                        .context
-                        .hash(&e.rel)
-                        .map_err(|er| step_err(ins, crate::error_line(&er)))?
-                        .to_string(),
-                };
-                keys.push(FileKey {
-                    path: e.rel,
-                    mode: e.mode,
-                    content,
-                });
-            }
-        }
+        keys.extend(source_keys(b, ins, s)?);
+    }
+    for (name, data) in &args.inline {
+        keys.push(FileKey {
+            path: format!("<<{name}"),
+            mode: 0o644,
+            content: rimg_fs::Digest::of(data.as_bytes()).to_string(),
+        });
     }
     keys.sort_by(|a, b| a.path.cmp(&b.path));
     keys.dedup();
     Ok((keys, downloads))
+}
+
+/// The cache key's files for one context source (a path or pattern): every entry it names
+/// or holds, with its mode and content hash. `RUN --mount=type=bind` keys on them too.
+pub(in crate::builder) fn source_keys(
+    b: &Builder<'_>,
+    ins: &Instruction,
+    source: &str,
+) -> Result<Vec<FileKey>, BuildError> {
+    let mut keys = Vec::new();
+    for e in source_entries(b, ins, source)? {
+        let content = match &e.kind {
+            HostKind::Dir => "dir".to_string(),
+            HostKind::Symlink(t) => format!("symlink:{}", String::from_utf8_lossy(t)),
+            HostKind::File(_) => b
+                .context
+                .hash(&e.rel)
+                .map_err(|er| step_err(ins, crate::error_line(&er)))?
+                .to_string(),
+        };
+        keys.push(FileKey {
+            path: e.rel,
+            mode: e.mode,
+            content,
+        });
+    }
+    Ok(keys)
+}
+
+/// Every context entry a source names, directories' contents included.
+pub(in crate::builder) fn source_entries(
+    b: &Builder<'_>,
+    ins: &Instruction,
+    source: &str,
+) -> Result<Vec<HostEntry>, BuildError> {
+    let mut out = Vec::new();
+    for m in b
+        .context
+        .resolve(source)
+        .map_err(|e| step_err(ins, crate::error_line(&e)))?
+    {
+        let dir = m.entry.kind == HostKind::Dir;
+        let rel = m.entry.rel.clone();
+        out.push(m.entry);
+        if dir {
+            out.extend(b.context.walk(&rel)?);
+        }
+    }
+    Ok(out)
 }
 
 /// Where a COPY writes and how: the state's files below, the destination, the owner and
@@ -389,12 +451,27 @@ fn plan_from_context(
             matched.push(m.entry);
         }
     }
-    let count = matched.len() + downloads.len();
+    let count = matched.len() + downloads.len() + args.inline.len();
     if (count > 1 || wildcard) && !p.as_dir {
         return Err(step_err(ins, NOT_A_DIR));
     }
     for d in downloads {
         plan_download(ins, d, p)?;
+    }
+    for (name, data) in &args.inline {
+        let (uid, gid) = p.owner.unwrap_or((0, 0));
+        let entry = NewEntry {
+            kind: Kind::File {
+                source: Source::Bytes(data.as_bytes().to_vec()),
+                size: data.len() as u64,
+            },
+            mode: p.chmod.unwrap_or(0o644),
+            uid,
+            gid,
+            mtime: p.epoch,
+            xattrs: Vec::new(),
+        };
+        p.add(&p.target_for(name), entry);
     }
     for e in matched {
         if e.kind == HostKind::Dir {

@@ -96,8 +96,8 @@ pub(super) fn dispatch(
     match ins.keyword.as_str() {
         "ARG" => config::arg(b, cx, ins, &lexer),
         "MAINTAINER" => config::maintainer(b, cx, ins, &lexer),
-        "RUN" => run::run(b, cx, ins),
-        "COPY" | "ADD" => copy::copy(b, cx, ins, &lexer),
+        "RUN" => run::run(b, cx, ins, &lexer),
+        "COPY" | "ADD" => copy::copy(b, cx, ins, &lexer, &lookup),
         "WORKDIR" => workdir::workdir(b, cx, ins, &lexer),
         _ => config::change(b, cx, ins, &lexer),
     }

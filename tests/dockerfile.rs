@@ -1,0 +1,371 @@
+//! Today's Dockerfiles through the real binary (issue 19): heredocs, `RUN --mount` (cache,
+//! secret, bind, tmpfs), the parser bugs a peer's corpus found, and the BuildKit-era flags of
+//! `rimg build`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use rimg_tests::Store;
+use serde_json::Value;
+
+fn context(s: &Store, name: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = s.path(name);
+    for (path, content) in files {
+        let p = dir.join(path);
+        fs::create_dir_all(p.parent().unwrap()).unwrap();
+        fs::write(&p, content).unwrap();
+    }
+    dir
+}
+
+fn build(s: &Store, ctx: &Path, args: &[&str]) -> String {
+    s.rimg(["build", "--progress", "plain"])
+        .args(args)
+        .arg(ctx)
+        .ok()
+}
+
+/// Reads a file of an image through its layers.
+fn read_file(s: &Store, image: &str, path: &str) -> Option<String> {
+    let images = rimg::image::Images::open(&s.root()).unwrap();
+    let img = images.resolve(image).unwrap();
+    let files = rimg::builder::layer::ImageFiles::open(images.store(), img.diff_ids()).unwrap();
+    files
+        .read(path, 1 << 20)
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
+/// Every path in every layer of an image.
+fn all_layer_paths(s: &Store, image: &str) -> Vec<String> {
+    let images = rimg::image::Images::open(&s.root()).unwrap();
+    let img = images.resolve(image).unwrap();
+    let mut out = Vec::new();
+    for d in img.diff_ids() {
+        let index = images.store().layer_index(d).unwrap();
+        out.extend(
+            index
+                .entries()
+                .iter()
+                .map(|e| String::from_utf8_lossy(&e.path).into_owned()),
+        );
+    }
+    out
+}
+
+/// The paths of the image's top layer, sorted.
+fn top_layer_paths(s: &Store, image: &str) -> Vec<String> {
+    let images = rimg::image::Images::open(&s.root()).unwrap();
+    let img = images.resolve(image).unwrap();
+    let index = images
+        .store()
+        .layer_index(img.diff_ids().last().unwrap())
+        .unwrap();
+    let mut paths: Vec<String> = index
+        .entries()
+        .iter()
+        .map(|e| String::from_utf8_lossy(&e.path).into_owned())
+        .collect();
+    paths.sort();
+    paths
+}
+
+/// The outcome the progress printed for step `n` (`CACHED` or `DONE …`).
+fn outcome(out: &str, n: usize, total: usize) -> String {
+    let prefix = format!("[{n}/{total}] ");
+    out.lines()
+        .filter(|l| l.starts_with(&prefix))
+        .map(|l| l[prefix.len()..].to_string())
+        .find(|l| l == "CACHED" || l.starts_with("DONE"))
+        .unwrap_or_else(|| panic!("no outcome for step {n} in:\n{out}"))
+}
+
+/// Every file under `dir` whose bytes contain `needle`.
+fn files_containing(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(dir) else {
+        return out;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        let m = fs::symlink_metadata(&p).unwrap();
+        if m.is_dir() {
+            out.extend(files_containing(&p, needle));
+        } else if m.is_file() {
+            let data = fs::read(&p).unwrap_or_default();
+            if data.windows(needle.len()).any(|w| w == needle) {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn parser_bugs_from_the_corpus() {
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    let ctx = context(
+        &s,
+        "parser",
+        &[
+            ("foo", "foo\n"),
+            (
+                "Dockerfile",
+                "FROM busybox\nRUN echo one\\\\\nRUN echo two > /two\nCOPY -- foo /tmp/\n",
+            ),
+        ],
+    );
+    build(&s, &ctx, &["-t", "parser"]);
+    assert_eq!(read_file(&s, "parser", "/two").unwrap(), "two\n");
+    assert_eq!(read_file(&s, "parser", "/tmp/foo").unwrap(), "foo\n");
+    for bad in [
+        "CMD [ \"echo\", [ \"nested json\" ] ]",
+        "CMD [1, 2]",
+        "ENTRYPOINT [\"sh\", [\"-c\"]]",
+    ] {
+        fs::write(ctx.join("Dockerfile"), format!("FROM busybox\n{bad}\n")).unwrap();
+        let err = s
+            .rimg(["build", "--progress", "plain", "-t", "bad"])
+            .arg(&ctx)
+            .fails();
+        assert!(err.contains("line 2"), "{bad}: {err}");
+        assert!(err.contains("strings only"), "{bad}: {err}");
+    }
+}
+
+#[test]
+fn heredocs_as_buildkit_documents_them() {
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    let ctx = context(
+        &s,
+        "heredoc",
+        &[(
+            "Dockerfile",
+            "FROM busybox\n\
+             ARG FOO=bar\n\
+             RUN <<EOF\n\
+             echo hello > /hello\n\
+             echo \"world\" >> /hello\n\
+             EOF\n\
+             RUN <<EOT sh\n\
+             echo from-stdin > /stdin\n\
+             EOT\n\
+             RUN <<-\"EOF\"\n\
+             \techo tabbed > /tabbed\n\
+             \tEOF\n\
+             RUN <<EOF\n\
+             #!/bin/sh -e\n\
+             echo \"$0\" > /script-name\n\
+             EOF\n\
+             RUN cat <<one > /first && cat <<two > /second\n\
+             1\n\
+             one\n\
+             2\n\
+             two\n\
+             COPY <<EOF /etc/expanded\n\
+             FOO is $FOO\n\
+             EOF\n\
+             COPY <<'EOF' <<\"two\" /dir/\n\
+             FOO is $FOO\n\
+             EOF\n\
+             second\n\
+             two\n",
+        )],
+    );
+    build(&s, &ctx, &["-t", "heredoc"]);
+    assert_eq!(
+        read_file(&s, "heredoc", "/hello").unwrap(),
+        "hello\nworld\n"
+    );
+    assert_eq!(read_file(&s, "heredoc", "/stdin").unwrap(), "from-stdin\n");
+    assert_eq!(read_file(&s, "heredoc", "/tabbed").unwrap(), "tabbed\n");
+    assert_eq!(
+        read_file(&s, "heredoc", "/script-name").unwrap(),
+        "/dev/pipes/EOF\n"
+    );
+    assert_eq!(read_file(&s, "heredoc", "/first").unwrap(), "1\n");
+    assert_eq!(read_file(&s, "heredoc", "/second").unwrap(), "2\n");
+    assert_eq!(
+        read_file(&s, "heredoc", "/etc/expanded").unwrap(),
+        "FOO is bar\n"
+    );
+    assert_eq!(
+        read_file(&s, "heredoc", "/dir/EOF").unwrap(),
+        "FOO is $FOO\n"
+    );
+    assert_eq!(read_file(&s, "heredoc", "/dir/two").unwrap(), "second\n");
+    // The script's mount point is not in any layer.
+    assert!(
+        !all_layer_paths(&s, "heredoc")
+            .iter()
+            .any(|p| p.starts_with("dev/")),
+        "{:?}",
+        all_layer_paths(&s, "heredoc")
+    );
+
+    // The heredoc's body is part of the cache key.
+    let df = fs::read_to_string(ctx.join("Dockerfile")).unwrap();
+    fs::write(
+        ctx.join("Dockerfile"),
+        df.replace("echo \"world\"", "echo \"there\""),
+    )
+    .unwrap();
+    let out = build(&s, &ctx, &["-t", "heredoc2"]);
+    assert_eq!(outcome(&out, 2, 9), "CACHED", "{out}");
+    assert!(outcome(&out, 3, 9).starts_with("DONE"), "{out}");
+    assert_eq!(
+        read_file(&s, "heredoc2", "/hello").unwrap(),
+        "hello\nthere\n"
+    );
+
+    // An unterminated heredoc names its line.
+    fs::write(ctx.join("Dockerfile"), "FROM busybox\nRUN <<EOF\necho x\n").unwrap();
+    let err = s.rimg(["build", "-t", "bad"]).arg(&ctx).fails();
+    assert!(
+        err.contains("line 2") && err.contains("unterminated heredoc"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_cache_mount_is_kept_across_builds_and_not_in_the_layer() {
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    let df = |marker: &str| {
+        format!(
+            "FROM busybox\n\
+             RUN echo {marker} > /marker\n\
+             RUN --mount=type=cache,target=/var/cache/app \\\n    \
+             echo {marker} >> /var/cache/app/log && cat /var/cache/app/log > /seen\n"
+        )
+    };
+    let ctx = context(&s, "cache", &[("Dockerfile", &df("first"))]);
+    build(&s, &ctx, &["-t", "cache1"]);
+    assert_eq!(read_file(&s, "cache1", "/seen").unwrap(), "first\n");
+    // Only /seen: the cache dir (and the mount point made for it) stays out of the layer.
+    assert_eq!(top_layer_paths(&s, "cache1"), ["seen"]);
+    fs::write(ctx.join("Dockerfile"), df("second")).unwrap();
+    build(&s, &ctx, &["-t", "cache2"]);
+    assert_eq!(read_file(&s, "cache2", "/seen").unwrap(), "first\nsecond\n");
+    let diff = s.rimg(["diff", "cache1", "cache2"]).ok();
+    assert!(!diff.contains("/var/cache/app"), "{diff}");
+    // `builder prune` removes the cache mounts: the next build starts afresh.
+    s.rimg(["builder", "prune", "-f"]).ok();
+    fs::write(ctx.join("Dockerfile"), df("third")).unwrap();
+    build(&s, &ctx, &["-t", "cache3"]);
+    assert_eq!(read_file(&s, "cache3", "/seen").unwrap(), "third\n");
+}
+
+#[test]
+fn a_secret_is_visible_to_run_and_nowhere_else() {
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    let secret = "s3cr3t-VALUE-9f8e7d";
+    let file = s.path("token.txt");
+    fs::write(&file, secret).unwrap();
+    // The Dockerfile checks the secret by its hash, so the text itself is nowhere else.
+    let sum = rimg_tests::sh(&format!("sha256sum {} | cut -d' ' -f1", file.display()));
+    let sum = sum.trim();
+    let df = format!(
+        "FROM busybox\n\
+         RUN --mount=type=secret,id=token \\\n    \
+         test \"$(sha256sum < /run/secrets/token | cut -d' ' -f1)\" = {sum} && \\\n    \
+         test \"$(stat -c %a /run/secrets/token)\" = 400 && echo ok > /checked\n\
+         RUN --mount=type=secret,id=envtok,target=/tok,required \\\n    \
+         test \"$(sha256sum < /tok | cut -d' ' -f1)\" = {sum} && echo ok > /checked-env\n"
+    );
+    let ctx = context(&s, "secret", &[("Dockerfile", &df)]);
+    s.rimg(["build", "--progress", "plain", "-t", "secret"])
+        .args(["--secret", &format!("id=token,src={}", file.display())])
+        .args(["--secret", "id=envtok,env=RIMG_TEST_SECRET"])
+        .env("RIMG_TEST_SECRET", secret)
+        .arg(&ctx)
+        .ok();
+    assert_eq!(read_file(&s, "secret", "/checked").unwrap(), "ok\n");
+    assert_eq!(read_file(&s, "secret", "/checked-env").unwrap(), "ok\n");
+    for p in all_layer_paths(&s, "secret") {
+        assert!(
+            !p.starts_with("run") && p != "tok",
+            "mount point in a layer: {p}"
+        );
+    }
+    let hist = s.rimg(["history", "--no-trunc", "secret"]).ok();
+    assert!(hist.contains("type=secret,id=token"), "{hist}");
+    assert!(!hist.contains(secret), "{hist}");
+    let inspect = s.rimg(["inspect", "secret"]).ok();
+    assert!(!inspect.contains(secret));
+    let tar = s.path("secret.tar");
+    s.rimg(["save", "-o"]).arg(&tar).arg("secret").ok();
+    let data = fs::read(&tar).unwrap();
+    assert!(!data.windows(secret.len()).any(|w| w == secret.as_bytes()));
+    // Nowhere in the store (cache entries, layers, scratch), nothing left staged.
+    assert_eq!(
+        files_containing(&s.root(), secret.as_bytes()),
+        Vec::<PathBuf>::new()
+    );
+    // A required secret that was not given fails the step.
+    let err = s
+        .rimg([
+            "build",
+            "--progress",
+            "plain",
+            "--no-cache",
+            "-t",
+            "nosecret",
+        ])
+        .args(["--secret", &format!("id=token,src={}", file.display())])
+        .arg(&ctx)
+        .fails();
+    assert!(err.contains("secret envtok not found"), "{err}");
+}
+
+#[test]
+fn bind_and_tmpfs_mounts_leave_nothing_behind() {
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    let ctx = context(
+        &s,
+        "bind",
+        &[
+            ("src/a.txt", "from the context\n"),
+            ("src/ignored.txt", "ignored\n"),
+            (".dockerignore", "src/ignored.txt\n"),
+            (
+                "Dockerfile",
+                "FROM busybox AS base\n\
+                 RUN echo staged > /staged\n\
+                 FROM busybox\n\
+                 RUN --mount=type=bind,source=src,target=/mnt/src \\\n    \
+                 cat /mnt/src/a.txt > /copied && ! test -e /mnt/src/ignored.txt && \\\n    \
+                 ! touch /mnt/src/new 2>/dev/null\n\
+                 RUN --mount=type=bind,from=base,source=/staged,target=/staged \\\n    \
+                 cat /staged > /from-stage\n\
+                 RUN --mount=type=tmpfs,target=/scratch \\\n    \
+                 echo x > /scratch/x && grep -q tmpfs /proc/mounts && echo ok > /tmpfs-ok\n",
+            ),
+        ],
+    );
+    build(&s, &ctx, &["-t", "bind"]);
+    assert_eq!(
+        read_file(&s, "bind", "/copied").unwrap(),
+        "from the context\n"
+    );
+    assert_eq!(read_file(&s, "bind", "/from-stage").unwrap(), "staged\n");
+    assert_eq!(read_file(&s, "bind", "/tmpfs-ok").unwrap(), "ok\n");
+    let paths = all_layer_paths(&s, "bind");
+    for p in ["mnt", "staged", "scratch"] {
+        assert!(
+            !paths
+                .iter()
+                .any(|x| x == p || x.starts_with(&format!("{p}/"))),
+            "{p} in {paths:?}"
+        );
+    }
+    // A context file the bind shows is in the key: changing it reruns the step.
+    fs::write(ctx.join("src/a.txt"), "changed\n").unwrap();
+    let out = build(&s, &ctx, &["-t", "bind2"]);
+    assert!(outcome(&out, 4, 6).starts_with("DONE"), "{out}");
+    assert_eq!(read_file(&s, "bind2", "/copied").unwrap(), "changed\n");
+    let _: Value = serde_json::from_str(&s.rimg(["inspect", "bind2"]).ok()).unwrap();
+}
