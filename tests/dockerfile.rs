@@ -369,3 +369,196 @@ fn bind_and_tmpfs_mounts_leave_nothing_behind() {
     assert_eq!(read_file(&s, "bind2", "/copied").unwrap(), "changed\n");
     let _: Value = serde_json::from_str(&s.rimg(["inspect", "bind2"]).ok()).unwrap();
 }
+
+#[test]
+fn output_label_iidfile_platform_and_progress_flags() {
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    let ctx = context(
+        &s,
+        "flags",
+        &[
+            ("a.txt", "a\n"),
+            (
+                "Dockerfile",
+                "FROM busybox AS build\nRUN mkdir /out && echo built > /out/result\n\
+                 FROM scratch\nCOPY --from=build /out/ /\nCOPY a.txt /\n",
+            ),
+        ],
+    );
+    // -o type=local: the files, and no image.
+    let images_before = s.rimg(["images", "-q"]).ok();
+    let dest = s.path("exported");
+    s.rimg(["build", "--progress", "plain"])
+        .arg("-o")
+        .arg(format!("type=local,dest={}", dest.display()))
+        .arg(&ctx)
+        .ok();
+    assert_eq!(fs::read_to_string(dest.join("result")).unwrap(), "built\n");
+    assert_eq!(fs::read_to_string(dest.join("a.txt")).unwrap(), "a\n");
+    assert_eq!(s.rimg(["images", "-q"]).ok(), images_before);
+    // type=tar.
+    let tar = s.path("exported.tar");
+    s.rimg(["build", "-q"])
+        .arg("--output")
+        .arg(format!("type=tar,dest={}", tar.display()))
+        .arg(&ctx)
+        .ok();
+    let listing = rimg_tests::sh(&format!("tar -tf {}", tar.display()));
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.trim_start_matches("./") == "result"),
+        "{listing}"
+    );
+
+    // --label and --iidfile.
+    let iid = s.path("iid");
+    s.rimg([
+        "build",
+        "--progress",
+        "plain",
+        "-t",
+        "flags",
+        "--label",
+        "org.example.k=v",
+    ])
+    .arg("--iidfile")
+    .arg(&iid)
+    .arg(&ctx)
+    .ok();
+    let inspect: Value = serde_json::from_str(&s.rimg(["inspect", "flags"]).ok()).unwrap();
+    assert_eq!(inspect[0]["Config"]["Labels"]["org.example.k"], "v");
+    assert_eq!(
+        fs::read_to_string(&iid).unwrap(),
+        inspect[0]["Id"].as_str().unwrap()
+    );
+
+    // --platform: the host's is fine, another is a clear error.
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        a => a,
+    };
+    build(&s, &ctx, &["--platform", &format!("linux/{arch}")]);
+    let other = if arch == "amd64" {
+        "linux/arm64"
+    } else {
+        "linux/amd64"
+    };
+    let err = s.rimg(["build", "--platform", other]).arg(&ctx).fails();
+    assert!(err.contains("host's platform only"), "{err}");
+
+    // --progress rawjson: one JSON object a line.
+    let out = s
+        .rimg(["build", "--progress", "rawjson", "-t", "flags"])
+        .arg(&ctx)
+        .ok();
+    let events: Vec<Value> = out
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(events.iter().any(|e| e["outcome"] == "cached"), "{out}");
+    assert!(events.iter().any(|e| e["text"] == "COPY a.txt /"), "{out}");
+}
+
+#[test]
+fn context_and_dockerfile_from_stdin_and_a_dockerfiles_own_ignore_file() {
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    let ctx = context(
+        &s,
+        "stdin",
+        &[
+            ("keep.txt", "kept\n"),
+            ("drop.txt", "dropped\n"),
+            (".dockerignore", ""),
+            ("build/app.Dockerfile", "FROM busybox\nCOPY . /ctx/\n"),
+            ("build/app.Dockerfile.dockerignore", "drop.txt\nbuild\n"),
+            ("Dockerfile", "FROM busybox\nCOPY keep.txt /\n"),
+        ],
+    );
+    // <Dockerfile>.dockerignore beside a named Dockerfile wins over .dockerignore.
+    s.rimg(["build", "--progress", "plain", "-t", "own-ignore", "-f"])
+        .arg(ctx.join("build/app.Dockerfile"))
+        .arg(&ctx)
+        .ok();
+    assert_eq!(
+        read_file(&s, "own-ignore", "/ctx/keep.txt").unwrap(),
+        "kept\n"
+    );
+    assert!(read_file(&s, "own-ignore", "/ctx/drop.txt").is_none());
+
+    // A context tar on standard input.
+    let tar_path = s.path("ctx.tar");
+    rimg_tests::sh(&format!(
+        "cd {} && tar -cf {} Dockerfile keep.txt",
+        ctx.display(),
+        tar_path.display()
+    ));
+    let out = s
+        .rimg(["build", "--progress", "plain", "-t", "from-stdin", "-"])
+        .stdin_bytes(&fs::read(&tar_path).unwrap());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read_file(&s, "from-stdin", "/keep.txt").unwrap(), "kept\n");
+
+    // A Dockerfile on standard input with a context directory.
+    let out = s
+        .rimg(["build", "--progress", "plain", "-t", "df-stdin", "-f", "-"])
+        .arg(&ctx)
+        .stdin_bytes(b"FROM busybox\nCOPY drop.txt /\n");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(read_file(&s, "df-stdin", "/drop.txt").unwrap(), "dropped\n");
+}
+
+#[test]
+fn an_exported_cache_gives_a_fresh_store_cached_steps() {
+    let a = Store::new();
+    a.busybox("busybox:latest");
+    let ctx = context(
+        &a,
+        "cacheio",
+        &[
+            ("app.txt", "v1\n"),
+            (
+                "Dockerfile",
+                "FROM busybox\nRUN echo expensive > /step\nCOPY app.txt /\nRUN cat /app.txt > /copy\n",
+            ),
+        ],
+    );
+    let exported = a.path("exported-cache");
+    a.rimg(["build", "--progress", "plain", "-t", "cacheio"])
+        .arg("--cache-to")
+        .arg(format!("type=local,dest={}", exported.display()))
+        .arg(&ctx)
+        .ok();
+    assert!(exported.join("index.json").is_file());
+    // The same base in a fresh store (save/load keeps its id).
+    let base = a.path("busybox.tar");
+    a.rimg(["save", "-o"]).arg(&base).arg("busybox").ok();
+    let b = Store::new();
+    b.rimg(["load", "-i"]).arg(&base).ok();
+    let out = b
+        .rimg(["build", "--progress", "plain", "-t", "cacheio"])
+        .arg("--cache-from")
+        .arg(format!("type=local,src={}", exported.display()))
+        .arg(&ctx)
+        .ok();
+    for n in 2..=4 {
+        assert_eq!(outcome(&out, n, 4), "CACHED", "{out}");
+    }
+    assert_eq!(read_file(&b, "cacheio", "/copy").unwrap(), "v1\n");
+    assert_eq!(
+        b.rimg(["inspect", "-f", "{{.Id}}", "cacheio"]).ok(),
+        a.rimg(["inspect", "-f", "{{.Id}}", "cacheio"]).ok()
+    );
+}

@@ -17,7 +17,7 @@ use commands::Ctx;
 #[derive(Subcommand)]
 enum Command {
     /// Build an image from a Dockerfile.
-    Build(commands::build::BuildArgs),
+    Build(Box<commands::build::BuildArgs>),
     /// Create an image from a rootfs tarball.
     Import(commands::import::ImportArgs),
     /// List images.
@@ -95,7 +95,7 @@ enum BuilderCommand {
 #[derive(Subcommand)]
 enum ImageCommand {
     /// Build an image from a Dockerfile.
-    Build(commands::build::BuildArgs),
+    Build(Box<commands::build::BuildArgs>),
     /// List images.
     #[command(alias = "list")]
     Ls(commands::images::ImagesArgs),
@@ -166,7 +166,9 @@ type Cli = shared::Cli<Command>;
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let ctx = Ctx::new(cli.store.dir());
     match cli.command {
-        Command::Build(a) | Command::Image(ImageCommand::Build(a)) => commands::build::run(&ctx, a),
+        Command::Build(a) | Command::Image(ImageCommand::Build(a)) => {
+            commands::build::run(&ctx, *a)
+        }
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => {
             commands::import::run(&ctx, a)
         }

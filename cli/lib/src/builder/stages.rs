@@ -16,11 +16,13 @@ use std::time::{Duration, Instant};
 
 use rimg_fs::{Digest, LayerIndex};
 
-use super::cache::BuildCache;
+use super::cache::{BuildCache, Entry};
+use super::cache_io;
 use super::context::Context;
 use super::dockerfile::{self, Dockerfile, Instruction};
 use super::layer::ImageFiles;
 use super::mounts::{Scratch, SecretSource};
+use super::output::{self, Output};
 use super::run::Runner;
 use super::steps::{self, State};
 use super::BuildError;
@@ -53,6 +55,16 @@ pub struct BuildOptions {
     pub secrets: Vec<(String, SecretSource)>,
     /// `--ssh` agent sockets, by id, for `RUN --mount=type=ssh`.
     pub ssh: Vec<(String, PathBuf)>,
+    /// `--label`s set on the image.
+    pub labels: Vec<(String, String)>,
+    /// `-o`: export the final stage's files instead of creating an image.
+    pub output: Option<Output>,
+    /// `--cache-to type=local,dest=DIR`: export the steps of this build there.
+    pub cache_to: Option<PathBuf>,
+    /// `--cache-from type=local,src=DIR`: import exported steps before building.
+    pub cache_from: Vec<PathBuf>,
+    /// Ignore rules replacing the context's `.dockerignore` (`<Dockerfile>.dockerignore`).
+    pub ignore_text: Option<String>,
 }
 
 /// How a step ended.
@@ -140,6 +152,8 @@ pub struct Builder<'a> {
     index_cache: HashMap<Digest, LayerIndex>,
     /// Secrets and scripts for RUN steps, made when a step first needs them.
     scratch: Option<Scratch>,
+    /// The cache entries this build hit or wrote (what `--cache-to` exports).
+    pub(super) used_entries: Vec<Entry>,
 }
 
 /// A step's error, naming its line and text.
@@ -159,7 +173,10 @@ impl<'a> Builder<'a> {
         progress: &'a mut dyn Progress,
         opts: BuildOptions,
     ) -> Result<Self, BuildError> {
-        let context = Context::open(&opts.context)?;
+        let mut context = Context::open(&opts.context)?;
+        if let Some(text) = &opts.ignore_text {
+            context = context.with_ignore(text);
+        }
         let mut build_args = BTreeMap::new();
         for (k, v) in &opts.build_args {
             match v {
@@ -194,6 +211,7 @@ impl<'a> Builder<'a> {
             fetcher: None,
             fetched: BTreeSet::new(),
             scratch: None,
+            used_entries: Vec::new(),
             opts,
         })
     }
@@ -256,6 +274,11 @@ impl<'a> Builder<'a> {
         self.total = needed.iter().map(|&i| 1 + stages[i].body.len()).sum();
         // Keep garbage collection off the layers written until they are referenced.
         let _lease = self.images.store().lease()?;
+        for dir in self.opts.cache_from.clone() {
+            let n = cache_io::import(self.images, &self.cache, &dir)?;
+            self.progress
+                .note(&format!("imported {n} cached steps from {}", dir.display()));
+        }
         for &i in &needed {
             let state = match self.run_stage(&stages, i) {
                 Ok(s) => s,
@@ -273,8 +296,31 @@ impl<'a> Builder<'a> {
             .stage_states
             .remove(&target)
             .ok_or_else(|| BuildError::NoTarget(target.to_string()))?;
-        let layers = state.config.rootfs.diff_ids.clone();
-        let image = self.images.create(&layers, state.config, &self.opts.tags)?;
+        if let Some(dir) = &self.opts.cache_to {
+            cache_io::export(self.images, &self.used_entries, dir)?;
+        }
+        let mut config = state.config;
+        if !self.opts.labels.is_empty() {
+            let labels = config.config.labels.get_or_insert_with(Default::default);
+            for (k, v) in &self.opts.labels {
+                labels.insert(k.clone(), v.clone());
+            }
+        }
+        if let Some(out) = &self.opts.output {
+            // No image: an unlisted state for the export's mount.
+            let bytes = serde_json::to_vec(&config).map_err(|e| {
+                rimg_fs::error::IoError::new("serialize", "config", std::io::Error::other(e))
+            })?;
+            let image = self.images.write_image(&bytes)?;
+            output::export(self.images, &image, out)?;
+            return Ok(Built {
+                image,
+                cached: self.cached,
+                ran: self.ran,
+            });
+        }
+        let layers = config.rootfs.diff_ids.clone();
+        let image = self.images.create(&layers, config, &self.opts.tags)?;
         let pinned: Vec<Digest> = self.stage_layers.iter().copied().collect();
         self.cache.pin_build(self.images, &image.id, &pinned)?;
         Ok(Built {
