@@ -398,7 +398,7 @@ fn bad_dockerfiles_name_the_line() {
         ("FROM busybox\nENV A=\"x\n", "Dockerfile line 2: ENV: unterminated double quote"),
         ("FROM busybox\nCOPY ../etc /x\n", "forbidden path outside the build context"),
         ("FROM busybox\nCOPY a.txt b.txt /dir\n", "must be a directory and end with a /"),
-        ("FROM busybox\nADD https://example.invalid/x.tar /x/\n", "HTTPS is not supported"),
+        ("FROM busybox\nADD https://example.invalid/x.tar /x/\n", "cannot fetch https://example.invalid/x.tar"),
     ];
     for (i, (df, msg)) in cases.iter().enumerate() {
         let ctx = context(

@@ -562,3 +562,96 @@ fn an_exported_cache_gives_a_fresh_store_cached_steps() {
         a.rimg(["inspect", "-f", "{{.Id}}", "cacheio"]).ok()
     );
 }
+
+/// A tiny HTTP server on 127.0.0.1 for ADD: `/file.txt` (with a Last-Modified date),
+/// `/moved` (a relative redirect to it), anything else 404. Serves until the test ends.
+fn http_server() -> String {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            let mut reader = BufReader::new(conn.try_clone().unwrap());
+            let mut request = String::new();
+            if reader.read_line(&mut request).is_err() {
+                continue;
+            }
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+            }
+            let path = request.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let response = match path.as_str() {
+                "/file.txt" => "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nLast-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nConnection: close\r\n\r\nhello from h\n".to_string(),
+                "/moved" => "HTTP/1.1 302 Found\r\nLocation: /file.txt\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+                _ => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+            };
+            let _ = conn.write_all(response.as_bytes());
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn add_downloads_with_checksum_chmod_redirects_and_last_modified() {
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    let base = http_server();
+    let sum = "sha256:".to_string()
+        + rimg_tests::sh("printf 'hello from h\\n' | sha256sum | cut -d' ' -f1").trim();
+    let ctx = context(
+        &s,
+        "add",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM busybox\n\
+                 ADD --checksum={sum} --chmod=640 {base}/file.txt /dl/\n\
+                 ADD {base}/moved /dl/followed.txt\n"
+            ),
+        )],
+    );
+    build(&s, &ctx, &["-t", "add"]);
+    assert_eq!(
+        read_file(&s, "add", "/dl/file.txt").unwrap(),
+        "hello from h\n"
+    );
+    assert_eq!(
+        read_file(&s, "add", "/dl/followed.txt").unwrap(),
+        "hello from h\n"
+    );
+    let images = rimg::image::Images::open(&s.root()).unwrap();
+    let img = images.resolve("add").unwrap();
+    let files = rimg::builder::layer::ImageFiles::open(images.store(), img.diff_ids()).unwrap();
+    let node = files
+        .tree
+        .node(files.lookup("/dl/file.txt").unwrap())
+        .unwrap()
+        .clone();
+    assert_eq!(node.mode & 0o7777, 0o640);
+    assert_eq!(node.mtime, 784111777, "mtime from Last-Modified");
+
+    // A wrong checksum fails the step and names both digests.
+    let bad = format!("sha256:{}", "0".repeat(64));
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM busybox\nADD --checksum={bad} {base}/file.txt /x\n"),
+    )
+    .unwrap();
+    let err = s.rimg(["build", "-t", "bad"]).arg(&ctx).fails();
+    assert!(
+        err.contains("checksum mismatch") && err.contains(&sum),
+        "{err}"
+    );
+    // A missing file is the server's status.
+    fs::write(
+        ctx.join("Dockerfile"),
+        format!("FROM busybox\nADD {base}/nope /x\n"),
+    )
+    .unwrap();
+    let err = s.rimg(["build", "-t", "bad"]).arg(&ctx).fails();
+    assert!(err.contains("404"), "{err}");
+}

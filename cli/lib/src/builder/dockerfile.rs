@@ -470,9 +470,6 @@ fn check(ins: &Instruction, lexer: &Lexer<'_>) -> Result<(), ParseError> {
                     return Err(ins.error(format!("invalid --chmod={m}: use an octal mode")));
                 }
             }
-            if ins.keyword == "ADD" && ins.flag("checksum").is_some() {
-                return Err(ins.error("ADD --checksum is not supported"));
-            }
         }
         "RUN" => {
             needs_args("a command")?;

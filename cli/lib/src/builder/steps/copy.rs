@@ -28,6 +28,8 @@ struct CopyArgs {
     from: Option<String>,
     /// Heredoc sources: (file name, contents), variables substituted unless quoted.
     inline: Vec<(String, String)>,
+    /// `ADD --checksum=sha256:…`: the digest a URL's download must have.
+    checksum: Option<String>,
 }
 
 impl CopyArgs {
@@ -68,6 +70,21 @@ impl CopyArgs {
             None => None,
         };
         let from = ins.flag("from").map(word).transpose()?;
+        let checksum = ins.flag("checksum").map(word).transpose()?;
+        if let Some(c) = &checksum {
+            let valid = c
+                .strip_prefix("sha256:")
+                .is_some_and(|h| h.len() == 64 && h.chars().all(|x| x.is_ascii_hexdigit()));
+            if !valid {
+                return Err(step_err(
+                    ins,
+                    format!("invalid --checksum={c}: use sha256:<64 hex digits>"),
+                ));
+            }
+            if sources.len() != 1 || !fetch::is_url(&sources[0]) {
+                return Err(step_err(ins, "--checksum needs exactly one http(s) source"));
+            }
+        }
         for f in ["exclude", "parents", "keep-git-dir"] {
             if ins.flag(f).is_some() || ins.flags.iter().any(|x| x.name == f) {
                 return Err(step_err(ins, format!("--{f} is not supported")));
@@ -81,6 +98,7 @@ impl CopyArgs {
             chmod,
             from,
             inline,
+            checksum,
         })
     }
 
@@ -191,6 +209,17 @@ fn context_keys(
                 return Err(step_err(ins, "COPY cannot take a URL (use ADD)"));
             }
             let d = Download::fetch(b.images, s).map_err(|m| step_err(ins, m))?;
+            if let Some(want) = &args.checksum {
+                if d.digest.to_string() != want.to_ascii_lowercase() {
+                    return Err(step_err(
+                        ins,
+                        format!(
+                            "checksum mismatch for {s}: expected {want}, got {}",
+                            d.digest
+                        ),
+                    ));
+                }
+            }
             keys.push(FileKey {
                 path: s.clone(),
                 mode: 0o600,
@@ -512,7 +541,7 @@ fn plan_download(ins: &Instruction, d: &Download, p: &mut Placement) -> Result<(
         mode: p.chmod.unwrap_or(0o600),
         uid,
         gid,
-        mtime: p.epoch,
+        mtime: d.modified.unwrap_or(p.epoch),
         xattrs: Vec::new(),
     };
     p.add(&p.target_for(&name), entry);

@@ -23,6 +23,8 @@ pub struct Download {
     pub size: u64,
     /// Its digest (the step's cache key holds it).
     pub digest: Digest,
+    /// The server's `Last-Modified` (seconds since the epoch): the file's mtime.
+    pub modified: Option<i64>,
     _tmp: rimg_fs::store::TempFile,
 }
 
@@ -35,13 +37,14 @@ impl Download {
             .map_err(|e| crate::error_line(&e))?;
         let path = tmp.path.clone();
         let mut w = HashingWriter::new(&mut tmp.file);
-        let size = fetch::fetch(url, &mut w)?;
+        let got = fetch::fetch(url, &mut w)?;
         let (digest, _, _) = w.finish();
         Ok(Download {
             url: url.to_string(),
             path,
-            size,
+            size: got.size,
             digest,
+            modified: got.modified,
             _tmp: tmp,
         })
     }
