@@ -5,34 +5,13 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 
+use rimg_tests::builds::{build, context, layer_paths, outcome, read_file};
 use rimg_tests::Store;
 use serde_json::Value;
 
-fn context(s: &Store, name: &str, files: &[(&str, &str)]) -> PathBuf {
-    let dir = s.path(name);
-    for (path, content) in files {
-        let p = dir.join(path);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(&p, content).unwrap();
-    }
-    dir
-}
-
-fn build(s: &Store, ctx: &Path, args: &[&str]) -> String {
-    s.rimg(["build", "--progress", "plain"])
-        .args(args)
-        .arg(ctx)
-        .ok()
-}
-
-/// Reads a file of an image through its layers.
-fn read_file(s: &Store, image: &str, path: &str) -> Option<String> {
-    let images = rimg::image::Images::open(&s.root()).unwrap();
-    let img = images.resolve(image).unwrap();
-    let files = rimg::builder::layer::ImageFiles::open(images.store(), img.diff_ids()).unwrap();
-    files
-        .read(path, 1 << 20)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
+/// A file of an image, as text.
+fn read_text(s: &Store, image: &str, path: &str) -> Option<String> {
+    read_file(s, image, path).map(|b| String::from_utf8_lossy(&b).into_owned())
 }
 
 /// Every path in every layer of an image.
@@ -55,28 +34,8 @@ fn all_layer_paths(s: &Store, image: &str) -> Vec<String> {
 /// The paths of the image's top layer, sorted.
 fn top_layer_paths(s: &Store, image: &str) -> Vec<String> {
     let images = rimg::image::Images::open(&s.root()).unwrap();
-    let img = images.resolve(image).unwrap();
-    let index = images
-        .store()
-        .layer_index(img.diff_ids().last().unwrap())
-        .unwrap();
-    let mut paths: Vec<String> = index
-        .entries()
-        .iter()
-        .map(|e| String::from_utf8_lossy(&e.path).into_owned())
-        .collect();
-    paths.sort();
-    paths
-}
-
-/// The outcome the progress printed for step `n` (`CACHED` or `DONE …`).
-fn outcome(out: &str, n: usize, total: usize) -> String {
-    let prefix = format!("[{n}/{total}] ");
-    out.lines()
-        .filter(|l| l.starts_with(&prefix))
-        .map(|l| l[prefix.len()..].to_string())
-        .find(|l| l == "CACHED" || l.starts_with("DONE"))
-        .unwrap_or_else(|| panic!("no outcome for step {n} in:\n{out}"))
+    let n = images.resolve(image).unwrap().diff_ids().len();
+    layer_paths(s, image, n - 1)
 }
 
 /// Every file under `dir` whose bytes contain `needle`.
@@ -116,8 +75,8 @@ fn parser_bugs_from_the_corpus() {
         ],
     );
     build(&s, &ctx, &["-t", "parser"]);
-    assert_eq!(read_file(&s, "parser", "/two").unwrap(), "two\n");
-    assert_eq!(read_file(&s, "parser", "/tmp/foo").unwrap(), "foo\n");
+    assert_eq!(read_text(&s, "parser", "/two").unwrap(), "two\n");
+    assert_eq!(read_text(&s, "parser", "/tmp/foo").unwrap(), "foo\n");
     for bad in [
         "CMD [ \"echo\", [ \"nested json\" ] ]",
         "CMD [1, 2]",
@@ -175,26 +134,26 @@ fn heredocs_as_buildkit_documents_them() {
     );
     build(&s, &ctx, &["-t", "heredoc"]);
     assert_eq!(
-        read_file(&s, "heredoc", "/hello").unwrap(),
+        read_text(&s, "heredoc", "/hello").unwrap(),
         "hello\nworld\n"
     );
-    assert_eq!(read_file(&s, "heredoc", "/stdin").unwrap(), "from-stdin\n");
-    assert_eq!(read_file(&s, "heredoc", "/tabbed").unwrap(), "tabbed\n");
+    assert_eq!(read_text(&s, "heredoc", "/stdin").unwrap(), "from-stdin\n");
+    assert_eq!(read_text(&s, "heredoc", "/tabbed").unwrap(), "tabbed\n");
     assert_eq!(
-        read_file(&s, "heredoc", "/script-name").unwrap(),
+        read_text(&s, "heredoc", "/script-name").unwrap(),
         "/dev/pipes/EOF\n"
     );
-    assert_eq!(read_file(&s, "heredoc", "/first").unwrap(), "1\n");
-    assert_eq!(read_file(&s, "heredoc", "/second").unwrap(), "2\n");
+    assert_eq!(read_text(&s, "heredoc", "/first").unwrap(), "1\n");
+    assert_eq!(read_text(&s, "heredoc", "/second").unwrap(), "2\n");
     assert_eq!(
-        read_file(&s, "heredoc", "/etc/expanded").unwrap(),
+        read_text(&s, "heredoc", "/etc/expanded").unwrap(),
         "FOO is bar\n"
     );
     assert_eq!(
-        read_file(&s, "heredoc", "/dir/EOF").unwrap(),
+        read_text(&s, "heredoc", "/dir/EOF").unwrap(),
         "FOO is $FOO\n"
     );
-    assert_eq!(read_file(&s, "heredoc", "/dir/two").unwrap(), "second\n");
+    assert_eq!(read_text(&s, "heredoc", "/dir/two").unwrap(), "second\n");
     // The script's mount point is not in any layer.
     assert!(
         !all_layer_paths(&s, "heredoc")
@@ -215,7 +174,7 @@ fn heredocs_as_buildkit_documents_them() {
     assert_eq!(outcome(&out, 2, 9), "CACHED", "{out}");
     assert!(outcome(&out, 3, 9).starts_with("DONE"), "{out}");
     assert_eq!(
-        read_file(&s, "heredoc2", "/hello").unwrap(),
+        read_text(&s, "heredoc2", "/hello").unwrap(),
         "hello\nthere\n"
     );
 
@@ -242,19 +201,19 @@ fn a_cache_mount_is_kept_across_builds_and_not_in_the_layer() {
     };
     let ctx = context(&s, "cache", &[("Dockerfile", &df("first"))]);
     build(&s, &ctx, &["-t", "cache1"]);
-    assert_eq!(read_file(&s, "cache1", "/seen").unwrap(), "first\n");
+    assert_eq!(read_text(&s, "cache1", "/seen").unwrap(), "first\n");
     // Only /seen: the cache dir (and the mount point made for it) stays out of the layer.
     assert_eq!(top_layer_paths(&s, "cache1"), ["seen"]);
     fs::write(ctx.join("Dockerfile"), df("second")).unwrap();
     build(&s, &ctx, &["-t", "cache2"]);
-    assert_eq!(read_file(&s, "cache2", "/seen").unwrap(), "first\nsecond\n");
+    assert_eq!(read_text(&s, "cache2", "/seen").unwrap(), "first\nsecond\n");
     let diff = s.rimg(["diff", "cache1", "cache2"]).ok();
     assert!(!diff.contains("/var/cache/app"), "{diff}");
     // `builder prune` removes the cache mounts: the next build starts afresh.
     s.rimg(["builder", "prune", "-f"]).ok();
     fs::write(ctx.join("Dockerfile"), df("third")).unwrap();
     build(&s, &ctx, &["-t", "cache3"]);
-    assert_eq!(read_file(&s, "cache3", "/seen").unwrap(), "third\n");
+    assert_eq!(read_text(&s, "cache3", "/seen").unwrap(), "third\n");
 }
 
 #[test]
@@ -282,8 +241,8 @@ fn a_secret_is_visible_to_run_and_nowhere_else() {
         .env("RIMG_TEST_SECRET", secret)
         .arg(&ctx)
         .ok();
-    assert_eq!(read_file(&s, "secret", "/checked").unwrap(), "ok\n");
-    assert_eq!(read_file(&s, "secret", "/checked-env").unwrap(), "ok\n");
+    assert_eq!(read_text(&s, "secret", "/checked").unwrap(), "ok\n");
+    assert_eq!(read_text(&s, "secret", "/checked-env").unwrap(), "ok\n");
     for p in all_layer_paths(&s, "secret") {
         assert!(
             !p.starts_with("run") && p != "tok",
@@ -348,11 +307,11 @@ fn bind_and_tmpfs_mounts_leave_nothing_behind() {
     );
     build(&s, &ctx, &["-t", "bind"]);
     assert_eq!(
-        read_file(&s, "bind", "/copied").unwrap(),
+        read_text(&s, "bind", "/copied").unwrap(),
         "from the context\n"
     );
-    assert_eq!(read_file(&s, "bind", "/from-stage").unwrap(), "staged\n");
-    assert_eq!(read_file(&s, "bind", "/tmpfs-ok").unwrap(), "ok\n");
+    assert_eq!(read_text(&s, "bind", "/from-stage").unwrap(), "staged\n");
+    assert_eq!(read_text(&s, "bind", "/tmpfs-ok").unwrap(), "ok\n");
     let paths = all_layer_paths(&s, "bind");
     for p in ["mnt", "staged", "scratch"] {
         assert!(
@@ -366,7 +325,7 @@ fn bind_and_tmpfs_mounts_leave_nothing_behind() {
     fs::write(ctx.join("src/a.txt"), "changed\n").unwrap();
     let out = build(&s, &ctx, &["-t", "bind2"]);
     assert!(outcome(&out, 4, 6).starts_with("DONE"), "{out}");
-    assert_eq!(read_file(&s, "bind2", "/copied").unwrap(), "changed\n");
+    assert_eq!(read_text(&s, "bind2", "/copied").unwrap(), "changed\n");
     let _: Value = serde_json::from_str(&s.rimg(["inspect", "bind2"]).ok()).unwrap();
 }
 
@@ -485,10 +444,10 @@ fn context_and_dockerfile_from_stdin_and_a_dockerfiles_own_ignore_file() {
         .arg(&ctx)
         .ok();
     assert_eq!(
-        read_file(&s, "own-ignore", "/ctx/keep.txt").unwrap(),
+        read_text(&s, "own-ignore", "/ctx/keep.txt").unwrap(),
         "kept\n"
     );
-    assert!(read_file(&s, "own-ignore", "/ctx/drop.txt").is_none());
+    assert!(read_text(&s, "own-ignore", "/ctx/drop.txt").is_none());
 
     // A context tar on standard input.
     let tar_path = s.path("ctx.tar");
@@ -505,7 +464,7 @@ fn context_and_dockerfile_from_stdin_and_a_dockerfiles_own_ignore_file() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(read_file(&s, "from-stdin", "/keep.txt").unwrap(), "kept\n");
+    assert_eq!(read_text(&s, "from-stdin", "/keep.txt").unwrap(), "kept\n");
 
     // A Dockerfile on standard input with a context directory.
     let out = s
@@ -517,7 +476,7 @@ fn context_and_dockerfile_from_stdin_and_a_dockerfiles_own_ignore_file() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(read_file(&s, "df-stdin", "/drop.txt").unwrap(), "dropped\n");
+    assert_eq!(read_text(&s, "df-stdin", "/drop.txt").unwrap(), "dropped\n");
 }
 
 #[test]
@@ -556,7 +515,7 @@ fn an_exported_cache_gives_a_fresh_store_cached_steps() {
     for n in 2..=4 {
         assert_eq!(outcome(&out, n, 4), "CACHED", "{out}");
     }
-    assert_eq!(read_file(&b, "cacheio", "/copy").unwrap(), "v1\n");
+    assert_eq!(read_text(&b, "cacheio", "/copy").unwrap(), "v1\n");
     assert_eq!(
         b.rimg(["inspect", "-f", "{{.Id}}", "cacheio"]).ok(),
         a.rimg(["inspect", "-f", "{{.Id}}", "cacheio"]).ok()
@@ -616,11 +575,11 @@ fn add_downloads_with_checksum_chmod_redirects_and_last_modified() {
     );
     build(&s, &ctx, &["-t", "add"]);
     assert_eq!(
-        read_file(&s, "add", "/dl/file.txt").unwrap(),
+        read_text(&s, "add", "/dl/file.txt").unwrap(),
         "hello from h\n"
     );
     assert_eq!(
-        read_file(&s, "add", "/dl/followed.txt").unwrap(),
+        read_text(&s, "add", "/dl/followed.txt").unwrap(),
         "hello from h\n"
     );
     let images = rimg::image::Images::open(&s.root()).unwrap();

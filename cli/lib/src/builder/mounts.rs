@@ -182,6 +182,18 @@ impl RunMount {
                 return Err(format!("unknown mount option {k:?}"));
             }
         }
+        let mode = |default: u32| -> Result<u32, String> {
+            Ok(get(&["mode"])
+                .map(|m| octal(&m))
+                .transpose()?
+                .unwrap_or(default))
+        };
+        let id_of = |key: &str| -> Result<u32, String> {
+            Ok(get(&[key])
+                .map(|v| number(key, &v))
+                .transpose()?
+                .unwrap_or(0))
+        };
         let target = get(&["target", "dst", "destination"]);
         let need_target = || target.clone().ok_or("the mount needs a target".to_string());
         let absolute = |t: String, workdir: &str| {
@@ -215,18 +227,9 @@ impl RunMount {
                             return Err(format!("invalid sharing={o} (shared, private or locked)"))
                         }
                     },
-                    mode: get(&["mode"])
-                        .map(|m| octal(&m))
-                        .transpose()?
-                        .unwrap_or(0o755),
-                    uid: get(&["uid"])
-                        .map(|v| number("uid", &v))
-                        .transpose()?
-                        .unwrap_or(0),
-                    gid: get(&["gid"])
-                        .map(|v| number("gid", &v))
-                        .transpose()?
-                        .unwrap_or(0),
+                    mode: mode(0o755)?,
+                    uid: id_of("uid")?,
+                    gid: id_of("gid")?,
                     read_only: has(&["ro", "readonly"])?,
                 }
             }
@@ -253,18 +256,9 @@ impl RunMount {
                         .unwrap_or_else(|| format!("/run/secrets/{id}")),
                     id,
                     required: has(&["required"])?,
-                    mode: get(&["mode"])
-                        .map(|m| octal(&m))
-                        .transpose()?
-                        .unwrap_or(0o400),
-                    uid: get(&["uid"])
-                        .map(|v| number("uid", &v))
-                        .transpose()?
-                        .unwrap_or(0),
-                    gid: get(&["gid"])
-                        .map(|v| number("gid", &v))
-                        .transpose()?
-                        .unwrap_or(0),
+                    mode: mode(0o400)?,
+                    uid: id_of("uid")?,
+                    gid: id_of("gid")?,
                 }
             }
             "ssh" => RunMount::Ssh {
