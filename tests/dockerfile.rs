@@ -614,3 +614,55 @@ fn add_downloads_with_checksum_chmod_redirects_and_last_modified() {
     let err = s.rimg(["build", "-t", "bad"]).arg(&ctx).fails();
     assert!(err.contains("404"), "{err}");
 }
+
+#[test]
+fn copy_parents_and_exclude() {
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    let ctx = context(
+        &s,
+        "parents",
+        &[
+            ("app/one/a.txt", "a\n"),
+            ("app/one/b.md", "b\n"),
+            ("app/two/c.txt", "c\n"),
+            ("home.txt", "h\n"),
+            ("homer.md", "m\n"),
+            (
+                "Dockerfile",
+                "FROM busybox\n\
+                 COPY --parents app/one/a.txt app/two /keep/\n\
+                 COPY --parents ./app/./one /pivot/\n\
+                 COPY --exclude=**/*.md --exclude=two app /filtered/\n\
+                 COPY --exclude=*.txt hom* /globbed/\n",
+            ),
+        ],
+    );
+    build(&s, &ctx, &["-t", "parents"]);
+    assert_eq!(
+        read_text(&s, "parents", "/keep/app/one/a.txt").unwrap(),
+        "a\n"
+    );
+    assert_eq!(
+        read_text(&s, "parents", "/keep/app/two/c.txt").unwrap(),
+        "c\n"
+    );
+    assert!(read_text(&s, "parents", "/keep/app/one/b.md").is_none());
+    assert_eq!(read_text(&s, "parents", "/pivot/one/b.md").unwrap(), "b\n");
+    assert!(read_text(&s, "parents", "/pivot/app/one/b.md").is_none());
+    assert_eq!(
+        read_text(&s, "parents", "/filtered/one/a.txt").unwrap(),
+        "a\n"
+    );
+    assert!(read_text(&s, "parents", "/filtered/one/b.md").is_none());
+    assert!(read_text(&s, "parents", "/filtered/two/c.txt").is_none());
+    assert_eq!(
+        read_text(&s, "parents", "/globbed/homer.md").unwrap(),
+        "m\n"
+    );
+    assert!(read_text(&s, "parents", "/globbed/home.txt").is_none());
+    // An excluded file is not in the key: changing it keeps the step cached.
+    fs::write(ctx.join("home.txt"), "changed\n").unwrap();
+    let out = build(&s, &ctx, &["-t", "parents2"]);
+    assert_eq!(outcome(&out, 5, 5), "CACHED", "{out}");
+}

@@ -8,6 +8,7 @@ use super::super::context::{clean_rel, Context, HostEntry, HostKind};
 use super::super::dockerfile::{self, Instruction};
 use super::super::fetch;
 use super::super::heredoc;
+use super::super::ignore::Ignore;
 use super::super::layer::{self, DirDefaults, ImageFiles, Kind, LayerPlan, NewEntry, Source};
 use super::super::stages::{stage_index, step_err, Builder, Outcome};
 use super::super::BuildError;
@@ -30,6 +31,12 @@ struct CopyArgs {
     inline: Vec<(String, String)>,
     /// `ADD --checksum=sha256:…`: the digest a URL's download must have.
     checksum: Option<String>,
+    /// `--exclude` patterns (`.dockerignore` syntax), matched against a context path and
+    /// against its path inside the source directory being copied.
+    exclude: Option<Ignore>,
+    /// `--parents`: keep each source's parent directories (below a `/./` pivot) in the
+    /// destination.
+    parents: bool,
 }
 
 impl CopyArgs {
@@ -85,11 +92,22 @@ impl CopyArgs {
                 return Err(step_err(ins, "--checksum needs exactly one http(s) source"));
             }
         }
-        for f in ["exclude", "parents", "keep-git-dir"] {
-            if ins.flag(f).is_some() || ins.flags.iter().any(|x| x.name == f) {
-                return Err(step_err(ins, format!("--{f} is not supported")));
-            }
+        if ins.flags.iter().any(|x| x.name == "keep-git-dir") {
+            return Err(step_err(ins, "--keep-git-dir is not supported"));
         }
+        let mut patterns = Vec::new();
+        for f in ins.flags.iter().filter(|f| f.name == "exclude") {
+            patterns.push(word(f.value.as_deref().unwrap_or(""))?);
+        }
+        let exclude = (!patterns.is_empty()).then(|| Ignore::parse(&patterns.join("\n")));
+        let parents = match ins.flags.iter().rev().find(|f| f.name == "parents") {
+            None => false,
+            Some(f) => match f.value.as_deref() {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(v) => return Err(step_err(ins, format!("invalid --parents={v}"))),
+            },
+        };
         Ok(CopyArgs {
             add: ins.keyword == "ADD",
             sources,
@@ -99,6 +117,8 @@ impl CopyArgs {
             from,
             inline,
             checksum,
+            exclude,
+            parents,
         })
     }
 
@@ -113,6 +133,9 @@ impl CopyArgs {
         }
         if let Some(m) = &self.chmod {
             flags.push_str(&format!("--chmod={m:o} "));
+        }
+        if self.parents {
+            flags.push_str("--parents ");
         }
         let mut sources = self.sources.clone();
         sources.extend(self.inline.iter().map(|(n, _)| format!("<<{n}")));
@@ -228,7 +251,7 @@ fn context_keys(
             downloads.push(d);
             continue;
         }
-        keys.extend(source_keys(b, ins, s)?);
+        keys.extend(source_keys(b, ins, s, args.exclude.as_ref())?);
     }
     for (name, data) in &args.inline {
         keys.push(FileKey {
@@ -248,9 +271,10 @@ pub(in crate::builder) fn source_keys(
     b: &Builder<'_>,
     ins: &Instruction,
     source: &str,
+    exclude: Option<&Ignore>,
 ) -> Result<Vec<FileKey>, BuildError> {
     let mut keys = Vec::new();
-    for e in source_entries(b, ins, source)? {
+    for e in source_entries(b, ins, source, exclude)? {
         let content = match &e.kind {
             HostKind::Dir => "dir".to_string(),
             HostKind::Symlink(t) => format!("symlink:{}", String::from_utf8_lossy(t)),
@@ -274,6 +298,7 @@ pub(in crate::builder) fn source_entries(
     b: &Builder<'_>,
     ins: &Instruction,
     source: &str,
+    exclude: Option<&Ignore>,
 ) -> Result<Vec<HostEntry>, BuildError> {
     let mut out = Vec::new();
     for m in b
@@ -281,14 +306,39 @@ pub(in crate::builder) fn source_entries(
         .resolve(source)
         .map_err(|e| step_err(ins, crate::error_line(&e)))?
     {
+        if excluded(exclude, "", &m.entry.rel) {
+            continue;
+        }
         let dir = m.entry.kind == HostKind::Dir;
         let rel = m.entry.rel.clone();
         out.push(m.entry);
         if dir {
-            out.extend(b.context.walk(&rel)?);
+            let below = b.context.walk(&rel)?;
+            out.extend(
+                below
+                    .into_iter()
+                    .filter(|c| !excluded(exclude, &rel, &c.rel)),
+            );
         }
     }
     Ok(out)
+}
+
+/// Whether `--exclude` leaves out the context path `rel` (copied from directory `base`):
+/// a pattern may match the path from the context root or from inside `base`.
+fn excluded(exclude: Option<&Ignore>, base: &str, rel: &str) -> bool {
+    let Some(ex) = exclude else {
+        return false;
+    };
+    if ex.excluded(rel) {
+        return true;
+    }
+    let inside = if base.is_empty() {
+        None
+    } else {
+        rel.strip_prefix(base).and_then(|r| r.strip_prefix('/'))
+    };
+    inside.is_some_and(|r| ex.excluded(r))
 }
 
 /// Where a COPY writes and how: the state's files below, the destination, the owner and
@@ -465,20 +515,38 @@ fn plan_from_context(
     extracted: &mut Vec<Unpacked>,
     p: &mut Placement,
 ) -> Result<(), BuildError> {
-    let mut matched = Vec::new();
+    // Each matched entry with the part of its path `--parents` keeps.
+    let mut matched: Vec<(HostEntry, Option<String>)> = Vec::new();
     let mut wildcard = false;
     for s in &args.sources {
         if fetch::is_url(s) {
             continue;
         }
+        let pivot = s
+            .split_once("/./")
+            .and_then(|(before, _)| clean_rel(before))
+            .unwrap_or_default();
         for m in b
             .context
             .resolve(s)
             .map_err(|e| step_err(ins, crate::error_line(&e)))?
         {
+            if excluded(args.exclude.as_ref(), "", &m.entry.rel) {
+                continue;
+            }
             wildcard |= m.wildcard;
-            matched.push(m.entry);
+            let kept = args.parents.then(|| {
+                let r = &m.entry.rel;
+                match r.strip_prefix(&pivot) {
+                    Some(rest) if !pivot.is_empty() => rest.trim_start_matches('/').to_string(),
+                    _ => r.clone(),
+                }
+            });
+            matched.push((m.entry, kept));
         }
+    }
+    if args.parents {
+        p.as_dir = true;
     }
     let count = matched.len() + downloads.len() + args.inline.len();
     if (count > 1 || wildcard) && !p.as_dir {
@@ -502,9 +570,14 @@ fn plan_from_context(
         };
         p.add(&p.target_for(name), entry);
     }
-    for e in matched {
+    for (e, kept) in matched {
         if e.kind == HostKind::Dir {
-            plan_context_dir(&b.context, &e, p)?;
+            plan_context_dir(&b.context, &e, kept.as_deref(), args.exclude.as_ref(), p)?;
+            continue;
+        }
+        if let Some(k) = &kept {
+            let entry = p.host_entry(&b.context, &e);
+            p.add(&p.target_in(k), entry);
             continue;
         }
         if args.add && matches!(e.kind, HostKind::File(_)) {
@@ -549,17 +622,33 @@ fn plan_download(ins: &Instruction, d: &Download, p: &mut Placement) -> Result<(
 }
 
 /// Plans a context directory: its contents go into the destination directory.
-fn plan_context_dir(ctx: &Context, e: &HostEntry, p: &mut Placement) -> Result<(), BuildError> {
+fn plan_context_dir(
+    ctx: &Context,
+    e: &HostEntry,
+    kept: Option<&str>,
+    exclude: Option<&Ignore>,
+    p: &mut Placement,
+) -> Result<(), BuildError> {
     p.add_dest_dir();
+    // `--parents`: the directory itself goes in at its kept path, its contents below it.
+    let prefix = kept.filter(|k| !k.is_empty()).map(|k| {
+        let entry = p.host_entry(ctx, e);
+        p.add(&p.target_in(k), entry);
+        format!("{k}/")
+    });
     let base = &e.rel;
     for c in ctx.walk(base)? {
+        if excluded(exclude, base, &c.rel) {
+            continue;
+        }
         let rel = if base.is_empty() {
             c.rel.clone()
         } else {
             c.rel[base.len() + 1..].to_string()
         };
         let entry = p.host_entry(ctx, &c);
-        p.add(&p.target_in(&rel), entry);
+        let at = format!("{}{rel}", prefix.as_deref().unwrap_or(""));
+        p.add(&p.target_in(&at), entry);
     }
     Ok(())
 }

@@ -61,7 +61,7 @@ pub(in crate::builder) fn run(
         match m {
             RunMount::Bind {
                 source, from: None, ..
-            } => files.extend(source_keys(b, ins, source)?),
+            } => files.extend(source_keys(b, ins, source, None)?),
             RunMount::Bind {
                 from: Some(from), ..
             } => {
@@ -154,7 +154,7 @@ fn prepare(
             from: None,
             rw,
         } => {
-            let entries = source_entries(b, ins, source)?;
+            let entries = source_entries(b, ins, source, None)?;
             let scratch = b.scratch()?.dir()?;
             let single_file = entries.len() == 1 && !matches!(entries[0].kind, HostKind::Dir);
             let base = entries.first().map(|e| e.rel.clone()).unwrap_or_default();
