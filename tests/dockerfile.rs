@@ -408,6 +408,28 @@ fn output_label_iidfile_platform_and_progress_flags() {
     let err = s.rimg(["build", "--platform", other]).arg(&ctx).fails();
     assert!(err.contains("host's platform only"), "{err}");
 
+    // --add-host: a line in RUN steps' /etc/hosts, not in the image.
+    let hosts_ctx = context(
+        &s,
+        "addhost",
+        &[(
+            "Dockerfile",
+            "FROM busybox\nRUN grep -q '10.1.2.3.*myhost' /etc/hosts && echo ok > /resolved\n",
+        )],
+    );
+    build(
+        &s,
+        &hosts_ctx,
+        &["-t", "addhost", "--add-host", "myhost:10.1.2.3"],
+    );
+    assert_eq!(read_text(&s, "addhost", "/resolved").unwrap(), "ok\n");
+    assert!(read_text(&s, "addhost", "/etc/hosts").is_none());
+    let err = s
+        .rimg(["build", "--add-host", "nocolon"])
+        .arg(&hosts_ctx)
+        .fails();
+    assert!(err.contains("--add-host"), "{err}");
+
     // --progress rawjson: one JSON object a line.
     let out = s
         .rimg(["build", "--progress", "rawjson", "-t", "flags"])

@@ -65,6 +65,8 @@ pub struct BuildOptions {
     pub cache_from: Vec<PathBuf>,
     /// Ignore rules replacing the context's `.dockerignore` (`<Dockerfile>.dockerignore`).
     pub ignore_text: Option<String>,
+    /// `--add-host`: (name, address) lines added to RUN steps' `/etc/hosts`.
+    pub add_hosts: Vec<(String, String)>,
 }
 
 /// How a step ended.

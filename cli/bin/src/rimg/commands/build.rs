@@ -95,6 +95,29 @@ pub struct BuildArgs {
     /// Import cached steps exported by --cache-to: type=local,src=DIR; repeatable.
     #[arg(long = "cache-from", value_name = "type=local,src=DIR")]
     pub cache_from: Vec<String>,
+    /// Add a line to RUN steps' /etc/hosts: HOST:IP (or HOST=IP); repeatable.
+    #[arg(long = "add-host", value_name = "HOST:IP")]
+    pub add_hosts: Vec<String>,
+}
+
+/// Parses `--add-host HOST:IP` (an IPv6 address keeps its colons; `HOST=IP` also works).
+fn parse_add_host(spec: &str) -> Result<(String, String)> {
+    let (host, ip) = spec
+        .split_once('=')
+        .or_else(|| spec.split_once(':'))
+        .filter(|(h, i)| !h.is_empty() && !i.is_empty())
+        .ok_or_else(|| anyhow::anyhow!("invalid --add-host {spec:?}: use HOST:IP"))?;
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    // RUN steps share the host's network, where the host is the loopback address.
+    let ip = if ip == "host-gateway" {
+        "127.0.0.1"
+    } else {
+        ip
+    };
+    if ip.parse::<std::net::IpAddr>().is_err() {
+        bail!("invalid --add-host {spec:?}: {ip:?} is not an IP address");
+    }
+    Ok((host.to_string(), ip.to_string()))
 }
 
 /// Checks `--platform` against the host's: rimg runs RUN steps natively, so it builds for
@@ -396,6 +419,11 @@ pub fn run(ctx: &Ctx, a: BuildArgs) -> Result<u8> {
             .collect::<std::result::Result<_, _>>()
             .map_err(anyhow::Error::msg)?,
         ignore_text,
+        add_hosts: a
+            .add_hosts
+            .iter()
+            .map(|h| parse_add_host(h))
+            .collect::<Result<_>>()?,
     };
     let exporting = opts.output.is_some();
     let tty = match a.progress {

@@ -18,6 +18,7 @@ use super::copy::{source_entries, source_keys, source_state};
 use super::{StageContext, State};
 use crate::image::change::{CommandForm, Lexer};
 use crate::image::config::set_env;
+use crate::runtime::write_etc_files;
 
 /// Where a heredoc script with a `#!` line is mounted, as BuildKit does.
 const PIPES: &str = "/dev/pipes";
@@ -72,6 +73,9 @@ pub(in crate::builder) fn run(
         }
         ids.push(id);
     }
+    for (host, ip) in &b.opts.add_hosts {
+        ids.push(format!("--add-host={host}:{ip}"));
+    }
     let text = key_text(&req, &arg_env(cx), &ids);
     let parts = cx.key(&text, files);
     if b.cache_hit(cx, &parts) {
@@ -84,6 +88,9 @@ pub(in crate::builder) fn run(
             target: format!("{PIPES}/{name}"),
             read_only: true,
         });
+    }
+    if !b.opts.add_hosts.is_empty() {
+        req.mounts.push(hosts_file(b, no_network)?);
     }
     for m in &mounts {
         if let Some(sm) = prepare(b, cx, ins, m, &mut req)? {
@@ -125,6 +132,24 @@ fn command(ins: &Instruction) -> Result<(String, Option<(String, String)>), Buil
         full.push_str(&doc.name);
     }
     Ok((full, None))
+}
+
+/// `--add-host`: the step's `/etc/hosts` (what the runtime would write, plus the extra
+/// names), mounted over the runtime's.
+fn hosts_file(b: &mut Builder<'_>, no_network: bool) -> Result<StepMount, BuildError> {
+    let dir = b.scratch()?.dir()?;
+    write_etc_files(&dir, "buildkitsandbox", !no_network).map_err(io_err("write", &dir))?;
+    let path = dir.join("hosts");
+    let mut text = fs::read_to_string(&path).map_err(io_err("read", &path))?;
+    for (host, ip) in &b.opts.add_hosts {
+        text.push_str(&format!("{ip}\t{host}\n"));
+    }
+    fs::write(&path, text).map_err(io_err("write", &path))?;
+    Ok(StepMount::Host {
+        source: path,
+        target: "/etc/hosts".into(),
+        read_only: false,
+    })
 }
 
 /// The state a `from=` bind names: an earlier stage, or an image.
