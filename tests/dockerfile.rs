@@ -688,3 +688,38 @@ fn copy_parents_and_exclude() {
     let out = build(&s, &ctx, &["-t", "parents2"]);
     assert_eq!(outcome(&out, 5, 5), "CACHED", "{out}");
 }
+
+#[test]
+fn an_ssh_agent_socket_is_forwarded_to_run() {
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    let sock = s.path("agent.sock");
+    let _listener = std::os::unix::net::UnixListener::bind(&sock).unwrap();
+    let ctx = context(
+        &s,
+        "ssh",
+        &[(
+            "Dockerfile",
+            "FROM busybox\n\
+             RUN --mount=type=ssh test -S \"$SSH_AUTH_SOCK\" && \\\n    \
+             echo \"$SSH_AUTH_SOCK\" > /sock-path\n",
+        )],
+    );
+    s.rimg(["build", "--progress", "plain", "-t", "ssh"])
+        .arg("--ssh")
+        .arg(format!("default={}", sock.display()))
+        .arg(&ctx)
+        .ok();
+    assert_eq!(
+        read_text(&s, "ssh", "/sock-path").unwrap(),
+        "/run/buildkit/ssh_agent.0\n"
+    );
+    let paths = all_layer_paths(&s, "ssh");
+    assert!(!paths.iter().any(|p| p.starts_with("run")), "{paths:?}");
+    // Without --ssh an optional agent mount is left out: the test fails, not the mount.
+    let err = s
+        .rimg(["build", "--progress", "plain", "--no-cache", "-t", "nossh"])
+        .arg(&ctx)
+        .fails();
+    assert!(err.contains("non-zero code"), "{err}");
+}
