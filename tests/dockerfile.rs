@@ -327,6 +327,34 @@ fn bind_and_tmpfs_mounts_leave_nothing_behind() {
     assert!(outcome(&out, 4, 6).starts_with("DONE"), "{out}");
     assert_eq!(read_text(&s, "bind2", "/copied").unwrap(), "changed\n");
     let _: Value = serde_json::from_str(&s.rimg(["inspect", "bind2"]).ok()).unwrap();
+
+    // A target through an image's symlink stays inside the rootfs; /proc is refused.
+    let unique = format!("rimg-escape-{}", std::process::id());
+    let escape = context(
+        &s,
+        "escape",
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM busybox\n\
+                 RUN mkdir -p /tmp && ln -s ../../../../../../tmp /link\n\
+                 RUN --mount=type=tmpfs,target=/link/{unique} \\\n    \
+                 touch /link/{unique}/x && test -e /tmp/{unique}/x\n"
+            ),
+        )],
+    );
+    build(&s, &escape, &["-t", "escape"]);
+    assert!(
+        !Path::new("/tmp").join(&unique).exists(),
+        "the mount escaped to the host"
+    );
+    fs::write(
+        escape.join("Dockerfile"),
+        "FROM busybox\nRUN --mount=type=tmpfs,target=/proc/sys true\n",
+    )
+    .unwrap();
+    let err = s.rimg(["build", "-t", "procmount"]).arg(&escape).fails();
+    assert!(err.contains("where rimg makes no mounts"), "{err}");
 }
 
 #[test]

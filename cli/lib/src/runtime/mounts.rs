@@ -86,6 +86,15 @@ fn apply_one(rootfs: &Path, root: &impl rustix::fd::AsFd, m: &MountSpec) -> Resu
     if rel.as_os_str().is_empty() {
         return Err("cannot mount over the container's root".into());
     }
+    // The kernel's views the runtime masks and makes read-only stay as it made them.
+    if let Some(std::path::Component::Normal(top)) = rel.components().next() {
+        if top == "proc" || top == "sys" {
+            return Err(format!(
+                "it leads to /{}, where rimg makes no mounts",
+                rel.display()
+            ));
+        }
+    }
     if let Some(parent) = rel.parent() {
         make_dirs_in_root(rootfs, parent).map_err(|e| format!("creating its parents: {e}"))?;
     }
