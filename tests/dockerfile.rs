@@ -214,6 +214,15 @@ fn a_cache_mount_is_kept_across_builds_and_not_in_the_layer() {
     fs::write(ctx.join("Dockerfile"), df("third")).unwrap();
     build(&s, &ctx, &["-t", "cache3"]);
     assert_eq!(read_text(&s, "cache3", "/seen").unwrap(), "third\n");
+    // A mount that differs is a miss, and --explain names it.
+    let changed = df("third").replace(
+        "type=cache,target=/var/cache/app",
+        "type=cache,target=/var/cache/app,id=other",
+    );
+    fs::write(ctx.join("Dockerfile"), changed).unwrap();
+    let out = build(&s, &ctx, &["-t", "cache4", "--explain"]);
+    assert!(out.contains("the RUN's mounts changed"), "{out}");
+    assert!(out.contains("id=other"), "{out}");
 }
 
 #[test]
