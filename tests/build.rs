@@ -3,8 +3,8 @@
 //! local tar, RUN steps and their diffs, parser errors.
 
 use std::fs;
-use std::path::{Path, PathBuf};
 
+use rimg_tests::builds::{build, context, layer_paths, outcome, read_file};
 use rimg_tests::Store;
 use serde_json::Value;
 
@@ -46,44 +46,9 @@ WORKDIR /web-ping
 COPY app.sh .
 "#;
 
-fn context(s: &Store, name: &str, files: &[(&str, &str)]) -> PathBuf {
-    let dir = s.path(name);
-    for (path, content) in files {
-        let p = dir.join(path);
-        fs::create_dir_all(p.parent().unwrap()).unwrap();
-        fs::write(&p, content).unwrap();
-    }
-    dir
-}
-
-fn build(s: &Store, ctx: &Path, args: &[&str]) -> String {
-    s.rimg(["build", "--progress", "plain"])
-        .args(args)
-        .arg(ctx)
-        .ok()
-}
-
 fn inspect(s: &Store, image: &str) -> Value {
     let v: Value = serde_json::from_str(&s.rimg(["inspect", image]).ok()).unwrap();
     v[0].clone()
-}
-
-/// The outcome the progress printed for step `n` (`CACHED` or `DONE …`).
-fn outcome(out: &str, n: usize, total: usize) -> String {
-    let prefix = format!("[{n}/{total}] ");
-    out.lines()
-        .filter(|l| l.starts_with(&prefix))
-        .map(|l| l[prefix.len()..].to_string())
-        .find(|l| l == "CACHED" || l.starts_with("DONE"))
-        .unwrap_or_else(|| panic!("no outcome for step {n} in:\n{out}"))
-}
-
-/// Reads a file of an image through its layers.
-fn read_file(s: &Store, image: &str, path: &str) -> Option<Vec<u8>> {
-    let images = rimg::image::Images::open(&s.root()).unwrap();
-    let img = images.resolve(image).unwrap();
-    let files = rimg::builder::layer::ImageFiles::open(images.store(), img.diff_ids()).unwrap();
-    files.read(path, 1 << 20)
 }
 
 fn node(s: &Store, image: &str, path: &str) -> Option<rimg_fs::union::Node> {
@@ -398,7 +363,7 @@ fn bad_dockerfiles_name_the_line() {
         ("FROM busybox\nENV A=\"x\n", "Dockerfile line 2: ENV: unterminated double quote"),
         ("FROM busybox\nCOPY ../etc /x\n", "forbidden path outside the build context"),
         ("FROM busybox\nCOPY a.txt b.txt /dir\n", "must be a directory and end with a /"),
-        ("FROM busybox\nADD https://example.invalid/x.tar /x/\n", "HTTPS is not supported"),
+        ("FROM busybox\nADD https://example.invalid/x.tar /x/\n", "cannot fetch https://example.invalid/x.tar"),
     ];
     for (i, (df, msg)) in cases.iter().enumerate() {
         let ctx = context(
@@ -486,20 +451,6 @@ fn podman_builds_the_same_image() {
     };
     assert_eq!(history_len("web-ping"), history_len(theirs));
     assert_eq!(tree_of(&s, "web-ping"), tree_of(&s, theirs));
-}
-
-/// The paths of layer `n` (0 = bottom) of an image, sorted.
-fn layer_paths(s: &Store, image: &str, n: usize) -> Vec<String> {
-    let images = rimg::image::Images::open(&s.root()).unwrap();
-    let img = images.resolve(image).unwrap();
-    let index = images.store().layer_index(&img.diff_ids()[n]).unwrap();
-    let mut paths: Vec<String> = index
-        .entries()
-        .iter()
-        .map(|e| String::from_utf8_lossy(&e.path).into_owned())
-        .collect();
-    paths.sort();
-    paths
 }
 
 /// Nothing of a build is left mounted or staged.

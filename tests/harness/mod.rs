@@ -12,6 +12,7 @@ use std::process::{Command, Output, Stdio};
 use std::sync::OnceLock;
 
 pub mod archives;
+pub mod builds;
 pub mod containers;
 pub mod registry;
 pub mod tree;

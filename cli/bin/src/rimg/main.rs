@@ -17,7 +17,7 @@ use commands::Ctx;
 #[derive(Subcommand)]
 enum Command {
     /// Build an image from a Dockerfile.
-    Build(commands::build::BuildArgs),
+    Build(Box<commands::build::BuildArgs>),
     /// Create an image from a rootfs tarball.
     Import(commands::import::ImportArgs),
     /// List images.
@@ -83,12 +83,22 @@ enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(commands::volumes::VolumeCommand),
+    /// Manage the build cache.
+    #[command(subcommand)]
+    Builder(BuilderCommand),
+}
+
+#[derive(Subcommand)]
+enum BuilderCommand {
+    /// Remove the build cache: cache mounts, and the steps of images no longer listed
+    /// (`-a`: every step).
+    Prune(commands::builder::BuilderPruneArgs),
 }
 
 #[derive(Subcommand)]
 enum ImageCommand {
     /// Build an image from a Dockerfile.
-    Build(commands::build::BuildArgs),
+    Build(Box<commands::build::BuildArgs>),
     /// List images.
     #[command(alias = "list")]
     Ls(commands::images::ImagesArgs),
@@ -159,7 +169,9 @@ type Cli = shared::Cli<Command>;
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let ctx = Ctx::new(cli.store.dir());
     match cli.command {
-        Command::Build(a) | Command::Image(ImageCommand::Build(a)) => commands::build::run(&ctx, a),
+        Command::Build(a) | Command::Image(ImageCommand::Build(a)) => {
+            commands::build::run(&ctx, *a)
+        }
         Command::Import(a) | Command::Image(ImageCommand::Import(a)) => {
             commands::import::run(&ctx, a)
         }
@@ -177,6 +189,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Tag(a) | Command::Image(ImageCommand::Tag(a)) => commands::images::tag(&ctx, a),
         Command::Rmi(a) | Command::Image(ImageCommand::Rm(a)) => commands::images::rmi(&ctx, a),
         Command::Image(ImageCommand::Prune(a)) => commands::images::prune(&ctx, a),
+        Command::Builder(BuilderCommand::Prune(a)) => commands::builder::prune(&ctx, a),
         Command::Load(a) | Command::Image(ImageCommand::Load(a)) => {
             commands::archive::load(&ctx, a)
         }

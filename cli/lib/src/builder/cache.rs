@@ -169,10 +169,13 @@ impl BuildCache {
             .find(|e| e.parts.instruction.split_whitespace().next() == Some(keyword))
             .or(same_parent.first());
         match before {
-            Some(e) => format!(
-                "the instruction changed: after this parent the cache has `{}`",
-                e.parts.instruction
-            ),
+            Some(e) => match mounts_changed(&e.parts.instruction, &parts.instruction) {
+                Some(why) => why,
+                None => format!(
+                    "the instruction changed: after this parent the cache has `{}`",
+                    e.parts.instruction
+                ),
+            },
             None => "no earlier build of this step on this parent".into(),
         }
     }
@@ -205,6 +208,34 @@ impl BuildCache {
             }
         }
         Ok(released)
+    }
+
+    /// `builder prune`: removes every cache mount (returning the bytes they held), and the
+    /// pins of builds whose image is gone, or with `all` every build's pin and every entry.
+    /// Garbage collection then takes the layers nothing else holds.
+    pub fn prune(&self, images: &Images, all: bool) -> ImageResult<u64> {
+        let mounts = self.dir.with_file_name(super::mounts::CACHE_MOUNTS_DIR);
+        let freed = dir_size(&mounts);
+        match fs::remove_dir_all(&mounts) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(rimg_fs::error::IoError::new("remove", &mounts, e).into()),
+        }
+        if !all {
+            self.release_unused(images)?;
+            return Ok(freed);
+        }
+        for (name, _) in images.pins()? {
+            if name.starts_with(BUILD_PIN_PREFIX) {
+                images.unpin(&name)?;
+            }
+        }
+        if let Ok(rd) = fs::read_dir(&self.dir) {
+            for e in rd.flatten() {
+                let _ = fs::remove_file(e.path());
+            }
+        }
+        Ok(freed)
     }
 
     /// Removes entries whose layers are no longer stored (after garbage collection).
@@ -245,6 +276,58 @@ fn build_alive(owner: &str) -> bool {
     }
 }
 
+/// When two RUN steps differ only in their `--mount`s, says which mounts differ.
+fn mounts_changed(old: &str, new: &str) -> Option<String> {
+    let split = |s: &str| -> (Vec<String>, String) {
+        let mut mounts = Vec::new();
+        let mut rest = Vec::new();
+        for w in s.split(' ') {
+            if w.starts_with("--mount=") {
+                mounts.push(w.to_string());
+            } else {
+                rest.push(w);
+            }
+        }
+        (mounts, rest.join(" "))
+    };
+    let (old_m, old_rest) = split(old);
+    let (new_m, new_rest) = split(new);
+    if old_rest != new_rest || old_m == new_m {
+        return None;
+    }
+    let gone: Vec<&String> = old_m.iter().filter(|m| !new_m.contains(m)).collect();
+    let added: Vec<&String> = new_m.iter().filter(|m| !old_m.contains(m)).collect();
+    let list = |v: &[&String]| {
+        v.iter()
+            .map(|m| format!("`{m}`"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    Some(match (gone.is_empty(), added.is_empty()) {
+        (false, false) => format!(
+            "the RUN's mounts changed: {} is now {}",
+            list(&gone),
+            list(&added)
+        ),
+        (true, _) => format!("the RUN's mounts changed: {} was added", list(&added)),
+        (_, true) => format!("the RUN's mounts changed: {} was removed", list(&gone)),
+    })
+}
+
+/// The bytes of the files below `dir` (0 when it is missing).
+fn dir_size(dir: &std::path::Path) -> u64 {
+    let Ok(rd) = fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_size(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
 fn explain_files(old: &[FileKey], new: &[FileKey]) -> String {
     let mut changes = Vec::new();
     for n in new {
@@ -281,6 +364,27 @@ fn explain_files(old: &[FileKey], new: &[FileKey]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn explain_names_the_mounts_that_changed() {
+        let old = "RUN --mount=type=cache,target=/a,id=/a /bin/sh -c make";
+        let new = "RUN --mount=type=cache,target=/b,id=/b /bin/sh -c make";
+        let why = mounts_changed(old, new).unwrap();
+        assert!(
+            why.contains("target=/a") && why.contains("target=/b"),
+            "{why}"
+        );
+        assert!(mounts_changed(old, "RUN /bin/sh -c make")
+            .unwrap()
+            .contains("was removed"));
+        assert_eq!(
+            mounts_changed(
+                old,
+                "RUN --mount=type=cache,target=/a,id=/a /bin/sh -c other"
+            ),
+            None
+        );
+    }
 
     fn parts(parent: &[u8], ins: &str, files: &[(&str, &[u8])]) -> KeyParts {
         KeyParts {

@@ -232,6 +232,13 @@ impl Context {
         Ok(Some((fd, inside.to_string())))
     }
 
+    /// The context with `text` as its ignore rules instead of its `.dockerignore` (BuildKit's
+    /// `<Dockerfile>.dockerignore` beside a named Dockerfile).
+    pub fn with_ignore(mut self, text: &str) -> Self {
+        self.ignore = Ignore::parse(text);
+        self
+    }
+
     /// The context directory.
     pub fn root(&self) -> &Path {
         &self.root

@@ -7,6 +7,7 @@
 
 use std::fmt;
 
+use super::heredoc::{self, Heredoc};
 use crate::image::change::{raw_words, split_instruction, CommandForm, Lexer};
 
 /// Why a Dockerfile cannot be parsed.
@@ -43,6 +44,8 @@ pub struct Instruction {
     pub args: String,
     /// The instruction as written (continuations joined, keyword as written).
     pub text: String,
+    /// The here-documents it opens (RUN, COPY and ADD), bodies read from the lines after it.
+    pub heredocs: Vec<Heredoc>,
 }
 
 impl Instruction {
@@ -116,7 +119,7 @@ fn allowed_flags(keyword: &str) -> &'static [&'static str] {
             "checksum",
             "keep-git-dir",
         ],
-        "RUN" => &["network", "security"],
+        "RUN" => &["network", "security", "mount"],
         "HEALTHCHECK" => &[
             "interval",
             "timeout",
@@ -136,7 +139,8 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
     let mut instructions = Vec::new();
     // The instruction being assembled: start line, text so far.
     let mut pending: Option<(usize, String)> = None;
-    for (idx, raw) in text.lines().enumerate() {
+    let mut lines = text.lines().enumerate();
+    while let Some((idx, raw)) = lines.next() {
         let line_no = idx + 1;
         let raw = raw.strip_suffix('\r').unwrap_or(raw);
         let trimmed = raw.trim_start();
@@ -178,7 +182,9 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
         }
         if !continues {
             if let Some((start, acc)) = pending.take() {
-                instructions.push(instruction(start, &acc)?);
+                let mut ins = instruction(start, &acc)?;
+                read_heredocs(&mut ins, &mut lines)?;
+                instructions.push(ins);
             }
         }
     }
@@ -196,6 +202,36 @@ pub fn parse(text: &str) -> Result<Dockerfile, ParseError> {
     Ok(df)
 }
 
+/// Reads the bodies of the heredocs a RUN, COPY or ADD opens from the lines after it.
+fn read_heredocs<'t>(
+    ins: &mut Instruction,
+    lines: &mut impl Iterator<Item = (usize, &'t str)>,
+) -> Result<(), ParseError> {
+    if !matches!(ins.keyword.as_str(), "RUN" | "COPY" | "ADD") {
+        return Ok(());
+    }
+    for mut doc in heredoc::openers(&ins.args) {
+        let mut terminated = false;
+        for (_, raw) in lines.by_ref() {
+            let raw = raw.strip_suffix('\r').unwrap_or(raw);
+            if heredoc::is_terminator(&doc, raw) {
+                terminated = true;
+                break;
+            }
+            doc.content.push_str(raw);
+            doc.content.push('\n');
+        }
+        if !terminated {
+            return Err(ins.error(format!(
+                "unterminated heredoc: no line {:?} ends it",
+                doc.name
+            )));
+        }
+        ins.heredocs.push(doc);
+    }
+    Ok(())
+}
+
 /// `# key=value` at the top of the file.
 fn directive(line: &str) -> Option<(String, String)> {
     let rest = line.strip_prefix('#')?.trim();
@@ -208,12 +244,13 @@ fn directive(line: &str) -> Option<(String, String)> {
 }
 
 /// Strips a trailing escape character (and whitespace after it): the instruction continues on
-/// the next line.
+/// the next line. An escaped escape (`echo one\\`) does not continue, as BuildKit's
+/// `([^\\])\\[ \t]*$` rule says.
 fn continuation(line: &str, escape: char) -> (&str, bool) {
-    let t = line.trim_end();
+    let t = line.trim_end_matches([' ', '\t']);
     match t.strip_suffix(escape) {
-        Some(body) => (body, true),
-        None => (line, false),
+        Some(body) if !body.ends_with(escape) => (body, true),
+        _ => (line, false),
     }
 }
 
@@ -248,6 +285,11 @@ fn instruction(line: usize, text: &str) -> Result<Instruction, ParseError> {
     let mut flags = Vec::new();
     let mut args = rest;
     while let Some(f) = args.strip_prefix("--") {
+        if f.is_empty() || f.starts_with(char::is_whitespace) {
+            // `--` ends the flags: what follows is arguments, even if it starts with `--`.
+            args = f.trim_start();
+            break;
+        }
         let (word, after) = match f.find(char::is_whitespace) {
             Some(i) => (&f[..i], f[i..].trim_start()),
             None => (f, ""),
@@ -268,6 +310,7 @@ fn instruction(line: usize, text: &str) -> Result<Instruction, ParseError> {
         flags,
         args: args.to_string(),
         text,
+        heredocs: Vec::new(),
     })
 }
 
@@ -371,13 +414,13 @@ pub struct CopyArgs {
     pub dest: String,
     /// Whether the words came from the JSON form (no quote processing left to do).
     pub json: bool,
+    /// Sources that are heredocs (`COPY <<EOF /etc/x`): files named after the delimiter,
+    /// holding the body.
+    pub inline: Vec<Heredoc>,
 }
 
 /// Splits COPY/ADD arguments into sources and destination.
 pub fn parse_copy(ins: &Instruction, escape: char) -> Result<CopyArgs, ParseError> {
-    if ins.args.trim_start().starts_with("<<") {
-        return Err(ins.error("heredocs are not supported"));
-    }
     let (words, json) = match CommandForm::parse(&ins.args) {
         CommandForm::Exec(v) => (v, true),
         CommandForm::Shell(s) => (raw_words(&s, escape).map_err(|m| ins.error(m))?, false),
@@ -390,10 +433,29 @@ pub fn parse_copy(ins: &Instruction, escape: char) -> Result<CopyArgs, ParseErro
     }
     let mut sources = words;
     let dest = sources.pop().unwrap_or_default();
+    if !json && heredoc::parse_word(&dest).is_some() {
+        return Err(ins.error(format!(
+            "{} requires a destination that is not a heredoc",
+            ins.keyword
+        )));
+    }
+    let mut inline = Vec::new();
+    if !json && !ins.heredocs.is_empty() {
+        sources.retain(|w| match heredoc::parse_word(w) {
+            Some(h) => {
+                if let Some(doc) = ins.heredocs.iter().find(|d| d.name == h.name) {
+                    inline.push(doc.clone());
+                }
+                false
+            }
+            None => true,
+        });
+    }
     Ok(CopyArgs {
         sources,
         dest,
         json,
+        inline,
     })
 }
 
@@ -424,22 +486,24 @@ fn check(ins: &Instruction, lexer: &Lexer<'_>) -> Result<(), ParseError> {
                     return Err(ins.error(format!("invalid --chmod={m}: use an octal mode")));
                 }
             }
-            if ins.keyword == "ADD" && ins.flag("checksum").is_some() {
-                return Err(ins.error("ADD --checksum is not supported"));
-            }
         }
         "RUN" => {
             needs_args("a command")?;
-            if args.starts_with("<<") {
-                return Err(ins.error("heredocs are not supported"));
+            if !ins.heredocs.is_empty() && matches!(CommandForm::parse(args), CommandForm::Exec(_))
+            {
+                return Err(ins.error("heredocs need the shell form of RUN"));
             }
+            not_string_array(ins, args)?;
             if let CommandForm::Exec(v) = CommandForm::parse(args) {
                 if v.is_empty() {
                     return Err(ins.error("RUN requires a command"));
                 }
             }
         }
-        "CMD" | "ENTRYPOINT" => needs_args("a command (use [] for none)")?,
+        "CMD" | "ENTRYPOINT" => {
+            needs_args("a command (use [] for none)")?;
+            not_string_array(ins, args)?;
+        }
         "SHELL" => match CommandForm::parse(args) {
             CommandForm::Exec(v) if !v.is_empty() => {}
             _ => {
@@ -477,6 +541,22 @@ fn check(ins: &Instruction, lexer: &Lexer<'_>) -> Result<(), ParseError> {
         _ => {}
     }
     Ok(())
+}
+
+/// BuildKit's rule for the JSON form: text that parses as a JSON array is the exec form, and
+/// then every element must be a string (`CMD [1, 2]`, `CMD ["a", ["b"]]` are errors, not
+/// shell form). Text that is not JSON at all stays shell form.
+fn not_string_array(ins: &Instruction, args: &str) -> Result<(), ParseError> {
+    let t = args.trim();
+    if !t.starts_with('[') {
+        return Ok(());
+    }
+    match serde_json::from_str::<Vec<serde_json::Value>>(t) {
+        Ok(v) if v.iter().any(|e| !e.is_string()) => {
+            Err(ins.error("when using JSON array syntax, arrays must be comprised of strings only"))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The instruction's flags and arguments as one string again (`--interval=5s CMD true`).
@@ -576,6 +656,48 @@ mod tests {
         );
         let c = parse_copy(&df.instructions[4], '\\').unwrap();
         assert_eq!((c.sources.len(), c.dest.as_str()), (2, "c/"));
+    }
+
+    #[test]
+    fn an_escaped_escape_does_not_continue_the_line() {
+        let df = parse("FROM x\nRUN echo one\\\\\nRUN echo two\nRUN a \\  \n b\n").unwrap();
+        assert_eq!(df.instructions[1].args, "echo one\\\\");
+        assert_eq!(df.instructions[2].args, "echo two");
+        assert_eq!(df.instructions[3].args, "a  b");
+        let df = parse("# escape=`\nFROM x\nRUN echo one``\nRUN echo two\n").unwrap();
+        assert_eq!(df.instructions.len(), 3);
+    }
+
+    #[test]
+    fn double_dash_ends_the_flags() {
+        let df = parse("FROM x\nCOPY -- foo /tmp/\nCOPY --chown=1 -- --odd /tmp/\n").unwrap();
+        let c = parse_copy(&df.instructions[1], '\\').unwrap();
+        assert_eq!(
+            (c.sources, c.dest),
+            (vec!["foo".to_string()], "/tmp/".to_string())
+        );
+        assert_eq!(df.instructions[2].flag("chown"), Some("1"));
+        let c = parse_copy(&df.instructions[2], '\\').unwrap();
+        assert_eq!(c.sources, ["--odd"]);
+    }
+
+    #[test]
+    fn json_arrays_of_non_strings_are_errors() {
+        for text in [
+            "CMD [ \"echo\", [ \"nested json\" ] ]",
+            "CMD [1, 2]",
+            "ENTRYPOINT [\"a\", {\"b\": 1}]",
+            "RUN [\"a\", null]",
+        ] {
+            let e = parse(&format!("FROM x\n{text}\n")).unwrap_err();
+            assert!(
+                e.to_string()
+                    .contains("arrays must be comprised of strings"),
+                "{e}"
+            );
+        }
+        // Not JSON at all: still shell form.
+        parse("FROM x\nCMD [ not json\nRUN [ -f /x ] || true\n").unwrap();
     }
 
     #[test]

@@ -9,11 +9,16 @@
 //! scopes.
 
 pub mod cache;
+pub mod cache_io;
 pub mod context;
 pub mod dockerfile;
 pub mod fetch;
+pub mod heredoc;
 pub mod ignore;
+pub mod input;
 pub mod layer;
+pub mod mounts;
+pub mod output;
 pub mod run;
 mod stages;
 mod steps;

@@ -14,10 +14,12 @@ use rimg_fs::union::{NodeKind, UnionTree};
 use rimg_fs::upper::{upper_changes, LayerOptions, RUNTIME_INJECTED};
 use rimg_fs::Digest;
 
+use super::mounts::{Sharing, StepMount};
 use super::BuildError;
 use crate::image::commit::{layers_tree, store_upper_layer, CommitError};
 use crate::image::{ImageConfig, Images};
 use crate::mount::{MountRequest, MountedStack, Stacks};
+use crate::runtime::mounts::{resolve_target, MountKind, MountSpec};
 use crate::runtime::{run_in_rootfs, Network, ProcessSpec, RuntimeError};
 
 /// What a RUN step executes.
@@ -37,6 +39,9 @@ pub struct RunRequest {
     pub epoch: i64,
     /// `RUN --network=none`: only a loopback interface (else the host's network).
     pub no_network: bool,
+    /// `RUN --mount`s (and a heredoc script), made inside the step's container; none of
+    /// them ends up in the layer.
+    pub mounts: Vec<StepMount>,
 }
 
 /// The build's lease on the store: garbage collection waits for it, so what the build has
@@ -104,10 +109,18 @@ impl MountRunner {
 struct Sandbox<'a> {
     dir: PathBuf,
     mounted: Option<MountedStack<'a>>,
+    /// States `RUN --mount=type=bind,from=` mounts, unmounted with the rootfs.
+    sources: Vec<MountedStack<'a>>,
+    /// Cache mounts' locks, held while the command runs.
+    locks: Vec<nix::fcntl::Flock<fs::File>>,
 }
 
 impl Sandbox<'_> {
     fn unmount(&mut self) -> Result<(), String> {
+        for m in self.sources.drain(..) {
+            let _ = m.unmount();
+        }
+        self.locks.clear();
         match self.mounted.take() {
             Some(m) => m
                 .unmount()
@@ -122,6 +135,134 @@ impl Drop for Sandbox<'_> {
     fn drop(&mut self) {
         let _ = self.unmount();
         let _ = fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl<'a> Sandbox<'a> {
+    /// The runtime's mounts for the step's `RUN --mount`s: states mounted, cache dirs
+    /// locked.
+    fn mount_specs(
+        &mut self,
+        images: &'a Images,
+        mounts: &[StepMount],
+    ) -> Result<Vec<MountSpec>, BuildError> {
+        let mut out = Vec::new();
+        for (n, m) in mounts.iter().enumerate() {
+            let target = m.target().to_string();
+            let bind = |source: PathBuf, readonly: bool| MountSpec {
+                kind: MountKind::Bind,
+                source,
+                target: target.clone(),
+                readonly,
+                options: Vec::new(),
+            };
+            let spec = match m {
+                StepMount::Host {
+                    source, read_only, ..
+                } => bind(source.clone(), *read_only),
+                StepMount::Tmpfs { size, .. } => MountSpec {
+                    kind: MountKind::Tmpfs,
+                    source: PathBuf::new(),
+                    target: target.clone(),
+                    readonly: false,
+                    options: size.map(|s| format!("size={s}")).into_iter().collect(),
+                },
+                StepMount::Cache {
+                    dir,
+                    sharing,
+                    read_only,
+                    ..
+                } => {
+                    let source = self.lock_cache(dir, *sharing, n)?;
+                    bind(source, *read_only)
+                }
+                StepMount::State {
+                    config, source, rw, ..
+                } => {
+                    let root = self.mount_state(images, config, *rw, n)?;
+                    let rel = resolve_target(&root, source).map_err(io_err("resolve", &root))?;
+                    bind(root.join(rel), !*rw)
+                }
+            };
+            out.push(spec);
+        }
+        Ok(out)
+    }
+
+    /// Locks a cache dir for the step: `locked` waits for other builds, `shared` shares, and
+    /// `private` takes a fresh directory when another build holds it.
+    fn lock_cache(
+        &mut self,
+        dir: &Path,
+        sharing: Sharing,
+        n: usize,
+    ) -> Result<PathBuf, BuildError> {
+        use nix::fcntl::{Flock, FlockArg};
+        let lock_path = dir.with_extension("lock");
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_err("open", &lock_path))?;
+        let arg = match sharing {
+            Sharing::Shared => FlockArg::LockShared,
+            Sharing::Locked => FlockArg::LockExclusive,
+            Sharing::Private => FlockArg::LockExclusiveNonblock,
+        };
+        match Flock::lock(file, arg) {
+            Ok(locked) => {
+                self.locks.push(locked);
+                Ok(dir.to_path_buf())
+            }
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) if sharing == Sharing::Private => {
+                let fresh = self.dir.join(format!("cache-{n}"));
+                fs::create_dir_all(&fresh).map_err(io_err("create", &fresh))?;
+                Ok(fresh)
+            }
+            Err((_, e)) => Err(IoError::new("lock", &lock_path, io::Error::from(e)).into()),
+        }
+    }
+
+    /// Mounts a build state for a `from=` bind (with a throw-away upper dir when `rw`).
+    fn mount_state(
+        &mut self,
+        images: &'a Images,
+        config: &ImageConfig,
+        rw: bool,
+        n: usize,
+    ) -> Result<PathBuf, BuildError> {
+        let bytes = serde_json::to_vec(config)
+            .map_err(|e| IoError::new("serialize", "config", io::Error::other(e)))?;
+        let image = images.write_image(&bytes)?;
+        let root = self.dir.join(format!("from-{n}"));
+        fs::create_dir_all(&root).map_err(io_err("create", &root))?;
+        let mut req = MountRequest {
+            image: image.manifest_digest.to_string(),
+            mountpoint: root.clone(),
+            read_only: !rw,
+            ..Default::default()
+        };
+        if rw {
+            let (u, w) = (
+                self.dir.join(format!("from-{n}-upper")),
+                self.dir.join(format!("from-{n}-work")),
+            );
+            for d in [&u, &w] {
+                fs::create_dir_all(d).map_err(io_err("create", d))?;
+            }
+            req.upper = Some(u);
+            req.work = Some(w);
+        }
+        let mounted = Stacks::new(images).mount(&req).map_err(|e| {
+            IoError::new(
+                "mount",
+                root.clone(),
+                io::Error::other(crate::error_line(&e)),
+            )
+        })?;
+        self.sources.push(mounted);
+        Ok(root)
     }
 }
 
@@ -150,6 +291,8 @@ impl Runner for MountRunner {
         let mut sandbox = Sandbox {
             dir: dir.clone(),
             mounted: None,
+            sources: Vec::new(),
+            locks: Vec::new(),
         };
         let mount = MountRequest {
             image: image.manifest_digest.to_string(),
@@ -166,6 +309,13 @@ impl Runner for MountRunner {
             )
         })?;
         sandbox.mounted = Some(mounted);
+        let specs = sandbox.mount_specs(images, &req.mounts)?;
+        // The mount points as they resolve in the rootfs, to take out of the layer after.
+        let mut points = Vec::new();
+        for m in &specs {
+            let rel = resolve_target(&rootfs, &m.target).map_err(io_err("resolve", &rootfs))?;
+            points.push(rel.to_string_lossy().into_owned());
+        }
         // The state is pinned by its mount now: no lease while the command runs.
         lease.release();
         let code = {
@@ -174,7 +324,7 @@ impl Runner for MountRunner {
                 .then(Silence::new)
                 .transpose()
                 .map_err(io_err("redirect output", Path::new("/dev/null")))?;
-            run_command(&rootfs, req)
+            run_command(&rootfs, req, specs)
         };
         // Held again before the mount (and its pin) goes and the layer is written.
         lease.take()?;
@@ -189,7 +339,12 @@ impl Runner for MountRunner {
             });
         }
         let lower = layers_tree(images, &parent.rootfs.diff_ids)?;
-        drop_injected(&upper, &lower).map_err(io_err("clean", &upper))?;
+        let mut made: Vec<String> = RUNTIME_INJECTED
+            .iter()
+            .map(|p| p.trim_start_matches('/').to_string())
+            .collect();
+        made.extend(points);
+        drop_mount_points(&upper, &lower, &made).map_err(io_err("clean", &upper))?;
         let opts = LayerOptions {
             ignore: RUNTIME_INJECTED.iter().map(|s| s.to_string()).collect(),
             mtime_clamp: Some(req.epoch),
@@ -204,14 +359,15 @@ impl Runner for MountRunner {
     }
 }
 
-/// Removes from a RUN's upper dir what the runtime made only to mount over (`/etc/hosts`,
-/// `/proc`, … where the image has none) and the directories copied up just to hold them, so
-/// the step's layer holds what the command did and nothing else.
-fn drop_injected(upper: &Path, lower: &UnionTree) -> io::Result<()> {
+/// Removes from a RUN's upper dir the mount points made only to mount over (`/etc/hosts`,
+/// `/proc`, a `RUN --mount` target, … where the image has none) and the directories made or
+/// copied up just to hold them, so the step's layer holds what the command did and nothing
+/// else. `made` are paths relative to the root.
+fn drop_mount_points(upper: &Path, lower: &UnionTree, made: &[String]) -> io::Result<()> {
     let mut parents: Vec<&str> = Vec::new();
-    for injected in RUNTIME_INJECTED {
-        let rel = injected.trim_start_matches('/');
-        if lower.resolve(rel.as_bytes()).is_some() {
+    for rel in made {
+        let rel = rel.trim_matches('/');
+        if rel.is_empty() || lower.resolve(rel.as_bytes()).is_some() {
             continue;
         }
         let p = upper.join(rel);
@@ -221,10 +377,15 @@ fn drop_injected(upper: &Path, lower: &UnionTree) -> io::Result<()> {
             Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
             Err(e) => return Err(e),
         }
-        if let Some((parent, _)) = rel.rsplit_once('/') {
+        let mut at = rel;
+        while let Some((parent, _)) = at.rsplit_once('/') {
             parents.push(parent);
+            at = parent;
         }
     }
+    // Deepest first, so a directory emptied by removing its child goes too.
+    parents.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    parents.dedup();
     for parent in parents {
         let p = upper.join(parent);
         let Ok(meta) = fs::symlink_metadata(&p) else {
@@ -232,15 +393,16 @@ fn drop_injected(upper: &Path, lower: &UnionTree) -> io::Result<()> {
         };
         let empty = meta.is_dir() && fs::read_dir(&p)?.next().is_none();
         let opaque = xattr_is_set(&p);
-        let same = lower
-            .resolve(parent.as_bytes())
-            .and_then(|i| lower.node(i))
-            .is_some_and(|n| {
+        let same = match lower.resolve(parent.as_bytes()).and_then(|i| lower.node(i)) {
+            // A directory the runtime made: nothing of the command's is in it.
+            None => true,
+            Some(n) => {
                 n.kind == NodeKind::Dir
                     && n.mode == (meta.mode() & 0o7777)
                     && n.uid == meta.uid()
                     && n.gid == meta.gid()
-            });
+            }
+        };
         if empty && !opaque && same {
             fs::remove_dir(&p)?;
         }
@@ -282,7 +444,7 @@ impl Drop for Silence {
 }
 
 /// Runs the command in the mounted root with the built-in runtime and returns its exit code.
-fn run_command(rootfs: &Path, req: &RunRequest) -> Result<i32, BuildError> {
+fn run_command(rootfs: &Path, req: &RunRequest, mounts: Vec<MountSpec>) -> Result<i32, BuildError> {
     let spec = ProcessSpec {
         argv: req.argv.clone(),
         env: req.env.clone(),
@@ -298,6 +460,7 @@ fn run_command(rootfs: &Path, req: &RunRequest) -> Result<i32, BuildError> {
         },
         security: Default::default(),
         cgroup: None,
+        mounts,
         ..ProcessSpec::default()
     };
     run_in_rootfs(rootfs, &spec).map_err(|e| match e {

@@ -16,10 +16,13 @@ use std::time::{Duration, Instant};
 
 use rimg_fs::{Digest, LayerIndex};
 
-use super::cache::{BuildCache, PROGRESS_PIN_PREFIX};
+use super::cache::{BuildCache, Entry, PROGRESS_PIN_PREFIX};
+use super::cache_io;
 use super::context::Context;
 use super::dockerfile::{self, Dockerfile, Instruction};
 use super::layer::ImageFiles;
+use super::mounts::{Scratch, SecretSource};
+use super::output::{self, Output};
 use super::run::{BuildLease, Runner};
 use super::steps::{self, State};
 use super::BuildError;
@@ -48,6 +51,22 @@ pub struct BuildOptions {
     pub source_date_epoch: Option<i64>,
     /// `--pull`: fetch every named image even when the store has it.
     pub pull_always: bool,
+    /// `--secret`s, by id, for `RUN --mount=type=secret`.
+    pub secrets: Vec<(String, SecretSource)>,
+    /// `--ssh` agent sockets, by id, for `RUN --mount=type=ssh`.
+    pub ssh: Vec<(String, PathBuf)>,
+    /// `--label`s set on the image.
+    pub labels: Vec<(String, String)>,
+    /// `-o`: export the final stage's files instead of creating an image.
+    pub output: Option<Output>,
+    /// `--cache-to type=local,dest=DIR`: export the steps of this build there.
+    pub cache_to: Option<PathBuf>,
+    /// `--cache-from type=local,src=DIR`: import exported steps before building.
+    pub cache_from: Vec<PathBuf>,
+    /// Ignore rules replacing the context's `.dockerignore` (`<Dockerfile>.dockerignore`).
+    pub ignore_text: Option<String>,
+    /// `--add-host`: (name, address) lines added to RUN steps' `/etc/hosts`.
+    pub add_hosts: Vec<(String, String)>,
 }
 
 /// How a step ended.
@@ -137,6 +156,10 @@ pub struct Builder<'a> {
     pub(super) lease: BuildLease<'a>,
     /// How many of `stage_layers` the progress pin holds.
     progress_pinned: usize,
+    /// Secrets and scripts for RUN steps, made when a step first needs them.
+    scratch: Option<Scratch>,
+    /// The cache entries this build hit or wrote (what `--cache-to` exports).
+    pub(super) used_entries: Vec<Entry>,
 }
 
 /// This build's progress pin: the process's pid and start time, so a pin whose build is gone
@@ -167,7 +190,10 @@ impl<'a> Builder<'a> {
         progress: &'a mut dyn Progress,
         opts: BuildOptions,
     ) -> Result<Self, BuildError> {
-        let context = Context::open(&opts.context)?;
+        let mut context = Context::open(&opts.context)?;
+        if let Some(text) = &opts.ignore_text {
+            context = context.with_ignore(text);
+        }
         let mut build_args = BTreeMap::new();
         for (k, v) in &opts.build_args {
             match v {
@@ -201,10 +227,21 @@ impl<'a> Builder<'a> {
             index_cache: HashMap::new(),
             fetcher: None,
             fetched: BTreeSet::new(),
+            scratch: None,
+            used_entries: Vec::new(),
             opts,
             lease: BuildLease::new(images.store()),
             progress_pinned: 0,
         })
+    }
+
+    /// The build's scratch directory (made on first use, with a copy of every secret).
+    pub(super) fn scratch(&mut self) -> Result<&mut Scratch, BuildError> {
+        let s = match self.scratch.take() {
+            Some(s) => s,
+            None => Scratch::new(&self.images.store().private_dir(), &self.opts.secrets)?,
+        };
+        Ok(self.scratch.insert(s))
     }
 
     /// Lets the build fetch the images it names and the store lacks (and, with
@@ -257,6 +294,11 @@ impl<'a> Builder<'a> {
         // Keep garbage collection off the layers written until they are referenced (a RUN
         // step lets go of the lease while its command runs: see `pin_progress`).
         self.lease.take()?;
+        for dir in self.opts.cache_from.clone() {
+            let n = cache_io::import(self.images, &self.cache, &dir)?;
+            self.progress
+                .note(&format!("imported {n} cached steps from {}", dir.display()));
+        }
         for &i in &needed {
             let state = match self.run_stage(&stages, i) {
                 Ok(s) => s,
@@ -275,8 +317,31 @@ impl<'a> Builder<'a> {
             .stage_states
             .remove(&target)
             .ok_or_else(|| BuildError::NoTarget(target.to_string()))?;
-        let layers = state.config.rootfs.diff_ids.clone();
-        let image = self.images.create(&layers, state.config, &self.opts.tags)?;
+        if let Some(dir) = &self.opts.cache_to {
+            cache_io::export(self.images, &self.used_entries, dir)?;
+        }
+        let mut config = state.config;
+        if !self.opts.labels.is_empty() {
+            let labels = config.config.labels.get_or_insert_with(Default::default);
+            for (k, v) in &self.opts.labels {
+                labels.insert(k.clone(), v.clone());
+            }
+        }
+        if let Some(out) = &self.opts.output {
+            // No image: an unlisted state for the export's mount.
+            let bytes = serde_json::to_vec(&config).map_err(|e| {
+                rimg_fs::error::IoError::new("serialize", "config", std::io::Error::other(e))
+            })?;
+            let image = self.images.write_image(&bytes)?;
+            output::export(self.images, &image, out)?;
+            return Ok(Built {
+                image,
+                cached: self.cached,
+                ran: self.ran,
+            });
+        }
+        let layers = config.rootfs.diff_ids.clone();
+        let image = self.images.create(&layers, config, &self.opts.tags)?;
         let pinned: Vec<Digest> = self.stage_layers.iter().copied().collect();
         self.cache.pin_build(self.images, &image.id, &pinned)?;
         self.unpin_progress();
@@ -411,7 +476,15 @@ impl<'a> Builder<'a> {
                 }
             }
             for ins in s.body {
-                if let Some(from) = ins.flag("from") {
+                // COPY --from=, RUN --mount=...,from=
+                let mount_froms = ins
+                    .flags
+                    .iter()
+                    .filter(|f| f.name == "mount")
+                    .filter_map(|f| f.value.as_deref())
+                    .flat_map(|v| v.split(','))
+                    .filter_map(|kv| kv.strip_prefix("from="));
+                for from in ins.flag("from").into_iter().chain(mount_froms) {
                     if let Some(j) = stage_index(stages, from, i) {
                         need.insert(j);
                     }

@@ -50,6 +50,12 @@ pub struct MountSpec {
     pub options: Vec<String>,
 }
 
+/// Where `target` leads inside `root` (a path relative to it, every symlink resolved as if
+/// `root` were `/`): the mount point a [`MountSpec`] with that target uses.
+pub fn resolve_target(root: &Path, target: &str) -> std::io::Result<PathBuf> {
+    super::rootfs::resolve_in_root(root, Path::new(target))
+}
+
 /// The mount flags and filesystem data of `options` on top of `base`.
 fn flags_and_data(base: MsFlags, options: &[String]) -> (MsFlags, Option<String>) {
     let mut flags = base;

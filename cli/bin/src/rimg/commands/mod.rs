@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod build;
+pub mod builder;
 pub mod commit;
 pub mod containers;
 pub mod diff;

@@ -7,6 +7,8 @@ use super::super::cache::FileKey;
 use super::super::context::{clean_rel, Context, HostEntry, HostKind};
 use super::super::dockerfile::{self, Instruction};
 use super::super::fetch;
+use super::super::heredoc;
+use super::super::ignore::Ignore;
 use super::super::layer::{self, DirDefaults, ImageFiles, Kind, LayerPlan, NewEntry, Source};
 use super::super::stages::{stage_index, step_err, Builder, Outcome};
 use super::super::BuildError;
@@ -25,11 +27,39 @@ struct CopyArgs {
     chown: Option<String>,
     chmod: Option<u32>,
     from: Option<String>,
+    /// Heredoc sources: (file name, contents), variables substituted unless quoted.
+    inline: Vec<(String, String)>,
+    /// `ADD --checksum=sha256:…`: the digest a URL's download must have.
+    checksum: Option<String>,
+    /// `--exclude` patterns (`.dockerignore` syntax), matched against a context path and
+    /// against its path inside the source directory being copied.
+    exclude: Option<Ignore>,
+    /// `--parents`: keep each source's parent directories (below a `/./` pivot) in the
+    /// destination.
+    parents: bool,
 }
 
 impl CopyArgs {
-    fn parse(ins: &Instruction, escape: char, lexer: &Lexer<'_>) -> Result<Self, BuildError> {
+    fn parse(
+        ins: &Instruction,
+        escape: char,
+        lexer: &Lexer<'_>,
+        lookup: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Self, BuildError> {
         let raw = dockerfile::parse_copy(ins, escape)?;
+        let inline = raw
+            .inline
+            .iter()
+            .map(|d| {
+                let data = d.data();
+                let data = if d.expand {
+                    heredoc::expand(&data, lookup)
+                } else {
+                    data
+                };
+                (d.name.clone(), data)
+            })
+            .collect();
         let word = |w: &str| lexer.word(w).map_err(|m| step_err(ins, m));
         let mut sources = Vec::new();
         for s in &raw.sources {
@@ -47,11 +77,37 @@ impl CopyArgs {
             None => None,
         };
         let from = ins.flag("from").map(word).transpose()?;
-        for f in ["exclude", "parents", "keep-git-dir"] {
-            if ins.flag(f).is_some() || ins.flags.iter().any(|x| x.name == f) {
-                return Err(step_err(ins, format!("--{f} is not supported")));
+        let checksum = ins.flag("checksum").map(word).transpose()?;
+        if let Some(c) = &checksum {
+            let valid = c
+                .strip_prefix("sha256:")
+                .is_some_and(|h| h.len() == 64 && h.chars().all(|x| x.is_ascii_hexdigit()));
+            if !valid {
+                return Err(step_err(
+                    ins,
+                    format!("invalid --checksum={c}: use sha256:<64 hex digits>"),
+                ));
+            }
+            if sources.len() != 1 || !fetch::is_url(&sources[0]) {
+                return Err(step_err(ins, "--checksum needs exactly one http(s) source"));
             }
         }
+        if ins.flags.iter().any(|x| x.name == "keep-git-dir") {
+            return Err(step_err(ins, "--keep-git-dir is not supported"));
+        }
+        let mut patterns = Vec::new();
+        for f in ins.flags.iter().filter(|f| f.name == "exclude") {
+            patterns.push(word(f.value.as_deref().unwrap_or(""))?);
+        }
+        let exclude = (!patterns.is_empty()).then(|| Ignore::parse(&patterns.join("\n")));
+        let parents = match ins.flags.iter().rev().find(|f| f.name == "parents") {
+            None => false,
+            Some(f) => match f.value.as_deref() {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(v) => return Err(step_err(ins, format!("invalid --parents={v}"))),
+            },
+        };
         Ok(CopyArgs {
             add: ins.keyword == "ADD",
             sources,
@@ -59,6 +115,10 @@ impl CopyArgs {
             chown,
             chmod,
             from,
+            inline,
+            checksum,
+            exclude,
+            parents,
         })
     }
 
@@ -74,7 +134,12 @@ impl CopyArgs {
         if let Some(m) = &self.chmod {
             flags.push_str(&format!("--chmod={m:o} "));
         }
-        format!("{keyword} {flags}{} {}", self.sources.join(" "), self.dest)
+        if self.parents {
+            flags.push_str("--parents ");
+        }
+        let mut sources = self.sources.clone();
+        sources.extend(self.inline.iter().map(|(n, _)| format!("<<{n}")));
+        format!("{keyword} {flags}{} {}", sources.join(" "), self.dest)
     }
 }
 
@@ -85,8 +150,15 @@ pub(in crate::builder) fn copy(
     cx: &mut StageContext<'_>,
     ins: &Instruction,
     lexer: &Lexer<'_>,
+    lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Outcome, BuildError> {
-    let args = CopyArgs::parse(ins, b.escape, lexer)?;
+    let args = CopyArgs::parse(ins, b.escape, lexer, lookup)?;
+    if args.from.is_some() && !args.inline.is_empty() {
+        return Err(step_err(
+            ins,
+            "heredoc sources cannot be combined with --from",
+        ));
+    }
     let from_state = source_state(b, cx, ins, args.from.as_deref())?;
     let text = args.text(&ins.keyword);
     // Downloads live until the layer is written.
@@ -122,7 +194,7 @@ pub(in crate::builder) fn copy(
 
 /// The state `--from` names: an earlier stage's final state, or an image (fetched if
 /// missing). `None` reads the context.
-fn source_state(
+pub(in crate::builder) fn source_state(
     b: &mut Builder<'_>,
     cx: &StageContext<'_>,
     ins: &Instruction,
@@ -160,6 +232,17 @@ fn context_keys(
                 return Err(step_err(ins, "COPY cannot take a URL (use ADD)"));
             }
             let d = Download::fetch(b.images, s).map_err(|m| step_err(ins, m))?;
+            if let Some(want) = &args.checksum {
+                if d.digest.to_string() != want.to_ascii_lowercase() {
+                    return Err(step_err(
+                        ins,
+                        format!(
+                            "checksum mismatch for {s}: expected {want}, got {}",
+                            d.digest
+                        ),
+                    ));
+                }
+            }
             keys.push(FileKey {
                 path: s.clone(),
                 mode: 0o600,
@@ -168,36 +251,94 @@ fn context_keys(
             downloads.push(d);
             continue;
         }
-        for m in b
-            .context
-            .resolve(s)
-            .map_err(|e| step_err(ins, crate::error_line(&e)))?
-        {
-            let mut entries = vec![m.entry.clone()];
-            if m.entry.kind == HostKind::Dir {
-                entries.extend(b.context.walk(&m.entry.rel)?);
-            }
-            for e in entries {
-                let content = match &e.kind {
-                    HostKind::Dir => "dir".to_string(),
-                    HostKind::Symlink(t) => format!("symlink:{}", String::from_utf8_lossy(t)),
-                    HostKind::File(_) => b
-                        .context
-                        .hash(&e.rel)
-                        .map_err(|er| step_err(ins, crate::error_line(&er)))?
-                        .to_string(),
-                };
-                keys.push(FileKey {
-                    path: e.rel,
-                    mode: e.mode,
-                    content,
-                });
-            }
-        }
+        keys.extend(source_keys(b, ins, s, args.exclude.as_ref())?);
+    }
+    for (name, data) in &args.inline {
+        keys.push(FileKey {
+            path: format!("<<{name}"),
+            mode: 0o644,
+            content: rimg_fs::Digest::of(data.as_bytes()).to_string(),
+        });
     }
     keys.sort_by(|a, b| a.path.cmp(&b.path));
     keys.dedup();
     Ok((keys, downloads))
+}
+
+/// The cache key's files for one context source (a path or pattern): every entry it names
+/// or holds, with its mode and content hash. `RUN --mount=type=bind` keys on them too.
+pub(in crate::builder) fn source_keys(
+    b: &Builder<'_>,
+    ins: &Instruction,
+    source: &str,
+    exclude: Option<&Ignore>,
+) -> Result<Vec<FileKey>, BuildError> {
+    let mut keys = Vec::new();
+    for e in source_entries(b, ins, source, exclude)? {
+        let content = match &e.kind {
+            HostKind::Dir => "dir".to_string(),
+            HostKind::Symlink(t) => format!("symlink:{}", String::from_utf8_lossy(t)),
+            HostKind::File(_) => b
+                .context
+                .hash(&e.rel)
+                .map_err(|er| step_err(ins, crate::error_line(&er)))?
+                .to_string(),
+        };
+        keys.push(FileKey {
+            path: e.rel,
+            mode: e.mode,
+            content,
+        });
+    }
+    Ok(keys)
+}
+
+/// Every context entry a source names, directories' contents included.
+pub(in crate::builder) fn source_entries(
+    b: &Builder<'_>,
+    ins: &Instruction,
+    source: &str,
+    exclude: Option<&Ignore>,
+) -> Result<Vec<HostEntry>, BuildError> {
+    let mut out = Vec::new();
+    for m in b
+        .context
+        .resolve(source)
+        .map_err(|e| step_err(ins, crate::error_line(&e)))?
+    {
+        if excluded(exclude, "", &m.entry.rel) {
+            continue;
+        }
+        let dir = m.entry.kind == HostKind::Dir;
+        let rel = m.entry.rel.clone();
+        out.push(m.entry);
+        if dir {
+            let below = b.context.walk(&rel)?;
+            out.extend(
+                below
+                    .into_iter()
+                    .filter(|c| !excluded(exclude, &rel, &c.rel)),
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// Whether `--exclude` leaves out the context path `rel` (copied from directory `base`):
+/// a pattern may match the path from the context root or from inside `base`.
+fn excluded(exclude: Option<&Ignore>, base: &str, rel: &str) -> bool {
+    let Some(ex) = exclude else {
+        return false;
+    };
+    if ex.excluded(rel) {
+        return true;
+    }
+    let inside = if base.is_empty() {
+        None
+    } else {
+        rel.strip_prefix(base).and_then(|r| r.strip_prefix('/'))
+    };
+    inside.is_some_and(|r| ex.excluded(r))
 }
 
 /// Where a COPY writes and how: the state's files below, the destination, the owner and
@@ -377,31 +518,69 @@ fn plan_from_context(
     extracted: &mut Vec<Unpacked>,
     p: &mut Placement,
 ) -> Result<(), BuildError> {
-    let mut matched = Vec::new();
+    // Each matched entry with the part of its path `--parents` keeps.
+    let mut matched: Vec<(HostEntry, Option<String>)> = Vec::new();
     let mut wildcard = false;
     for s in &args.sources {
         if fetch::is_url(s) {
             continue;
         }
+        let pivot = s
+            .split_once("/./")
+            .and_then(|(before, _)| clean_rel(before))
+            .unwrap_or_default();
         for m in b
             .context
             .resolve(s)
             .map_err(|e| step_err(ins, crate::error_line(&e)))?
         {
+            if excluded(args.exclude.as_ref(), "", &m.entry.rel) {
+                continue;
+            }
             wildcard |= m.wildcard;
-            matched.push(m.entry);
+            let kept = args.parents.then(|| {
+                let r = &m.entry.rel;
+                match r.strip_prefix(&pivot) {
+                    Some(rest) if !pivot.is_empty() => rest.trim_start_matches('/').to_string(),
+                    _ => r.clone(),
+                }
+            });
+            matched.push((m.entry, kept));
         }
     }
-    let count = matched.len() + downloads.len();
+    if args.parents {
+        p.as_dir = true;
+    }
+    let count = matched.len() + downloads.len() + args.inline.len();
     if (count > 1 || wildcard) && !p.as_dir {
         return Err(step_err(ins, NOT_A_DIR));
     }
     for d in downloads {
         plan_download(ins, d, p)?;
     }
-    for e in matched {
+    for (name, data) in &args.inline {
+        let (uid, gid) = p.owner.unwrap_or((0, 0));
+        let entry = NewEntry {
+            kind: Kind::File {
+                source: Source::Bytes(data.as_bytes().to_vec()),
+                size: data.len() as u64,
+            },
+            mode: p.chmod.unwrap_or(0o644),
+            uid,
+            gid,
+            mtime: p.epoch,
+            xattrs: Vec::new(),
+        };
+        p.add(&p.target_for(name), entry);
+    }
+    for (e, kept) in matched {
         if e.kind == HostKind::Dir {
-            plan_context_dir(&b.context, &e, p)?;
+            plan_context_dir(&b.context, &e, kept.as_deref(), args.exclude.as_ref(), p)?;
+            continue;
+        }
+        if let Some(k) = &kept {
+            let entry = p.host_entry(&b.context, &e);
+            p.add(&p.target_in(k), entry);
             continue;
         }
         if args.add && matches!(e.kind, HostKind::File(_)) {
@@ -438,7 +617,7 @@ fn plan_download(ins: &Instruction, d: &Download, p: &mut Placement) -> Result<(
         mode: p.chmod.unwrap_or(0o600),
         uid,
         gid,
-        mtime: p.epoch,
+        mtime: d.modified.unwrap_or(p.epoch),
         xattrs: Vec::new(),
     };
     p.add(&p.target_for(&name), entry);
@@ -446,17 +625,33 @@ fn plan_download(ins: &Instruction, d: &Download, p: &mut Placement) -> Result<(
 }
 
 /// Plans a context directory: its contents go into the destination directory.
-fn plan_context_dir(ctx: &Context, e: &HostEntry, p: &mut Placement) -> Result<(), BuildError> {
+fn plan_context_dir(
+    ctx: &Context,
+    e: &HostEntry,
+    kept: Option<&str>,
+    exclude: Option<&Ignore>,
+    p: &mut Placement,
+) -> Result<(), BuildError> {
     p.add_dest_dir();
+    // `--parents`: the directory itself goes in at its kept path, its contents below it.
+    let prefix = kept.filter(|k| !k.is_empty()).map(|k| {
+        let entry = p.host_entry(ctx, e);
+        p.add(&p.target_in(k), entry);
+        format!("{k}/")
+    });
     let base = &e.rel;
     for c in ctx.walk(base)? {
+        if excluded(exclude, base, &c.rel) {
+            continue;
+        }
         let rel = if base.is_empty() {
             c.rel.clone()
         } else {
             c.rel[base.len() + 1..].to_string()
         };
         let entry = p.host_entry(ctx, &c);
-        p.add(&p.target_in(&rel), entry);
+        let at = format!("{}{rel}", prefix.as_deref().unwrap_or(""));
+        p.add(&p.target_in(&at), entry);
     }
     Ok(())
 }

@@ -96,8 +96,8 @@ pub(super) fn dispatch(
     match ins.keyword.as_str() {
         "ARG" => config::arg(b, cx, ins, &lexer),
         "MAINTAINER" => config::maintainer(b, cx, ins, &lexer),
-        "RUN" => run::run(b, cx, ins),
-        "COPY" | "ADD" => copy::copy(b, cx, ins, &lexer),
+        "RUN" => run::run(b, cx, ins, &lexer),
+        "COPY" | "ADD" => copy::copy(b, cx, ins, &lexer, &lookup),
         "WORKDIR" => workdir::workdir(b, cx, ins, &lexer),
         _ => config::change(b, cx, ins, &lexer),
     }
@@ -112,7 +112,8 @@ impl Builder<'_> {
             return false;
         }
         if let Some(e) = self.cache.get(parts) {
-            cx.state = State::new(e.config);
+            cx.state = State::new(e.config.clone());
+            self.used_entries.push(e);
             return true;
         }
         cx.missed = true;
@@ -139,20 +140,20 @@ impl Builder<'_> {
         Ok(Outcome::Done)
     }
 
-    fn record(&self, parts: KeyParts, state: &State) -> Result<(), BuildError> {
-        self.cache
-            .put(&Entry {
-                parts,
-                config: state.config.clone(),
-            })
-            .map_err(|source| {
-                rimg_fs::error::IoError::new(
-                    "write build cache entry",
-                    self.images.store().private_dir().join("build-cache"),
-                    source,
-                )
-                .into()
-            })
+    fn record(&mut self, parts: KeyParts, state: &State) -> Result<(), BuildError> {
+        let entry = Entry {
+            parts,
+            config: state.config.clone(),
+        };
+        self.used_entries.push(entry.clone());
+        self.cache.put(&entry).map_err(|source| {
+            rimg_fs::error::IoError::new(
+                "write build cache entry",
+                self.images.store().private_dir().join("build-cache"),
+                source,
+            )
+            .into()
+        })
     }
 }
 

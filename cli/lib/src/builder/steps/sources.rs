@@ -23,6 +23,8 @@ pub struct Download {
     pub size: u64,
     /// Its digest (the step's cache key holds it).
     pub digest: Digest,
+    /// The server's `Last-Modified` (seconds since the epoch): the file's mtime.
+    pub modified: Option<i64>,
     _tmp: rimg_fs::store::TempFile,
 }
 
@@ -36,14 +38,15 @@ impl Download {
         let path = tmp.path.clone();
         let guarded = tmp.guarded().map_err(|e| crate::error_line(&e))?;
         let mut w = HashingWriter::new(guarded);
-        let size = fetch::fetch(url, &mut w)?;
+        let got = fetch::fetch(url, &mut w)?;
         let (digest, _, mut guarded) = w.finish();
         guarded.flush().map_err(|e| e.to_string())?;
         Ok(Download {
             url: url.to_string(),
             path,
-            size,
+            size: got.size,
             digest,
+            modified: got.modified,
             _tmp: tmp,
         })
     }
