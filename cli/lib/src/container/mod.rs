@@ -24,6 +24,7 @@ pub mod inspect;
 pub mod log;
 pub mod monitor;
 pub mod names;
+pub mod restart;
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -117,6 +118,9 @@ pub struct ContainerConfig {
     /// The image's STOPSIGNAL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// `--restart`: what the monitor does when the container exits.
+    #[serde(default)]
+    pub restart: restart::RestartPolicy,
 }
 
 /// What is recorded about a container's life.
@@ -149,6 +153,10 @@ pub struct State {
     /// Frozen (SIGSTOP) by [`Container::pause`].
     #[serde(default)]
     pub paused: bool,
+    /// How many times the monitor restarted the container since it was started
+    /// (Docker's `RestartCount`).
+    #[serde(default)]
+    pub restart_count: u32,
 }
 
 /// A container's status as `ps` shows it.
@@ -162,6 +170,8 @@ pub enum Status {
     Paused,
     /// Exited with this code.
     Exited(i32),
+    /// Exited with this code; its monitor waits to restart it (restart policy).
+    Restarting(i32),
     /// Its monitor died while it ran; its process is gone too.
     Dead,
 }
@@ -174,13 +184,17 @@ impl Status {
             Status::Running => "running",
             Status::Paused => "paused",
             Status::Exited(_) => "exited",
+            Status::Restarting(_) => "restarting",
             Status::Dead => "dead",
         }
     }
 
-    /// Running or paused.
+    /// Running, paused or restarting (Docker's `State.Running`).
     pub fn is_running(self) -> bool {
-        matches!(self, Status::Running | Status::Paused)
+        matches!(
+            self,
+            Status::Running | Status::Paused | Status::Restarting(_)
+        )
     }
 }
 
@@ -374,6 +388,8 @@ impl Container {
                 }
             }
             "exited" => Status::Exited(self.state.exit_code),
+            "restarting" if self.monitor_alive() => Status::Restarting(self.state.exit_code),
+            "restarting" => Status::Dead,
             _ => Status::Created,
         }
     }
@@ -519,7 +535,7 @@ impl Container {
             }
         }
         self.unmount_rootfs()?;
-        if self.state.status == "running" {
+        if self.state.status == "running" || self.state.status == "restarting" {
             let mut st = self.state.clone();
             st.status = "exited".into();
             st.exit_code = 137;
@@ -544,6 +560,8 @@ pub struct CreateRequest {
     pub process: ProcessSpec,
     /// `--rm`.
     pub auto_remove: bool,
+    /// `--restart`.
+    pub restart: restart::RestartPolicy,
 }
 
 /// The containers of one store.
@@ -679,6 +697,7 @@ impl Containers {
             process,
             auto_remove: req.auto_remove,
             stop_signal: req.image.config.config.stop_signal.clone(),
+            restart: req.restart,
         };
         write_json(&dir.join("config.json"), &config)?;
         let state = State {

@@ -6,6 +6,7 @@
 
 use std::io;
 use std::os::fd::AsFd;
+use std::time::{Duration, Instant};
 
 use rimg_fs::error::IoError;
 
@@ -15,6 +16,7 @@ use crate::runtime::{
 use crate::units::rfc3339_nanos_now;
 
 use super::log::LogWriter;
+use super::restart::{clear_stopped_by_user, stopped_by_user, Backoff};
 use super::{process_start_time, Container, ContainerError, Containers, State};
 
 /// Why a container could not be run.
@@ -57,6 +59,8 @@ pub fn run_container(
         return Err(e);
     };
     c.reload()?;
+    // Started again: a stop by the user is forgotten (the restart policy applies again).
+    clear_stopped_by_user(c.dir()).map_err(ContainerError::from)?;
     // A monitor killed earlier may have left the mount behind.
     let begun = c
         .unmount_rootfs()
@@ -73,27 +77,10 @@ pub fn run_container(
             return Err(e);
         }
     };
-    let result = supervise(c, attach, started);
+    let result = supervise_with_restarts(c, attach, started);
     let unmounted = rootfs.unmount().map(drop).or_else(|e| c.unmount_failed(&e));
     let mut st = c.state.clone();
-    match &result {
-        Ok(code) => {
-            st.status = "exited".into();
-            st.exit_code = *code;
-            st.finished_at = Some(rfc3339_nanos_now());
-        }
-        Err(e) => {
-            // A start that failed leaves the container created, as Docker does.
-            if st.status != "running" {
-                st.status = "created".into();
-            } else {
-                st.status = "exited".into();
-                st.finished_at = Some(rfc3339_nanos_now());
-            }
-            st.exit_code = e.exit_code();
-            st.error = Some(crate::error_line(e));
-        }
-    }
+    record_end(&mut st, &result);
     st.paused = false;
     let saved = c.save_state(st);
     drop(lock);
@@ -105,9 +92,79 @@ pub fn run_container(
     result
 }
 
+/// Records how the last run ended in `st`.
+fn record_end(st: &mut State, result: &Result<i32, MonitorError>) {
+    match result {
+        Ok(code) => {
+            st.status = "exited".into();
+            st.exit_code = *code;
+            st.finished_at = Some(rfc3339_nanos_now());
+        }
+        Err(e) => {
+            // A start that failed leaves the container created, as Docker does.
+            if st.status != "running" && st.status != "restarting" {
+                st.status = "created".into();
+            } else {
+                st.status = "exited".into();
+                st.finished_at = Some(rfc3339_nanos_now());
+            }
+            st.exit_code = e.exit_code();
+            st.error = Some(crate::error_line(e));
+        }
+    }
+}
+
+/// Runs the container, and again as its restart policy says, with the rootfs mounted all
+/// along: between runs the state says `restarting` (with the last exit code) while the
+/// monitor waits out the back-off; a stop by the user ends the wait.
+fn supervise_with_restarts(
+    c: &mut Container,
+    attach: bool,
+    started: &mut dyn FnMut(Result<&Container, &MonitorError>),
+) -> Result<i32, MonitorError> {
+    let policy = c.config.restart;
+    let mut backoff = Backoff::default();
+    let mut restarts = 0u32;
+    let mut first = true;
+    loop {
+        let began = Instant::now();
+        let result = if first {
+            supervise(c, attach, restarts, started)
+        } else {
+            supervise(c, attach, restarts, &mut |_| {})
+        };
+        first = false;
+        let code = match result {
+            Ok(code) => code,
+            Err(e) => return Err(e),
+        };
+        if !policy.should_restart(code, restarts) || stopped_by_user(c.dir()) {
+            return Ok(code);
+        }
+        let mut st = c.state.clone();
+        st.status = "restarting".into();
+        st.exit_code = code;
+        st.pid = 0;
+        st.finished_at = Some(rfc3339_nanos_now());
+        c.save_state(st)?;
+        let deadline = Instant::now() + backoff.next(began.elapsed());
+        while Instant::now() < deadline {
+            if stopped_by_user(c.dir()) {
+                return Ok(code);
+            }
+            std::thread::sleep(Duration::from_millis(20).min(deadline - Instant::now()));
+        }
+        if stopped_by_user(c.dir()) {
+            return Ok(code);
+        }
+        restarts += 1;
+    }
+}
+
 fn supervise(
     c: &mut Container,
     attach: bool,
+    restarts: u32,
     started: &mut dyn FnMut(Result<&Container, &MonitorError>),
 ) -> Result<i32, MonitorError> {
     let spec = c.process().clone();
@@ -142,6 +199,7 @@ fn supervise(
         finished_at: None,
         error: None,
         paused: false,
+        restart_count: restarts,
     };
     if let Err(e) = c.save_state(state) {
         let _ = nix::sys::signal::kill(process.pid, nix::sys::signal::Signal::SIGKILL);

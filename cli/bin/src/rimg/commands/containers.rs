@@ -13,6 +13,7 @@ use clap::Args;
 use nix::sys::signal::Signal;
 use rimg::container::log::LogReader;
 use rimg::container::monitor::{run_container, MonitorError};
+use rimg::container::restart::{self as restart_policy, RestartPolicy};
 use rimg::container::{Container, Containers, CreateRequest, Status};
 use rimg::image::{Image, ImageError, Images, Reference};
 use rimg::runtime::env::{container_env, parse_env_arg, parse_env_file, ProcessOverrides};
@@ -112,6 +113,9 @@ pub struct CreateFlags {
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+    /// Restart policy: no, on-failure[:max-retries], always, unless-stopped.
+    #[arg(long, default_value = "no", value_name = "POLICY")]
+    pub restart: String,
 }
 
 /// Flags of `rimg run` (`-h` is `--hostname`, as in Docker; help is `--help`).
@@ -143,8 +147,12 @@ pub struct StartArgs {
     #[arg(short = 'i', long)]
     pub interactive: bool,
     /// Containers (names or ids).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "all_restartable")]
     pub containers: Vec<String>,
+    /// Start every container whose restart policy is `always`, or `unless-stopped` and the
+    /// user did not stop it (what the boot-time unit runs).
+    #[arg(long, conflicts_with_all = ["attach", "interactive", "containers"])]
+    pub all_restartable: bool,
 }
 
 /// Flags of `rimg logs`.
@@ -266,6 +274,10 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
     let containers = Containers::open(&images)?;
     let image = container_image(&images, &f.image, f.pull)?;
     let network: Network = f.network.parse().map_err(|e: String| fail(125, e))?;
+    let restart: RestartPolicy = f.restart.parse().map_err(|e: String| fail(125, e))?;
+    if f.rm && restart != RestartPolicy::No {
+        return Err(fail(125, "Conflicting options: --restart and --rm"));
+    }
     let mut env = Vec::new();
     for file in &f.env_files {
         let text = std::fs::read_to_string(file)
@@ -307,6 +319,7 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
             name: f.name,
             process,
             auto_remove: f.rm,
+            restart,
         })
         .map_err(|e| fail(125, rimg::error_line(&e)))?;
     Ok((containers, c))
@@ -389,6 +402,9 @@ pub fn create(ctx: &Ctx, a: CreateArgs) -> Result<u8> {
 
 /// `rimg start`.
 pub fn start(ctx: &Ctx, a: StartArgs) -> Result<u8> {
+    if a.all_restartable {
+        return start_all_restartable(ctx);
+    }
     let containers = containers(ctx)?;
     let mut failed = false;
     for name in &a.containers {
@@ -415,6 +431,31 @@ pub fn start(ctx: &Ctx, a: StartArgs) -> Result<u8> {
             Ok(()) => outln(name)?,
             Err(e) => {
                 eprintln!("Error: {}", rimg::error_line(e.as_ref()));
+                failed = true;
+            }
+        }
+    }
+    Ok(u8::from(failed))
+}
+
+/// `rimg start --all-restartable`: the containers a restart policy keeps up, after a boot
+/// (their monitors died with the machine).
+fn start_all_restartable(ctx: &Ctx) -> Result<u8> {
+    let containers = containers(ctx)?;
+    let mut failed = false;
+    for mut c in containers.list()? {
+        let by_user = restart_policy::stopped_by_user(c.dir());
+        if !c.config.restart.starts_at_boot(by_user) || c.status().is_running() {
+            continue;
+        }
+        let started = c
+            .clean_up_after_monitor()
+            .map_err(anyhow::Error::from)
+            .and_then(|_| start_detached(ctx, &c));
+        match started {
+            Ok(()) => outln(c.name())?,
+            Err(e) => {
+                eprintln!("Error: {}: {}", c.name(), rimg::error_line(e.as_ref()));
                 failed = true;
             }
         }
@@ -458,6 +499,9 @@ fn status_text(c: &Container) -> String {
         Status::Running => format!("Up {}", since(&c.state.started_at)),
         Status::Paused => format!("Up {} (Paused)", since(&c.state.started_at)),
         Status::Exited(code) => format!("Exited ({code}) {} ago", since(&c.state.finished_at)),
+        Status::Restarting(code) => {
+            format!("Restarting ({code}) {} ago", since(&c.state.finished_at))
+        }
         Status::Dead => "Dead".into(),
     }
 }
@@ -619,7 +663,14 @@ fn parse_signal(s: &str) -> Result<Signal> {
 /// Stops one container: its stop signal, then SIGKILL after `timeout`; returns once its
 /// monitor has recorded the exit and unmounted.
 fn stop_one(c: &mut Container, timeout: Duration) -> Result<()> {
+    // Before any signal: the monitor must not restart what the user stops.
+    restart_policy::mark_stopped_by_user(c.dir())?;
     match c.status() {
+        Status::Restarting(_) => {
+            if !c.wait_stopped(timeout.max(Duration::from_secs(10))) {
+                bail!("container {} did not stop", c.name());
+            }
+        }
         Status::Running | Status::Paused => {
             let sig = c
                 .config
@@ -679,6 +730,19 @@ pub fn stop(ctx: &Ctx, a: StopArgs) -> Result<u8> {
 pub fn kill(ctx: &Ctx, a: KillArgs) -> Result<u8> {
     let sig = parse_signal(&a.signal)?;
     for_each(ctx, &a.containers, |_, c| {
+        let stop_signal = c.config.stop_signal.as_deref().map(parse_signal);
+        if c.status().is_running()
+            && (sig == Signal::SIGKILL
+                || matches!(stop_signal, Some(Ok(s)) if s == sig)
+                || (stop_signal.is_none() && sig == Signal::SIGTERM))
+        {
+            // As Docker's: a container killed by the user is not restarted.
+            restart_policy::mark_stopped_by_user(c.dir())?;
+        }
+        if matches!(c.status(), Status::Restarting(_)) {
+            // Its monitor ends the restart loop.
+            return Ok(());
+        }
         if !c.status().is_running() {
             bail!(
                 "cannot kill container: {}: container {} is not running",
@@ -713,6 +777,7 @@ pub fn rm(ctx: &Ctx, a: RmArgs) -> Result<u8> {
             if !a.force {
                 return Err(rimg::container::ContainerError::Running(c.name().to_string()).into());
             }
+            restart_policy::mark_stopped_by_user(c.dir())?;
             if c.status() == Status::Paused {
                 c.unpause()?;
             }
@@ -732,6 +797,10 @@ pub fn exec(ctx: &Ctx, a: ExecArgs) -> Result<u8> {
         (Status::Running, Some(pid)) => pid,
         (Status::Paused, _) => bail!(
             "container {} is paused, unpause the container before exec",
+            c.id()
+        ),
+        (Status::Restarting(_), _) => bail!(
+            "Container {} is restarting, wait until the container is running",
             c.id()
         ),
         _ => bail!("container {} is not running", c.id()),

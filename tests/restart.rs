@@ -1,0 +1,178 @@
+//! Restart policies (`run --restart`, `start --all-restartable`) and `attach`, end to end:
+//! real containers on the busybox image, watched through `inspect`, `ps` and `logs`, with
+//! deadlines and never with timing asserts.
+
+use std::time::{Duration, Instant};
+
+use rimg_tests::containers::{assert_no_mounts, Cleanup};
+use rimg_tests::Store;
+
+fn store() -> Store {
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    s
+}
+
+/// `rimg inspect -f TEMPLATE NAME`, trimmed.
+fn inspect(s: &Store, name: &str, template: &str) -> String {
+    s.rimg(["inspect", "-f", template, name])
+        .ok()
+        .trim()
+        .to_string()
+}
+
+/// Polls `f` until it is true or `secs` pass.
+fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+#[test]
+fn on_failure_restarts_up_to_the_limit_then_stays_exited() {
+    let s = store();
+    let _c = Cleanup(&s);
+    s.rimg(["run", "-d", "--name", "flaky", "--restart", "on-failure:3"])
+        .args(["busybox", "sh", "-c", "echo run; exit 3"])
+        .ok();
+    assert!(
+        eventually(60, || inspect(&s, "flaky", "{{.State.Status}}") == "exited"),
+        "never ended: {}",
+        inspect(&s, "flaky", "{{.State.Status}} {{.RestartCount}}")
+    );
+    assert_eq!(
+        inspect(&s, "flaky", "{{.RestartCount}} {{.State.ExitCode}}"),
+        "3 3"
+    );
+    assert_eq!(
+        inspect(
+            &s,
+            "flaky",
+            "{{.HostConfig.RestartPolicy.Name}} {{.HostConfig.RestartPolicy.MaximumRetryCount}}"
+        ),
+        "on-failure 3"
+    );
+    let logs = s.rimg(["logs", "-t", "flaky"]).ok();
+    let runs: Vec<&str> = logs.lines().filter(|l| l.ends_with(" run")).collect();
+    assert_eq!(runs.len(), 4, "{logs}");
+    // One run after the other: each start is logged after the previous one.
+    let times: Vec<&str> = runs.iter().map(|l| l.split(' ').next().unwrap()).collect();
+    assert!(times.windows(2).all(|w| w[0] < w[1]), "{logs}");
+    let ps = s.rimg(["ps", "-a", "--format", "{{.Status}}"]).ok();
+    assert!(ps.starts_with("Exited (3) "), "{ps}");
+    drop(_c);
+    assert_no_mounts(s.dir.path());
+}
+
+#[test]
+fn always_restarts_after_success_and_stop_ends_it() {
+    let s = store();
+    let _c = Cleanup(&s);
+    s.rimg(["run", "-d", "--name", "loop", "--restart", "always"])
+        .args(["busybox", "sh", "-c", "echo run; exit 0"])
+        .ok();
+    // The delay doubles, so the container soon spends most of its time waiting.
+    let mut seen = String::new();
+    assert!(
+        eventually(60, || {
+            seen = s.rimg(["ps", "--format", "{{.Status}}"]).ok();
+            seen.starts_with("Restarting (0) ")
+                && inspect(&s, "loop", "{{.RestartCount}}")
+                    .parse::<u32>()
+                    .unwrap()
+                    >= 2
+        }),
+        "ps showed {seen:?}"
+    );
+    assert_eq!(
+        inspect(&s, "loop", "{{.State.Restarting}} {{.State.Running}}"),
+        "true true"
+    );
+    s.rimg(["stop", "-t", "1", "loop"]).ok();
+    assert_eq!(
+        inspect(&s, "loop", "{{.State.Status}} {{.State.ExitCode}}"),
+        "exited 0"
+    );
+    // Its monitor is gone: nothing restarts it any more.
+    let ps = s.rimg(["ps", "-q"]).ok();
+    assert_eq!(ps, "");
+    assert_no_mounts(s.dir.path());
+}
+
+#[test]
+fn start_all_restartable_starts_always_and_unless_stopped_the_user_did_not_stop() {
+    let s = store();
+    let _c = Cleanup(&s);
+    for (name, policy) in [
+        ("keeper", "always"),
+        ("quitter", "unless-stopped"),
+        ("crashed", "unless-stopped"),
+        ("plain", "no"),
+    ] {
+        s.rimg(["run", "-d", "--name", name, "--restart", policy])
+            .args(["busybox", "sleep", "1000"])
+            .ok();
+    }
+    s.rimg(["stop", "-t", "1", "keeper", "quitter", "plain"])
+        .ok();
+    // A reboot: the monitor and the process of `crashed` die without a word.
+    let monitor = inspect(&s, "crashed", "{{.State.Pid}}");
+    let dir = s
+        .root()
+        .join("rimg/containers")
+        .join(inspect(&s, "crashed", "{{.Id}}"));
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+    for pid in [state["monitor_pid"].to_string(), monitor] {
+        std::process::Command::new("kill")
+            .args(["-9", &pid])
+            .status()
+            .unwrap();
+    }
+    assert!(eventually(30, || inspect(
+        &s,
+        "crashed",
+        "{{.State.Status}}"
+    ) == "dead"));
+
+    let started = s.rimg(["start", "--all-restartable"]).ok();
+    let mut started: Vec<&str> = started.lines().collect();
+    started.sort();
+    assert_eq!(started, ["crashed", "keeper"]);
+    let running = s.rimg(["ps", "--format", "{{.Names}}"]).ok();
+    let mut running: Vec<&str> = running.lines().collect();
+    running.sort();
+    assert_eq!(running, ["crashed", "keeper"]);
+    assert_eq!(inspect(&s, "quitter", "{{.State.Status}}"), "exited");
+    assert_eq!(inspect(&s, "plain", "{{.State.Status}}"), "exited");
+    // Started once by hand, `quitter` is restartable again.
+    s.rimg(["start", "quitter"]).ok();
+    s.rimg(["stop", "-t", "1", "keeper", "quitter", "crashed"])
+        .ok();
+    let again = s.rimg(["start", "--all-restartable"]).ok();
+    assert_eq!(again.trim(), "keeper");
+    drop(_c);
+    assert_no_mounts(s.dir.path());
+}
+
+#[test]
+fn restart_with_rm_is_refused_as_docker_does() {
+    let s = store();
+    let out = s
+        .rimg(["run", "--rm", "--restart", "always", "busybox", "true"])
+        .output();
+    assert_eq!(out.status.code(), Some(125));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Conflicting options: --restart and --rm")
+    );
+    let out = s
+        .rimg(["create", "--restart", "sometimes", "busybox", "true"])
+        .output();
+    assert_eq!(out.status.code(), Some(125));
+    assert_eq!(s.rimg(["ps", "-aq"]).ok(), "");
+}
