@@ -176,3 +176,135 @@ fn restart_with_rm_is_refused_as_docker_does() {
     assert_eq!(out.status.code(), Some(125));
     assert_eq!(s.rimg(["ps", "-aq"]).ok(), "");
 }
+
+/// Runs `rimg ARGS` on a pseudo-terminal (python3's pty module, as the login test does):
+/// for each step, waits until the terminal has shown its text, then types its keys.
+/// Returns what the terminal showed and rimg's exit code (`None`: it did not end).
+fn on_terminal(s: &Store, args: &[&str], steps: &[(&str, &str)]) -> (String, Option<i32>) {
+    const DRIVER: &str = r#"
+import json, os, pty, select, signal, sys, time
+steps = json.loads(sys.argv[1])
+cmd = sys.argv[2:]
+pid, fd = pty.fork()
+if pid == 0:
+    os.execvp(cmd[0], cmd)
+seen = b""
+def read(deadline):
+    global seen
+    left = deadline - time.time()
+    if left <= 0:
+        return False
+    r, _, _ = select.select([fd], [], [], left)
+    if not r:
+        return True
+    try:
+        data = os.read(fd, 4096)
+    except OSError:
+        data = b""
+    seen += data
+    return bool(data)
+for text, keys in steps:
+    deadline = time.time() + 60
+    while text.encode() not in seen and time.time() < deadline:
+        if not read(deadline):
+            break
+    os.write(fd, keys.encode())
+deadline = time.time() + 60
+while read(deadline):
+    pass
+done, status = os.waitpid(pid, os.WNOHANG)
+code = os.waitstatus_to_exitcode(status) if done else -1000
+if not done:
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+sys.stdout.write(json.dumps({"seen": seen.decode(errors="replace"), "code": code}))
+"#;
+    let cmd = s.rimg(args);
+    let steps: Vec<[&str; 2]> = steps.iter().map(|(t, k)| [*t, *k]).collect();
+    let mut py = std::process::Command::new("python3");
+    py.arg("-c")
+        .arg(DRIVER)
+        .arg(serde_json::to_string(&steps).unwrap());
+    py.arg(cmd.0.get_program()).args(cmd.0.get_args());
+    for (k, v) in cmd.0.get_envs() {
+        match v {
+            Some(v) => py.env(k, v),
+            None => py.env_remove(k),
+        };
+    }
+    let out = py.output().unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("driver: {}", String::from_utf8_lossy(&out.stderr)));
+    let code = v["code"].as_i64().unwrap();
+    (
+        v["seen"].as_str().unwrap().to_string(),
+        (code != -1000).then_some(code as i32),
+    )
+}
+
+const DETACH: &str = "\u{10}\u{11}";
+
+#[test]
+fn attach_relays_a_shell_and_ctrl_p_ctrl_q_leaves_it_running() {
+    let s = store();
+    let _c = Cleanup(&s);
+    s.rimg(["run", "-dit", "--name", "shell", "busybox", "sh"])
+        .ok();
+    let (seen, code) = on_terminal(
+        &s,
+        &["attach", "shell"],
+        &[("", "echo hi-$((1+2))\r"), ("hi-3", DETACH)],
+    );
+    assert!(seen.contains("hi-3"), "{seen:?}");
+    assert_eq!(code, Some(0), "{seen:?}");
+    assert_eq!(inspect(&s, "shell", "{{.State.Status}}"), "running");
+    assert!(s.rimg(["logs", "shell"]).ok().contains("hi-3"));
+
+    // Other keys, and the container's exit code when its shell exits.
+    let (seen, code) = on_terminal(
+        &s,
+        &["container", "attach", "--detach-keys", "ctrl-x", "shell"],
+        &[("", "echo again-$((2+2))\r"), ("again-4", "exit 7\r")],
+    );
+    assert!(seen.contains("again-4"), "{seen:?}");
+    assert_eq!(code, Some(7), "{seen:?}");
+    assert!(eventually(30, || inspect(&s, "shell", "{{.State.Status}}") == "exited"));
+    assert_eq!(inspect(&s, "shell", "{{.State.ExitCode}}"), "7");
+    drop(_c);
+    assert_no_mounts(s.dir.path());
+}
+
+#[test]
+fn attach_shows_the_output_of_a_running_container_and_leaving_keeps_it() {
+    use std::io::{BufRead, BufReader};
+    let s = store();
+    let _c = Cleanup(&s);
+    s.rimg(["run", "-d", "--name", "ticker", "busybox", "sh", "-c"])
+        .arg("i=0; while true; do i=$((i+1)); echo tick $i; sleep 0.1; done")
+        .ok();
+    let mut cmd = s.rimg(["attach", "ticker"]).0;
+    let mut child = cmd
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let second = lines.next().unwrap().unwrap();
+    assert!(first.starts_with("tick "), "{first}");
+    let n = |l: &str| l["tick ".len()..].parse::<u64>().unwrap();
+    assert_eq!(n(&second), n(&first) + 1);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(inspect(&s, "ticker", "{{.State.Status}}"), "running");
+    let out = s.rimg(["attach", "ticker-none"]).fails();
+    assert!(out.contains("No such container"), "{out}");
+    s.rimg(["stop", "-t", "1", "ticker"]).ok();
+    let out = s.rimg(["attach", "ticker"]).fails();
+    assert!(
+        out.contains("You cannot attach to a stopped container"),
+        "{out}"
+    );
+    drop(_c);
+    assert_no_mounts(s.dir.path());
+}

@@ -20,6 +20,7 @@
 //! (killed): it shows as `Dead` (or still running if its process lives) and `rm -f` cleans
 //! it up.
 
+pub mod attach;
 pub mod inspect;
 pub mod log;
 pub mod monitor;

@@ -15,6 +15,7 @@ use crate::runtime::{
 };
 use crate::units::rfc3339_nanos_now;
 
+use super::attach::AttachServer;
 use super::log::LogWriter;
 use super::restart::{clear_stopped_by_user, stopped_by_user, Backoff};
 use super::{process_start_time, Container, ContainerError, Containers, State};
@@ -77,7 +78,23 @@ pub fn run_container(
             return Err(e);
         }
     };
-    let result = supervise_with_restarts(c, attach, started);
+    // A detached container takes `attach` clients on its socket.
+    let mut server = if attach {
+        None
+    } else {
+        match AttachServer::listen(c.dir()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let e = MonitorError::from(ContainerError::from(e));
+                started(Err(&e));
+                drop(rootfs);
+                drop(lock);
+                return Err(e);
+            }
+        }
+    };
+    let result = supervise_with_restarts(c, attach, server.as_mut(), started);
+    drop(server);
     let unmounted = rootfs.unmount().map(drop).or_else(|e| c.unmount_failed(&e));
     let mut st = c.state.clone();
     record_end(&mut st, &result);
@@ -120,6 +137,7 @@ fn record_end(st: &mut State, result: &Result<i32, MonitorError>) {
 fn supervise_with_restarts(
     c: &mut Container,
     attach: bool,
+    mut server: Option<&mut AttachServer>,
     started: &mut dyn FnMut(Result<&Container, &MonitorError>),
 ) -> Result<i32, MonitorError> {
     let policy = c.config.restart;
@@ -129,9 +147,9 @@ fn supervise_with_restarts(
     loop {
         let began = Instant::now();
         let result = if first {
-            supervise(c, attach, restarts, started)
+            supervise(c, attach, server.as_deref_mut(), restarts, started)
         } else {
-            supervise(c, attach, restarts, &mut |_| {})
+            supervise(c, attach, server.as_deref_mut(), restarts, &mut |_| {})
         };
         first = false;
         let code = match result {
@@ -164,6 +182,7 @@ fn supervise_with_restarts(
 fn supervise(
     c: &mut Container,
     attach: bool,
+    server: Option<&mut AttachServer>,
     restarts: u32,
     started: &mut dyn FnMut(Result<&Container, &MonitorError>),
 ) -> Result<i32, MonitorError> {
@@ -177,7 +196,8 @@ fn supervise(
             rootfs: &rootfs,
             etc_dir: &etc,
         },
-        stdin: if attach { Stdio::Inherit } else { Stdio::Null },
+        // Detached, a `-i` container's stdin is a pipe that attached clients write to.
+        stdin: if attach { Stdio::Inherit } else { Stdio::Piped },
         output: Stdio::Piped,
     });
     let process = match spawned {
@@ -220,6 +240,10 @@ fn supervise(
         let mut tee = Tee(&mut term, &mut log);
         let sink: &mut dyn OutputSink = &mut tee;
         sup.wait(process, relay_stdin.then(|| stdin.as_fd()), sink)?
+    } else if let Some(server) = server {
+        let code = sup.wait_attached(process, None, &mut log, Some(&mut *server));
+        server.exited(*code.as_ref().unwrap_or(&137));
+        code?
     } else {
         sup.wait(process, None, &mut log)?
     };
