@@ -212,7 +212,11 @@ for text, keys in steps:
 deadline = time.time() + 60
 while read(deadline):
     pass
+# The terminal closes as the process exits: give it the time to be reaped.
 done, status = os.waitpid(pid, os.WNOHANG)
+while not done and time.time() < deadline:
+    time.sleep(0.05)
+    done, status = os.waitpid(pid, os.WNOHANG)
 code = os.waitstatus_to_exitcode(status) if done else -1000
 if not done:
     os.kill(pid, signal.SIGKILL)
@@ -305,6 +309,45 @@ fn attach_shows_the_output_of_a_running_container_and_leaving_keeps_it() {
         out.contains("You cannot attach to a stopped container"),
         "{out}"
     );
+    drop(_c);
+    assert_no_mounts(s.dir.path());
+}
+
+#[test]
+fn run_it_detaches_on_ctrl_p_ctrl_q_and_the_container_runs_on() {
+    let s = store();
+    let _c = Cleanup(&s);
+    let (seen, code) = on_terminal(
+        &s,
+        &["run", "-it", "--name", "it", "busybox", "sh"],
+        &[("", "echo in-$((3+4))\r"), ("in-7", DETACH)],
+    );
+    assert!(seen.contains("in-7"), "{seen:?}");
+    assert_eq!(code, Some(0), "{seen:?}");
+    assert_eq!(inspect(&s, "it", "{{.State.Status}}"), "running");
+    let (seen, code) = on_terminal(&s, &["attach", "it"], &[("", "exit 5\r")]);
+    assert_eq!(code, Some(5), "{seen:?}");
+
+    // Without the keys, `run -it` ends with its container, and `--rm` removes it first.
+    let (seen, code) = on_terminal(
+        &s,
+        &[
+            "run",
+            "-it",
+            "--rm",
+            "busybox",
+            "sh",
+            "-c",
+            "echo bye; exit 4",
+        ],
+        &[],
+    );
+    assert!(seen.contains("bye"), "{seen:?}");
+    assert_eq!(code, Some(4), "{seen:?}");
+    let left = s.rimg(["ps", "-a", "--format", "{{.Names}}"]).ok();
+    assert_eq!(left.trim(), "it");
+    let (seen, code) = on_terminal(&s, &["run", "-it", "busybox", "no-such-command"], &[]);
+    assert_eq!(code, Some(127), "{seen:?}");
     drop(_c);
     assert_no_mounts(s.dir.path());
 }

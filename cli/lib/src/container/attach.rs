@@ -17,6 +17,7 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use rimg_fs::error::{io_err, IoError};
 
 use crate::runtime::clients::{Attachments, ClientInput};
@@ -115,6 +116,25 @@ impl AttachServer {
             clients: Vec::new(),
             path,
         })
+    }
+
+    /// Waits up to `timeout` for a client to connect; false if none did.
+    pub fn wait_client(&mut self, timeout: Duration) -> bool {
+        let deadline = std::time::Instant::now() + timeout;
+        while self.clients.is_empty() {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+            let mut fds = [PollFd::new(self.listener.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, PollTimeout::from(ms)) {
+                Ok(_) | Err(nix::Error::EINTR) => {}
+                Err(_) => return false,
+            }
+            self.readable(0, &mut |_| {});
+        }
+        true
     }
 
     /// Tells every client the container's process exited with `code`, and lets them go.

@@ -32,6 +32,9 @@ pub enum MonitorError {
     /// The container process could not be started.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// No client connected to a container that waited for one (`run -it`).
+    #[error("no client attached to container {0}")]
+    NoClient(String),
 }
 
 impl MonitorError {
@@ -46,7 +49,8 @@ impl MonitorError {
 }
 
 /// Runs container `c` to its end and returns its exit code. With `attach`, its output also
-/// goes to this process's stdout/stderr and (with `-i`) this process's stdin goes to it.
+/// goes to this process's stdout/stderr and (with `-i`) this process's stdin goes to it;
+/// without, clients attach through the container's socket.
 /// `started` is called once the process has exec'd (or failed to).
 pub fn run_container(
     containers: &Containers,
@@ -54,6 +58,33 @@ pub fn run_container(
     attach: bool,
     started: &mut dyn FnMut(Result<&Container, &MonitorError>),
 ) -> Result<i32, MonitorError> {
+    let io = if attach { Io::Terminal } else { Io::Clients };
+    run_container_with(containers, c, io, started)
+}
+
+/// How long a monitor waits for the first client of [`Io::FirstClient`].
+const FIRST_CLIENT_WAIT: Duration = Duration::from_secs(60);
+
+/// Where a monitor's container takes its input and sends its output (besides the log).
+pub enum Io<'a> {
+    /// This process's own stdio (`run`, `start -a`).
+    Terminal,
+    /// The clients of the attach socket (a detached monitor).
+    Clients,
+    /// The clients of the attach socket, and the container starts only once the first
+    /// has connected, so it sees all the output (`run -it`, whose terminal is a client).
+    /// The callback is called once the socket listens.
+    FirstClient(&'a mut dyn FnMut()),
+}
+
+/// [`run_container`] with the container's stdio as `io` says.
+pub fn run_container_with(
+    containers: &Containers,
+    c: &mut Container,
+    io: Io<'_>,
+    started: &mut dyn FnMut(Result<&Container, &MonitorError>),
+) -> Result<i32, MonitorError> {
+    let attach = matches!(io, Io::Terminal);
     let Some(lock) = c.lock_monitor()? else {
         let e = MonitorError::AlreadyRunning(c.id().to_string());
         started(Err(&e));
@@ -93,7 +124,18 @@ pub fn run_container(
             }
         }
     };
-    let result = supervise_with_restarts(c, attach, server.as_mut(), started);
+    let mut client = true;
+    if let (Io::FirstClient(listening), Some(server)) = (io, server.as_mut()) {
+        listening();
+        client = server.wait_client(FIRST_CLIENT_WAIT);
+    }
+    let result = if client {
+        supervise_with_restarts(c, attach, server.as_mut(), started)
+    } else {
+        let e = MonitorError::NoClient(c.id().to_string());
+        started(Err(&e));
+        Err(e)
+    };
     drop(server);
     let unmounted = rootfs.unmount().map(drop).or_else(|e| c.unmount_failed(&e));
     let mut st = c.state.clone();

@@ -61,21 +61,52 @@ pub fn attach(ctx: &Ctx, a: AttachArgs) -> Result<u8> {
         }
         _ => bail!("You cannot attach to a stopped container, start it first"),
     }
-    let keys = match &a.detach_keys {
-        Some(k) => k
-            .parse::<DetachKeys>()
-            .map_err(|e| anyhow::anyhow!("invalid detach keys ({k}): {e}"))?,
-        None => DetachKeys::default(),
-    };
+    let keys = detach_keys(a.detach_keys.as_deref())?;
     let stream = connect(c.dir())?;
+    let stdin = !a.no_stdin && c.process().interactive;
+    match relay(&c, stream, keys, stdin, a.sig_proxy)? {
+        Ended::Exited(code) => Ok(code),
+        Ended::Detached => Ok(0),
+    }
+}
+
+/// How an attached session ended.
+pub enum Ended {
+    /// The container's process exited with this code.
+    Exited(u8),
+    /// The detach keys were typed; the container runs on.
+    Detached,
+}
+
+/// Relays this process's terminal to container `c` through `stream` (connected to its
+/// monitor) until the container's process ends or the detach keys are typed. `stdin`:
+/// send what is typed; `sig_proxy`: forward signals (never with a tty, where they are
+/// keys).
+pub fn relay(
+    c: &Container,
+    stream: UnixStream,
+    keys: DetachKeys,
+    stdin: bool,
+    sig_proxy: bool,
+) -> Result<Ended> {
     let relay = Relay {
-        container: &c,
-        stdin: !a.no_stdin && c.process().interactive,
+        container: c,
+        stdin,
         tty: c.process().tty,
-        sig_proxy: a.sig_proxy && !c.process().tty,
+        sig_proxy: sig_proxy && !c.process().tty,
         keys,
     };
     relay.run(stream)
+}
+
+/// Parses `--detach-keys` (Docker's default when not given).
+pub fn detach_keys(flag: Option<&str>) -> Result<DetachKeys> {
+    match flag {
+        Some(k) => k
+            .parse::<DetachKeys>()
+            .map_err(|e| anyhow::anyhow!("invalid detach keys ({k}): {e}")),
+        None => Ok(DetachKeys::default()),
+    }
 }
 
 /// One attached session.
@@ -88,7 +119,7 @@ struct Relay<'a> {
 }
 
 impl Relay<'_> {
-    fn run(self, mut stream: UnixStream) -> Result<u8> {
+    fn run(self, mut stream: UnixStream) -> Result<Ended> {
         let mut set = SigSet::empty();
         set.add(Signal::SIGWINCH);
         if self.sig_proxy {
@@ -156,7 +187,7 @@ impl Relay<'_> {
                         stream.write_all(&frame(STDIN, &data))?;
                     }
                     if detach {
-                        return Ok(0);
+                        return Ok(Ended::Detached);
                     }
                 }
             }
@@ -173,10 +204,10 @@ impl Relay<'_> {
                             .get(..4)
                             .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
                             .unwrap_or(0);
-                        return Ok(code.clamp(0, 255) as u8);
+                        return Ok(Ended::Exited(code.clamp(0, 255) as u8));
                     }
                     Ok(Some(_)) => {}
-                    Ok(None) | Err(_) => return Ok(self.last_exit_code()),
+                    Ok(None) | Err(_) => return Ok(Ended::Exited(self.last_exit_code())),
                 }
             }
         }

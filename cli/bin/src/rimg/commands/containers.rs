@@ -11,8 +11,9 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use nix::sys::signal::Signal;
+use rimg::container::attach::{connect, DetachKeys};
 use rimg::container::log::LogReader;
-use rimg::container::monitor::{run_container, MonitorError};
+use rimg::container::monitor::{run_container, run_container_with, Io, MonitorError};
 use rimg::container::restart::{self as restart_policy, RestartPolicy};
 use rimg::container::{Container, Containers, CreateRequest, Status};
 use rimg::image::{Image, ImageError, Images, Reference};
@@ -22,6 +23,7 @@ use rimg::table::{apply_template, ellipsis, render};
 use rimg::units::{ago, human_duration, now_unix, parse_rfc3339};
 use serde_json::{json, Value};
 
+use super::attach::{detach_keys, relay, Ended};
 use super::registry::{pull_reference, Out, PullHow};
 use super::{out, outln, Ctx, ExitStatus};
 
@@ -127,6 +129,10 @@ pub struct RunArgs {
     pub detach: bool,
     #[command(flatten)]
     pub flags: CreateFlags,
+    /// Key sequence that detaches from `-it` and leaves the container running (default
+    /// ctrl-p,ctrl-q).
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
 }
 
 /// Flags of `rimg create` (`-h` is `--hostname`, as in Docker; help is `--help`).
@@ -251,6 +257,10 @@ pub struct ExecArgs {
 pub struct MonitorArgs {
     /// The container's full id.
     pub id: String,
+    /// Say `listening` once the attach socket is bound, and start the container only
+    /// once a client has connected (`run -it`).
+    #[arg(long)]
+    pub attach_first: bool,
 }
 
 fn fail(code: i32, message: impl Into<String>) -> anyhow::Error {
@@ -340,6 +350,50 @@ fn run_attached(containers: &Containers, c: &mut Container) -> Result<u8> {
 /// Starts the container's monitor in a detached process and waits until the container
 /// process has started (or failed to).
 fn start_detached(ctx: &Ctx, c: &Container) -> Result<()> {
+    let (mut child, mut reports) = spawn_monitor(ctx, c, false)?;
+    let mut line = String::new();
+    reports.read_line(&mut line)?;
+    let _ = child.wait();
+    start_report(c, &line)
+}
+
+/// `run -it`: the container's monitor runs detached and this process is its first client,
+/// so the detach keys leave the container running, as Docker's do.
+fn run_interactive(ctx: &Ctx, c: &Container, keys: DetachKeys) -> Result<u8> {
+    let (mut child, mut reports) = spawn_monitor(ctx, c, true)?;
+    let mut line = String::new();
+    reports.read_line(&mut line)?;
+    if line.trim_end() != "listening" {
+        let _ = child.wait();
+        start_report(c, &line)?;
+        bail!("the monitor of container {} did not listen", c.short_id());
+    }
+    let stream = connect(c.dir());
+    line.clear();
+    reports.read_line(&mut line)?;
+    let _ = child.wait();
+    start_report(c, &line)?;
+    match relay(c, stream?, keys, true, false)? {
+        Ended::Detached => Ok(0),
+        Ended::Exited(code) => {
+            // `--rm`: the monitor removes the container (after it lets go of its lock)
+            // before `run` returns.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            c.wait_stopped(Duration::from_secs(10));
+            while c.config.auto_remove && c.dir().exists() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(code)
+        }
+    }
+}
+
+/// Starts the monitor of `c` in a detached process; returns the process and its reports.
+fn spawn_monitor(
+    ctx: &Ctx,
+    c: &Container,
+    attach_first: bool,
+) -> Result<(std::process::Child, BufReader<std::process::ChildStdout>)> {
     let exe = std::env::current_exe().context("locating the rimg binary")?;
     let log = File::create(c.dir().join("monitor.log"))
         .with_context(|| format!("creating {}", c.dir().join("monitor.log").display()))?;
@@ -348,16 +402,21 @@ fn start_detached(ctx: &Ctx, c: &Container) -> Result<()> {
         .arg(ctx.root())
         .arg("__monitor")
         .arg(c.id())
+        .args(attach_first.then_some("--attach-first"))
         .stdin(ProcStdio::null())
         .stdout(ProcStdio::piped())
         .stderr(log)
         .spawn()
         .context("starting the container's monitor")?;
-    let mut line = String::new();
-    if let Some(o) = child.stdout.take() {
-        BufReader::new(o).read_line(&mut line)?;
-    }
-    let _ = child.wait();
+    let out = child
+        .stdout
+        .take()
+        .context("reading the container's monitor")?;
+    Ok((child, BufReader::new(out)))
+}
+
+/// What the monitor said of the start: `ok` or `error CODE MESSAGE`.
+fn start_report(c: &Container, line: &str) -> Result<()> {
     let line = line.trim_end();
     if line == "ok" {
         return Ok(());
@@ -383,6 +442,11 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
         && !nix::unistd::isatty(io::stdin().as_fd()).unwrap_or(false)
     {
         return Err(fail(1, "the input device is not a TTY"));
+    }
+    if !a.detach && a.flags.tty && a.flags.interactive {
+        let keys = detach_keys(a.detach_keys.as_deref()).map_err(|e| fail(125, e.to_string()))?;
+        let (_, c) = create_container(ctx, a.flags)?;
+        return run_interactive(ctx, &c, keys);
     }
     let (containers, mut c) = create_container(ctx, a.flags)?;
     if a.detach {
@@ -481,7 +545,17 @@ pub fn monitor(ctx: &Ctx, a: MonitorArgs) -> Result<u8> {
             let _ = nix::unistd::dup2_stdout(null.as_fd());
         }
     };
-    match run_container(&containers, &mut c, false, &mut report) {
+    let mut listening = || {
+        let mut o = io::stdout().lock();
+        let _ = o.write_all(b"listening\n");
+        let _ = o.flush();
+    };
+    let how = if a.attach_first {
+        Io::FirstClient(&mut listening)
+    } else {
+        Io::Clients
+    };
+    match run_container_with(&containers, &mut c, how, &mut report) {
         Ok(code) => Ok(code.clamp(0, 255) as u8),
         Err(e) => Err(monitor_failed(e)),
     }
