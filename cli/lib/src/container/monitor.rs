@@ -194,10 +194,7 @@ fn supervise_with_restarts(
             supervise(c, attach, server.as_deref_mut(), restarts, &mut |_| {})
         };
         first = false;
-        let code = match result {
-            Ok(code) => code,
-            Err(e) => return Err(e),
-        };
+        let code = result?;
         if !policy.should_restart(code, restarts) || stopped_by_user(c.dir()) {
             return Ok(code);
         }
