@@ -12,6 +12,8 @@
 //!     etc/                hosts, hostname, resolv.conf, bind-mounted into the container
 //!     ctr.log             its output, Docker's json-file format
 //!     monitor.lock        flock held by the live monitor process
+//!     attach.sock         the monitor's socket for `attach` clients (detached containers)
+//!     stopped-by-user     present when the user stopped it: no restart (see `restart`)
 //! ```
 //!
 //! Architecture Invariant: a container is running only while its monitor holds
