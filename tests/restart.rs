@@ -2,9 +2,7 @@
 //! real containers on the busybox image, watched through `inspect`, `ps` and `logs`, with
 //! deadlines and never with timing asserts.
 
-use std::time::{Duration, Instant};
-
-use rimg_tests::containers::{assert_no_mounts, Cleanup};
+use rimg_tests::containers::{assert_no_mounts, eventually, wrapped, Cleanup};
 use rimg_tests::Store;
 
 fn store() -> Store {
@@ -19,18 +17,6 @@ fn inspect(s: &Store, name: &str, template: &str) -> String {
         .ok()
         .trim()
         .to_string()
-}
-
-/// Polls `f` until it is true or `secs` pass.
-fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
 }
 
 #[test]
@@ -223,20 +209,11 @@ if not done:
     os.waitpid(pid, 0)
 sys.stdout.write(json.dumps({"seen": seen.decode(errors="replace"), "code": code}))
 "#;
-    let cmd = s.rimg(args);
     let steps: Vec<[&str; 2]> = steps.iter().map(|(t, k)| [*t, *k]).collect();
-    let mut py = std::process::Command::new("python3");
-    py.arg("-c")
-        .arg(DRIVER)
-        .arg(serde_json::to_string(&steps).unwrap());
-    py.arg(cmd.0.get_program()).args(cmd.0.get_args());
-    for (k, v) in cmd.0.get_envs() {
-        match v {
-            Some(v) => py.env(k, v),
-            None => py.env_remove(k),
-        };
-    }
-    let out = py.output().unwrap();
+    let steps = serde_json::to_string(&steps).unwrap();
+    let out = wrapped(&s.rimg(args), "python3", ["-c", DRIVER, &steps])
+        .output()
+        .unwrap();
     let v: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|_| panic!("driver: {}", String::from_utf8_lossy(&out.stderr)));
     let code = v["code"].as_i64().unwrap();

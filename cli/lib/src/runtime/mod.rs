@@ -394,8 +394,9 @@ impl OutputSink for Tee<'_> {
     }
 }
 
-/// The signals a supervisor forwards to the container process.
-const FORWARDED: [Signal; 7] = [
+/// The signals a supervisor forwards to the container process (SIGWINCH last: it resizes
+/// the pty rather than reach the process).
+pub const FORWARDED: [Signal; 7] = [
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGHUP,

@@ -18,7 +18,7 @@ use rimg::container::attach::{
 };
 use rimg::container::{Container, Containers, Status};
 use rimg::runtime::clients::terminal_size;
-use rimg::runtime::RawMode;
+use rimg::runtime::{RawMode, FORWARDED};
 
 use super::Ctx;
 
@@ -37,16 +37,6 @@ pub struct AttachArgs {
     /// The container.
     pub container: String,
 }
-
-/// The signals `--sig-proxy` forwards.
-const PROXIED: [Signal; 6] = [
-    Signal::SIGINT,
-    Signal::SIGTERM,
-    Signal::SIGHUP,
-    Signal::SIGQUIT,
-    Signal::SIGUSR1,
-    Signal::SIGUSR2,
-];
 
 /// `rimg attach`.
 pub fn attach(ctx: &Ctx, a: AttachArgs) -> Result<u8> {
@@ -123,7 +113,8 @@ impl Relay<'_> {
         let mut set = SigSet::empty();
         set.add(Signal::SIGWINCH);
         if self.sig_proxy {
-            for s in PROXIED {
+            // The signals `run` forwards, SIGWINCH apart (always taken, for the size).
+            for s in FORWARDED {
                 set.add(s);
             }
         }
