@@ -75,6 +75,12 @@ pub fn read_frame(r: &mut impl Read) -> io::Result<Option<(u8, Vec<u8>)>> {
     Ok(Some((head[0], payload)))
 }
 
+/// Whether the monitor of the container whose dir is `dir` takes attach clients (a
+/// foreground `run` or `start -a` does not).
+pub fn has_socket(dir: &Path) -> bool {
+    dir.join(SOCKET).exists()
+}
+
 /// Connects to the monitor of the container whose dir is `dir`.
 pub fn connect(dir: &Path) -> Result<UnixStream, IoError> {
     let d = open_dir(dir)?;

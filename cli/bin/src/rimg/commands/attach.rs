@@ -14,7 +14,8 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use rimg::container::attach::{
-    connect, frame, read_frame, DetachKeys, DetachWatch, Typed, EXIT, RESIZE, STDERR, STDIN, STDOUT,
+    connect, frame, has_socket, read_frame, DetachKeys, DetachWatch, Typed, EXIT, RESIZE, STDERR,
+    STDIN, STDOUT,
 };
 use rimg::container::{Container, Containers, Status};
 use rimg::runtime::clients::terminal_size;
@@ -52,6 +53,12 @@ pub fn attach(ctx: &Ctx, a: AttachArgs) -> Result<u8> {
         _ => bail!("You cannot attach to a stopped container, start it first"),
     }
     let keys = detach_keys(a.detach_keys.as_deref())?;
+    if !has_socket(c.dir()) {
+        bail!(
+            "container {} runs attached to the rimg run or start -a that started it: only a detached container can be attached to",
+            c.name()
+        );
+    }
     let stream = connect(c.dir())?;
     let stdin = !a.no_stdin && c.process().interactive;
     match relay(&c, stream, keys, stdin, a.sig_proxy)? {
