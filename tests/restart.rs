@@ -304,6 +304,15 @@ fn run_it_detaches_on_ctrl_p_ctrl_q_and_the_container_runs_on() {
     assert_eq!(inspect(&s, "it", "{{.State.Status}}"), "running");
     let (seen, code) = on_terminal(&s, &["attach", "it"], &[("", "exit 5\r")]);
     assert_eq!(code, Some(5), "{seen:?}");
+    // `start -ai` of a tty container detaches the same way.
+    let (seen, code) = on_terminal(
+        &s,
+        &["start", "-ai", "it"],
+        &[("", "echo back-$((4+4))\r"), ("back-8", DETACH)],
+    );
+    assert!(seen.contains("back-8"), "{seen:?}");
+    assert_eq!(code, Some(0), "{seen:?}");
+    assert_eq!(inspect(&s, "it", "{{.State.Status}}"), "running");
 
     // Without the keys, `run -it` ends with its container, and `--rm` removes it first.
     let (seen, code) = on_terminal(

@@ -159,6 +159,10 @@ pub struct StartArgs {
     /// user did not stop it (what the boot-time unit runs).
     #[arg(long, conflicts_with_all = ["attach", "interactive", "containers"])]
     pub all_restartable: bool,
+    /// Key sequence that detaches from `-ai` on a tty and leaves the container running
+    /// (default ctrl-p,ctrl-q).
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
 }
 
 /// Flags of `rimg logs`.
@@ -486,6 +490,13 @@ pub fn start(ctx: &Ctx, a: StartArgs) -> Result<u8> {
         }
         if c.status() == Status::Dead {
             c.clean_up_after_monitor()?;
+        }
+        let p = c.process();
+        if a.interactive && p.tty && p.interactive && nix::unistd::isatty(io::stdin().as_fd())? {
+            // As `run -it`: a client of a detached monitor, so the detach keys leave it
+            // running.
+            let keys = detach_keys(a.detach_keys.as_deref())?;
+            return run_interactive(ctx, &c, keys);
         }
         if a.attach || a.interactive {
             c.config.process.interactive = c.config.process.interactive && a.interactive;
