@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use super::{bin, mounts_under, Store};
 
@@ -53,4 +54,35 @@ pub fn container_dir(s: &Store, name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("no container {name}:\n{ps}"))
         .to_string();
     s.root().join("rimg/containers").join(id)
+}
+
+/// Polls `f` until it is true or `secs` pass; the last answer.
+pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    f()
+}
+
+/// `program ARGS... CMD` where CMD is `cmd`'s program, arguments and environment: a
+/// command run under a driver (a python3 pty, a timeout).
+pub fn wrapped<I, S>(cmd: &super::Cmd, program: &str, args: I) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    let mut out = Command::new(program);
+    out.args(args);
+    out.arg(cmd.0.get_program()).args(cmd.0.get_args());
+    for (k, v) in cmd.0.get_envs() {
+        match v {
+            Some(v) => out.env(k, v),
+            None => out.env_remove(k),
+        };
+    }
+    out
 }

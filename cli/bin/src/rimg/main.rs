@@ -44,6 +44,8 @@ enum Command {
     Create(commands::containers::CreateArgs),
     /// Start stopped or created containers.
     Start(commands::containers::StartArgs),
+    /// Attach to a running container's output and input.
+    Attach(commands::attach::AttachArgs),
     /// List containers.
     Ps(commands::containers::PsArgs),
     /// Show a container's output.
@@ -133,6 +135,8 @@ enum ContainerCommand {
     Create(commands::containers::CreateArgs),
     /// Start stopped or created containers.
     Start(commands::containers::StartArgs),
+    /// Attach to a running container's output and input.
+    Attach(commands::attach::AttachArgs),
     /// List containers.
     #[command(visible_aliases = ["ps", "list"])]
     Ls(commands::containers::PsArgs),
@@ -240,6 +244,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => {
             commands::containers::exec(&ctx, a)
+        }
+        Command::Attach(a) | Command::Container(ContainerCommand::Attach(a)) => {
+            commands::attach::attach(&ctx, a)
         }
         Command::Monitor(a) => commands::containers::monitor(&ctx, a),
         Command::Volume(v) => commands::volumes::run(&ctx, v),

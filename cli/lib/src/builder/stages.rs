@@ -5,9 +5,12 @@
 //! of its serialized config, exactly the image id it would get if it were stored. The final
 //! state of the target stage becomes the image.
 //!
-//! Timestamps: every history entry, the image's `created` and every file a step writes get
-//! one epoch — `SOURCE_DATE_EPOCH` if set, else the base image's own `created` time (0 for
-//! `scratch`) — so the same Dockerfile and context give the same image id on any machine.
+//! Timestamps: every file a step writes and every cache key get one epoch —
+//! `SOURCE_DATE_EPOCH` if set, else the base image's own `created` time (0 for `scratch`).
+//! The history entries of the steps that run, and so the image's `created`, get the build's
+//! time (as BuildKit's), or `SOURCE_DATE_EPOCH` when set: then the same Dockerfile and
+//! context give the same image id on any machine. A fully cached rebuild takes the cached
+//! states, so it gives the same image id either way.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;

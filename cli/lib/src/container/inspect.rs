@@ -30,12 +30,12 @@ pub fn docker_json(config: &ContainerConfig, state: &State, status: Status) -> V
             "Status": status.word(),
             "Running": status.is_running(),
             "Paused": status == Status::Paused,
-            "Restarting": false,
+            "Restarting": matches!(status, Status::Restarting(_)),
             "OOMKilled": false,
             "Dead": status == Status::Dead,
-            "Pid": if status.is_running() { state.pid } else { 0 },
+            "Pid": if matches!(status, Status::Running | Status::Paused) { state.pid } else { 0 },
             "ExitCode": match status {
-                Status::Exited(code) => code,
+                Status::Exited(code) | Status::Restarting(code) => code,
                 Status::Dead => state.exit_code,
                 _ => 0,
             },
@@ -45,13 +45,16 @@ pub fn docker_json(config: &ContainerConfig, state: &State, status: Status) -> V
         },
         "Image": config.image_id.to_string(),
         "Name": format!("/{}", config.name),
-        "RestartCount": 0,
+        "RestartCount": state.restart_count,
         "Driver": "overlay",
         "Platform": "linux",
         "HostConfig": {
             "NetworkMode": network,
             "AutoRemove": config.auto_remove,
-            "RestartPolicy": { "Name": "no", "MaximumRetryCount": 0 },
+            "RestartPolicy": {
+                "Name": config.restart.name(),
+                "MaximumRetryCount": config.restart.max_retries(),
+            },
         },
         "Mounts": config.mounts.iter().map(crate::volume::inspect::mount_json).collect::<Vec<_>>(),
         "Config": {
@@ -97,6 +100,7 @@ mod tests {
             auto_remove: false,
             stop_signal: None,
             mounts: Vec::new(),
+            restart: Default::default(),
         }
     }
 
@@ -139,5 +143,29 @@ mod tests {
         assert_eq!(v["State"]["FinishedAt"], "2026-12-04T14:00:02Z");
         let dead = docker_json(&config(), &state, Status::Dead);
         assert_eq!(dead["State"]["Dead"], true);
+    }
+
+    #[test]
+    fn a_restarting_container_shows_its_policy_and_count() {
+        let mut c = config();
+        c.restart = crate::container::restart::RestartPolicy::OnFailure { max_retries: 3 };
+        let state = State {
+            status: "restarting".into(),
+            pid: 4242,
+            exit_code: 3,
+            restart_count: 2,
+            ..State::default()
+        };
+        let v = docker_json(&c, &state, Status::Restarting(3));
+        assert_eq!(v["State"]["Status"], "restarting");
+        assert_eq!(v["State"]["Restarting"], true);
+        assert_eq!(v["State"]["Running"], true);
+        assert_eq!(v["State"]["Pid"], 0);
+        assert_eq!(v["State"]["ExitCode"], 3);
+        assert_eq!(v["RestartCount"], 2);
+        assert_eq!(
+            v["HostConfig"]["RestartPolicy"],
+            json!({"Name": "on-failure", "MaximumRetryCount": 3})
+        );
     }
 }

@@ -12,6 +12,8 @@
 //!     etc/                hosts, hostname, resolv.conf, bind-mounted into the container
 //!     ctr.log             its output, Docker's json-file format
 //!     monitor.lock        flock held by the live monitor process
+//!     attach.sock         the monitor's socket for `attach` clients (detached containers)
+//!     stopped-by-user     present when the user stopped it: no restart (see `restart`)
 //! ```
 //!
 //! Architecture Invariant: a container is running only while its monitor holds
@@ -20,10 +22,12 @@
 //! (killed): it shows as `Dead` (or still running if its process lives) and `rm -f` cleans
 //! it up.
 
+pub mod attach;
 pub mod inspect;
 pub mod log;
 pub mod monitor;
 pub mod names;
+pub mod restart;
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -121,6 +125,9 @@ pub struct ContainerConfig {
     /// makes them); what `inspect` shows as `Mounts` and what marks a volume in use.
     #[serde(default)]
     pub mounts: Vec<crate::volume::ContainerMount>,
+    /// `--restart`: what the monitor does when the container exits.
+    #[serde(default)]
+    pub restart: restart::RestartPolicy,
 }
 
 /// What is recorded about a container's life.
@@ -153,6 +160,10 @@ pub struct State {
     /// Frozen (SIGSTOP) by [`Container::pause`].
     #[serde(default)]
     pub paused: bool,
+    /// How many times the monitor restarted the container since it was started
+    /// (Docker's `RestartCount`).
+    #[serde(default)]
+    pub restart_count: u32,
 }
 
 /// A container's status as `ps` shows it.
@@ -166,6 +177,8 @@ pub enum Status {
     Paused,
     /// Exited with this code.
     Exited(i32),
+    /// Exited with this code; its monitor waits to restart it (restart policy).
+    Restarting(i32),
     /// Its monitor died while it ran; its process is gone too.
     Dead,
 }
@@ -178,13 +191,17 @@ impl Status {
             Status::Running => "running",
             Status::Paused => "paused",
             Status::Exited(_) => "exited",
+            Status::Restarting(_) => "restarting",
             Status::Dead => "dead",
         }
     }
 
-    /// Running or paused.
+    /// Running, paused or restarting (Docker's `State.Running`).
     pub fn is_running(self) -> bool {
-        matches!(self, Status::Running | Status::Paused)
+        matches!(
+            self,
+            Status::Running | Status::Paused | Status::Restarting(_)
+        )
     }
 }
 
@@ -391,6 +408,8 @@ impl Container {
                 }
             }
             "exited" => Status::Exited(self.state.exit_code),
+            "restarting" if self.monitor_alive() => Status::Restarting(self.state.exit_code),
+            "restarting" => Status::Dead,
             _ => Status::Created,
         }
     }
@@ -536,7 +555,7 @@ impl Container {
             }
         }
         self.unmount_rootfs()?;
-        if self.state.status == "running" {
+        if self.state.status == "running" || self.state.status == "restarting" {
             let mut st = self.state.clone();
             st.status = "exited".into();
             st.exit_code = 137;
@@ -564,6 +583,8 @@ pub struct CreateRequest {
     /// Its mounts ([`crate::volume::plan_mounts`]); `process.mounts` should be made from
     /// them.
     pub mounts: Vec<crate::volume::ContainerMount>,
+    /// `--restart`.
+    pub restart: restart::RestartPolicy,
 }
 
 /// The containers of one store.
@@ -700,6 +721,7 @@ impl Containers {
             auto_remove: req.auto_remove,
             stop_signal: req.image.config.config.stop_signal.clone(),
             mounts: req.mounts,
+            restart: req.restart,
         };
         write_json(&dir.join("config.json"), &config)?;
         let state = State {

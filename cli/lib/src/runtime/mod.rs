@@ -19,6 +19,7 @@
 pub mod caps;
 pub mod cgroup;
 mod child;
+pub mod clients;
 pub mod env;
 pub mod mounts;
 mod rootfs;
@@ -426,8 +427,9 @@ impl OutputSink for Tee<'_> {
     }
 }
 
-/// The signals a supervisor forwards to the container process.
-const FORWARDED: [Signal; 7] = [
+/// The signals a supervisor forwards to the container process (SIGWINCH last: it resizes
+/// the pty rather than reach the process).
+pub const FORWARDED: [Signal; 7] = [
     Signal::SIGINT,
     Signal::SIGTERM,
     Signal::SIGHUP,
@@ -497,9 +499,22 @@ impl Supervisor {
     /// a death by signal N.
     pub fn wait(
         &mut self,
+        process: Process,
+        input: Option<BorrowedFd<'_>>,
+        sink: &mut dyn OutputSink,
+    ) -> Result<i32, RuntimeError> {
+        self.wait_attached(process, input, sink, None)
+    }
+
+    /// [`Supervisor::wait`], also serving `clients`: their descriptors are polled in the
+    /// same loop, they get the output, and what they send goes to the container's stdin
+    /// pipe or pty (their window size to the pty).
+    pub fn wait_attached(
+        &mut self,
         mut process: Process,
         input: Option<BorrowedFd<'_>>,
         sink: &mut dyn OutputSink,
+        mut clients: Option<&mut dyn clients::Attachments>,
     ) -> Result<i32, RuntimeError> {
         let mut outputs: Vec<(Stream, fs::File)> = Vec::new();
         if let Some(p) = &process.pty {
@@ -514,9 +529,10 @@ impl Supervisor {
         if let Some(e) = process.stderr.take() {
             outputs.push((Stream::Stderr, fs::File::from(e)));
         }
+        let relayed = input.is_some() || clients.is_some();
         let mut input_dest: Option<fs::File> = match (&process.pty, process.stdin.take()) {
-            (Some(p), _) if input.is_some() => p.try_clone().ok().map(fs::File::from),
-            (_, Some(w)) if input.is_some() => Some(fs::File::from(w)),
+            (Some(p), _) if relayed => p.try_clone().ok().map(fs::File::from),
+            (_, Some(w)) if relayed => Some(fs::File::from(w)),
             _ => None,
         };
         let mut input = input.filter(|_| input_dest.is_some());
@@ -538,6 +554,12 @@ impl Supervisor {
             let needed_slot = fds.len();
             if let Some(n) = &self.needed {
                 fds.push(PollFd::new(n.as_fd(), PollFlags::POLLIN));
+            }
+            let clients_slot = fds.len();
+            if let Some(c) = clients.as_deref_mut() {
+                for fd in c.fds() {
+                    fds.push(PollFd::new(fd, PollFlags::POLLIN));
+                }
             }
             // A SIGCHLD can be taken by another thread of a multi-threaded caller: look for
             // the exit now and then even without one.
@@ -605,7 +627,12 @@ impl Supervisor {
                 }
                 match f.read(&mut buf) {
                     Ok(0) => closed.push(i),
-                    Ok(n) => sink.output(*stream, &buf[..n]),
+                    Ok(n) => {
+                        sink.output(*stream, &buf[..n]);
+                        if let Some(c) = clients.as_deref_mut() {
+                            c.output(*stream, &buf[..n]);
+                        }
+                    }
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     // EIO: the pty's last slave descriptor closed.
                     Err(_) => closed.push(i),
@@ -628,6 +655,24 @@ impl Supervisor {
                             input_dest = None;
                         }
                     }
+                }
+            }
+            if let Some(c) = clients.as_deref_mut() {
+                for (i, _) in ready.iter().enumerate().skip(clients_slot).filter(|r| *r.1) {
+                    c.readable(i - clients_slot, &mut |got| match got {
+                        clients::ClientInput::Data(data) => {
+                            if let Some(d) = input_dest.as_mut() {
+                                if d.write_all(data).is_err() && process.pty.is_none() {
+                                    input_dest = None;
+                                }
+                            }
+                        }
+                        clients::ClientInput::Resize(size) => {
+                            if let Some(p) = &process.pty {
+                                let _ = sys::set_window_size(p.as_fd(), size);
+                            }
+                        }
+                    });
                 }
             }
         }

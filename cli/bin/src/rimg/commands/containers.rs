@@ -11,8 +11,10 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use nix::sys::signal::Signal;
+use rimg::container::attach::{connect, DetachKeys};
 use rimg::container::log::LogReader;
-use rimg::container::monitor::{run_container, MonitorError};
+use rimg::container::monitor::{run_container, run_container_with, Io, MonitorError};
+use rimg::container::restart::{self as restart_policy, RestartPolicy};
 use rimg::container::{Container, Containers, CreateRequest, Status};
 use rimg::image::{Image, ImageError, Images, Reference};
 use rimg::runtime::env::{container_env, parse_env_arg, parse_env_file, ProcessOverrides};
@@ -21,6 +23,7 @@ use rimg::table::{ellipsis, render, Format};
 use rimg::units::{ago, human_duration, now_unix, parse_rfc3339};
 use serde_json::{json, Value};
 
+use super::attach::{detach_keys, relay, Ended};
 use super::registry::{pull_reference, Out, PullHow};
 use super::{out, outln, Ctx, ExitStatus};
 
@@ -126,6 +129,9 @@ pub struct CreateFlags {
     pub command: Vec<String>,
     #[command(flatten)]
     pub mount_flags: super::volumes::MountFlags,
+    /// Restart policy: no, on-failure[:max-retries], always, unless-stopped.
+    #[arg(long, default_value = "no", value_name = "POLICY")]
+    pub restart: String,
 }
 
 /// Flags of `rimg run` (`-h` is `--hostname`, as in Docker; help is `--help`).
@@ -137,6 +143,10 @@ pub struct RunArgs {
     pub detach: bool,
     #[command(flatten)]
     pub flags: CreateFlags,
+    /// Key sequence that detaches from `-it` and leaves the container running (default
+    /// ctrl-p,ctrl-q).
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
 }
 
 /// Flags of `rimg create` (`-h` is `--hostname`, as in Docker; help is `--help`).
@@ -157,8 +167,16 @@ pub struct StartArgs {
     #[arg(short = 'i', long)]
     pub interactive: bool,
     /// Containers (names or ids).
-    #[arg(required = true)]
+    #[arg(required_unless_present = "all_restartable")]
     pub containers: Vec<String>,
+    /// Start every container whose restart policy is `always`, or `unless-stopped` and the
+    /// user did not stop it (what the boot-time unit runs).
+    #[arg(long, conflicts_with_all = ["attach", "interactive", "containers"])]
+    pub all_restartable: bool,
+    /// Key sequence that detaches from `-ai` on a tty and leaves the container running
+    /// (default ctrl-p,ctrl-q).
+    #[arg(long, value_name = "KEYS")]
+    pub detach_keys: Option<String>,
 }
 
 /// Flags of `rimg logs`.
@@ -260,6 +278,10 @@ pub struct ExecArgs {
 pub struct MonitorArgs {
     /// The container's full id.
     pub id: String,
+    /// Say `listening` once the attach socket is bound, and start the container only
+    /// once a client has connected (`run -it`).
+    #[arg(long)]
+    pub attach_first: bool,
 }
 
 fn fail(code: i32, message: impl Into<String>) -> anyhow::Error {
@@ -284,6 +306,10 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
     f.mount_flags.check()?;
     let image = container_image(&images, &f.image, f.pull)?;
     let network: Network = f.network.parse().map_err(|e: String| fail(125, e))?;
+    let restart: RestartPolicy = f.restart.parse().map_err(|e: String| fail(125, e))?;
+    if f.rm && restart != RestartPolicy::No {
+        return Err(fail(125, "Conflicting options: --restart and --rm"));
+    }
     let mut env = Vec::new();
     for file in &f.env_files {
         let text = std::fs::read_to_string(file)
@@ -336,6 +362,7 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
             process,
             auto_remove: f.rm,
             mounts,
+            restart,
         })
         .map_err(|e| fail(125, rimg::error_line(&e)))?;
     Ok((containers, c))
@@ -372,6 +399,50 @@ fn run_attached(containers: &Containers, c: &mut Container) -> Result<u8> {
 /// Starts the container's monitor in a detached process and waits until the container
 /// process has started (or failed to).
 fn start_detached(ctx: &Ctx, c: &Container) -> Result<()> {
+    let (mut child, mut reports) = spawn_monitor(ctx, c, false)?;
+    let mut line = String::new();
+    reports.read_line(&mut line)?;
+    let _ = child.wait();
+    start_report(c, &line)
+}
+
+/// `run -it`: the container's monitor runs detached and this process is its first client,
+/// so the detach keys leave the container running, as Docker's do.
+fn run_interactive(ctx: &Ctx, c: &Container, keys: DetachKeys) -> Result<u8> {
+    let (mut child, mut reports) = spawn_monitor(ctx, c, true)?;
+    let mut line = String::new();
+    reports.read_line(&mut line)?;
+    if line.trim_end() != "listening" {
+        let _ = child.wait();
+        start_report(c, &line)?;
+        bail!("the monitor of container {} did not listen", c.short_id());
+    }
+    let stream = connect(c.dir());
+    line.clear();
+    reports.read_line(&mut line)?;
+    let _ = child.wait();
+    start_report(c, &line)?;
+    match relay(c, stream?, keys, true, false)? {
+        Ended::Detached => Ok(0),
+        Ended::Exited(code) => {
+            // `--rm`: the monitor removes the container (after it lets go of its lock)
+            // before `run` returns.
+            let deadline = std::time::Instant::now() + Duration::from_secs(10);
+            c.wait_stopped(Duration::from_secs(10));
+            while c.config.auto_remove && c.dir().exists() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(code)
+        }
+    }
+}
+
+/// Starts the monitor of `c` in a detached process; returns the process and its reports.
+fn spawn_monitor(
+    ctx: &Ctx,
+    c: &Container,
+    attach_first: bool,
+) -> Result<(std::process::Child, BufReader<std::process::ChildStdout>)> {
     let exe = std::env::current_exe().context("locating the rimg binary")?;
     let log = File::create(c.dir().join("monitor.log"))
         .with_context(|| format!("creating {}", c.dir().join("monitor.log").display()))?;
@@ -380,16 +451,21 @@ fn start_detached(ctx: &Ctx, c: &Container) -> Result<()> {
         .arg(ctx.root())
         .arg("__monitor")
         .arg(c.id())
+        .args(attach_first.then_some("--attach-first"))
         .stdin(ProcStdio::null())
         .stdout(ProcStdio::piped())
         .stderr(log)
         .spawn()
         .context("starting the container's monitor")?;
-    let mut line = String::new();
-    if let Some(o) = child.stdout.take() {
-        BufReader::new(o).read_line(&mut line)?;
-    }
-    let _ = child.wait();
+    let out = child
+        .stdout
+        .take()
+        .context("reading the container's monitor")?;
+    Ok((child, BufReader::new(out)))
+}
+
+/// What the monitor said of the start: `ok` or `error CODE MESSAGE`.
+fn start_report(c: &Container, line: &str) -> Result<()> {
     let line = line.trim_end();
     if line == "ok" {
         return Ok(());
@@ -416,6 +492,11 @@ pub fn run(ctx: &Ctx, a: RunArgs) -> Result<u8> {
     {
         return Err(fail(1, "the input device is not a TTY"));
     }
+    if !a.detach && a.flags.tty && a.flags.interactive {
+        let keys = detach_keys(a.detach_keys.as_deref()).map_err(|e| fail(125, e.to_string()))?;
+        let (_, c) = create_container(ctx, a.flags)?;
+        return run_interactive(ctx, &c, keys);
+    }
     let (containers, mut c) = create_container(ctx, a.flags)?;
     if a.detach {
         start_detached(ctx, &c)?;
@@ -434,6 +515,9 @@ pub fn create(ctx: &Ctx, a: CreateArgs) -> Result<u8> {
 
 /// `rimg start`.
 pub fn start(ctx: &Ctx, a: StartArgs) -> Result<u8> {
+    if a.all_restartable {
+        return start_all_restartable(ctx);
+    }
     let containers = containers(ctx)?;
     let mut failed = false;
     for name in &a.containers {
@@ -452,6 +536,13 @@ pub fn start(ctx: &Ctx, a: StartArgs) -> Result<u8> {
         if c.status() == Status::Dead {
             c.clean_up_after_monitor()?;
         }
+        let p = c.process();
+        if a.interactive && p.tty && p.interactive && nix::unistd::isatty(io::stdin().as_fd())? {
+            // As `run -it`: a client of a detached monitor, so the detach keys leave it
+            // running.
+            let keys = detach_keys(a.detach_keys.as_deref())?;
+            return run_interactive(ctx, &c, keys);
+        }
         if a.attach || a.interactive {
             c.config.process.interactive = c.config.process.interactive && a.interactive;
             return run_attached(&containers, &mut c);
@@ -460,6 +551,31 @@ pub fn start(ctx: &Ctx, a: StartArgs) -> Result<u8> {
             Ok(()) => outln(name)?,
             Err(e) => {
                 eprintln!("Error: {}", rimg::error_line(e.as_ref()));
+                failed = true;
+            }
+        }
+    }
+    Ok(u8::from(failed))
+}
+
+/// `rimg start --all-restartable`: the containers a restart policy keeps up, after a boot
+/// (their monitors died with the machine).
+fn start_all_restartable(ctx: &Ctx) -> Result<u8> {
+    let containers = containers(ctx)?;
+    let mut failed = false;
+    for mut c in containers.list()? {
+        let by_user = restart_policy::stopped_by_user(c.dir());
+        if !c.config.restart.starts_at_boot(by_user) || c.status().is_running() {
+            continue;
+        }
+        let started = c
+            .clean_up_after_monitor()
+            .map_err(anyhow::Error::from)
+            .and_then(|_| start_detached(ctx, &c));
+        match started {
+            Ok(()) => outln(c.name())?,
+            Err(e) => {
+                eprintln!("Error: {}: {}", c.name(), rimg::error_line(e.as_ref()));
                 failed = true;
             }
         }
@@ -485,7 +601,17 @@ pub fn monitor(ctx: &Ctx, a: MonitorArgs) -> Result<u8> {
             let _ = nix::unistd::dup2_stdout(null.as_fd());
         }
     };
-    match run_container(&containers, &mut c, false, &mut report) {
+    let mut listening = || {
+        let mut o = io::stdout().lock();
+        let _ = o.write_all(b"listening\n");
+        let _ = o.flush();
+    };
+    let how = if a.attach_first {
+        Io::FirstClient(&mut listening)
+    } else {
+        Io::Clients
+    };
+    match run_container_with(&containers, &mut c, how, &mut report) {
         Ok(code) => Ok(code.clamp(0, 255) as u8),
         Err(e) => Err(monitor_failed(e)),
     }
@@ -503,6 +629,9 @@ fn status_text(c: &Container) -> String {
         Status::Running => format!("Up {}", since(&c.state.started_at)),
         Status::Paused => format!("Up {} (Paused)", since(&c.state.started_at)),
         Status::Exited(code) => format!("Exited ({code}) {} ago", since(&c.state.finished_at)),
+        Status::Restarting(code) => {
+            format!("Restarting ({code}) {} ago", since(&c.state.finished_at))
+        }
         Status::Dead => "Dead".into(),
     }
 }
@@ -676,7 +805,14 @@ fn parse_signal(s: &str) -> Result<Signal> {
 /// Stops one container: its stop signal, then SIGKILL after `timeout`; returns once its
 /// monitor has recorded the exit and unmounted.
 fn stop_one(c: &mut Container, timeout: Duration) -> Result<()> {
+    // Before any signal: the monitor must not restart what the user stops.
+    restart_policy::mark_stopped_by_user(c.dir())?;
     match c.status() {
+        Status::Restarting(_) => {
+            if !c.wait_stopped(timeout.max(Duration::from_secs(10))) {
+                bail!("container {} did not stop", c.name());
+            }
+        }
         Status::Running | Status::Paused => {
             let sig = c
                 .config
@@ -736,6 +872,19 @@ pub fn stop(ctx: &Ctx, a: StopArgs) -> Result<u8> {
 pub fn kill(ctx: &Ctx, a: KillArgs) -> Result<u8> {
     let sig = parse_signal(&a.signal)?;
     for_each(ctx, &a.containers, |_, c| {
+        let stop_signal = c.config.stop_signal.as_deref().map(parse_signal);
+        if c.status().is_running()
+            && (sig == Signal::SIGKILL
+                || matches!(stop_signal, Some(Ok(s)) if s == sig)
+                || (stop_signal.is_none() && sig == Signal::SIGTERM))
+        {
+            // As Docker's: a container killed by the user is not restarted.
+            restart_policy::mark_stopped_by_user(c.dir())?;
+        }
+        if matches!(c.status(), Status::Restarting(_)) {
+            // Its monitor ends the restart loop.
+            return Ok(());
+        }
         if !c.status().is_running() {
             bail!(
                 "cannot kill container: {}: container {} is not running",
@@ -770,6 +919,7 @@ pub fn rm(ctx: &Ctx, a: RmArgs) -> Result<u8> {
             if !a.force {
                 return Err(rimg::container::ContainerError::Running(c.name().to_string()).into());
             }
+            restart_policy::mark_stopped_by_user(c.dir())?;
             if c.status() == Status::Paused {
                 c.unpause()?;
             }
@@ -793,6 +943,10 @@ pub fn exec(ctx: &Ctx, a: ExecArgs) -> Result<u8> {
         (Status::Running, Some(pid)) => pid,
         (Status::Paused, _) => bail!(
             "container {} is paused, unpause the container before exec",
+            c.id()
+        ),
+        (Status::Restarting(_), _) => bail!(
+            "Container {} is restarting, wait until the container is running",
             c.id()
         ),
         _ => bail!("container {} is not running", c.id()),

@@ -2,6 +2,7 @@
 //! prints, and returns the process exit code.
 
 pub mod archive;
+pub mod attach;
 pub mod build;
 pub mod builder;
 pub mod commit;

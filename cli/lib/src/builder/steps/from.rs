@@ -61,8 +61,11 @@ pub(in crate::builder) fn from<'s>(
             .and_then(units::parse_rfc3339)
             .unwrap_or(0)
     });
-    let created = units::rfc3339(epoch);
-    config.created = Some(created.clone());
+    config.created = Some(units::rfc3339(epoch));
+    // The steps' history entries, and so the image's `created`, carry the build's time as
+    // BuildKit's do, unless SOURCE_DATE_EPOCH pins it; file times and cache keys keep the
+    // epoch, so a cached rebuild gives the same image.
+    let created = units::rfc3339(b.opts.source_date_epoch.unwrap_or_else(units::now_unix));
     let cx = StageContext {
         stages,
         index,
