@@ -56,6 +56,12 @@ enum Command {
     Rm(commands::containers::RmArgs),
     /// Run a command in a running container.
     Exec(commands::containers::ExecArgs),
+    /// Rename a container.
+    Rename(commands::container_verbs::RenameArgs),
+    /// Block until containers stop, then print their exit codes.
+    Wait(commands::container_verbs::WaitArgs),
+    /// Restart containers (stop, then start detached).
+    Restart(commands::container_verbs::RestartArgs),
     /// The monitor of a detached container (internal).
     #[command(name = "__monitor", hide = true)]
     Monitor(commands::containers::MonitorArgs),
@@ -139,6 +145,14 @@ enum ContainerCommand {
     Diff(commands::diff::DiffArgs),
     /// Create a new image from a container's changes.
     Commit(commands::commit::CommitArgs),
+    /// Rename a container.
+    Rename(commands::container_verbs::RenameArgs),
+    /// Block until containers stop, then print their exit codes.
+    Wait(commands::container_verbs::WaitArgs),
+    /// Restart containers (stop, then start detached).
+    Restart(commands::container_verbs::RestartArgs),
+    /// Remove all stopped containers.
+    Prune(commands::container_verbs::ContainerPruneArgs),
 }
 
 #[derive(Subcommand)]
@@ -149,6 +163,8 @@ enum SystemCommand {
     Check(commands::system::CheckArgs),
     /// Show system-wide information.
     Info(commands::info::FormatArgs),
+    /// Remove stopped containers, unused images and build cache.
+    Prune(commands::container_verbs::SystemPruneArgs),
 }
 
 type Cli = shared::Cli<Command>;
@@ -224,6 +240,21 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Exec(a) | Command::Container(ContainerCommand::Exec(a)) => {
             commands::containers::exec(&ctx, a)
+        }
+        Command::Rename(a) | Command::Container(ContainerCommand::Rename(a)) => {
+            commands::container_verbs::rename(&ctx, a)
+        }
+        Command::Wait(a) | Command::Container(ContainerCommand::Wait(a)) => {
+            commands::container_verbs::wait(&ctx, a)
+        }
+        Command::Restart(a) | Command::Container(ContainerCommand::Restart(a)) => {
+            commands::container_verbs::restart(&ctx, a)
+        }
+        Command::Container(ContainerCommand::Prune(a)) => {
+            commands::container_verbs::container_prune(&ctx, a)
+        }
+        Command::System(SystemCommand::Prune(a)) => {
+            commands::container_verbs::system_prune_cmd(&ctx, a)
         }
         Command::Monitor(a) => commands::containers::monitor(&ctx, a),
     }

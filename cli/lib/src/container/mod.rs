@@ -3,9 +3,9 @@
 //!
 //! ```text
 //! $RIMG_ROOT/rimg/containers/
-//!   .lock                 held while a container is created (names stay unique)
+//!   .lock                 held while a container is created or renamed (names stay unique)
 //!   <64-hex id>/
-//!     config.json         what to run: image id, process spec, name, --rm   (written once)
+//!     config.json         what to run: image id, process spec, name, --rm   (rename rewrites it)
 //!     state.json          status, pids, exit code, start and finish times (replaced atomically)
 //!     upper/ work/        overlayfs upper and work dirs: the container's changes
 //!     rootfs/             the mount point of image + upper while the container runs
@@ -20,10 +20,16 @@
 //! (killed): it shows as `Dead` (or still running if its process lives) and `rm -f` cleans
 //! it up.
 
+pub mod cp;
+pub mod export;
+pub mod filter;
 pub mod inspect;
 pub mod log;
 pub mod monitor;
 pub mod names;
+pub mod prune;
+pub mod rename;
+pub mod wait;
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -89,6 +95,9 @@ pub enum ContainerError {
         /// What is wrong.
         message: String,
     },
+    /// A rename Docker refuses (same name, empty name).
+    #[error("{0}")]
+    Rename(String),
 }
 
 /// Result type of the container store.
@@ -609,14 +618,7 @@ impl Containers {
     /// Creates a container: its directory, upper and work dirs, `/etc` files, config, and
     /// a pin on its image (so `rmi` refuses it and GC keeps it).
     pub fn create(&self, req: CreateRequest) -> Result<Container> {
-        let lock_path = self.dir.join(".lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock_path)
-            .map_err(io_err("opening", &lock_path))?;
-        lock.lock().map_err(io_err("locking", &lock_path))?;
+        let _lock = self.lock_names()?;
         let existing = self.list()?;
         let name = match req.name {
             Some(n) => {

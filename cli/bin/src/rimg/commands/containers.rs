@@ -184,11 +184,14 @@ pub struct PsArgs {
 #[derive(Args)]
 pub struct StopArgs {
     /// Seconds to wait before killing the container.
-    #[arg(short = 't', long = "time", default_value_t = 10)]
+    #[arg(short = 't', long = "time", visible_alias = "timeout", default_value_t = 10)]
     pub time: u64,
     /// Containers.
     #[arg(required = true)]
     pub containers: Vec<String>,
+    /// Signal to stop the container with (default: the image's STOPSIGNAL, else SIGTERM).
+    #[arg(short = 's', long = "signal")]
+    pub signal: Option<String>,
 }
 
 /// Flags of `rimg kill`.
@@ -245,14 +248,14 @@ pub struct MonitorArgs {
     pub id: String,
 }
 
-fn fail(code: i32, message: impl Into<String>) -> anyhow::Error {
+pub(crate) fn fail(code: i32, message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(ExitStatus {
         code: code.clamp(1, 255) as u8,
         message: message.into(),
     })
 }
 
-fn containers(ctx: &Ctx) -> Result<Containers> {
+pub(crate) fn containers(ctx: &Ctx) -> Result<Containers> {
     let images = ctx.images()?;
     Ok(Containers::open(&images)?)
 }
@@ -326,7 +329,7 @@ fn run_attached(containers: &Containers, c: &mut Container) -> Result<u8> {
 
 /// Starts the container's monitor in a detached process and waits until the container
 /// process has started (or failed to).
-fn start_detached(ctx: &Ctx, c: &Container) -> Result<()> {
+pub(crate) fn start_detached(ctx: &Ctx, c: &Container) -> Result<()> {
     let exe = std::env::current_exe().context("locating the rimg binary")?;
     let log = File::create(c.dir().join("monitor.log"))
         .with_context(|| format!("creating {}", c.dir().join("monitor.log").display()))?;
@@ -602,7 +605,7 @@ pub fn logs(ctx: &Ctx, a: LogsArgs) -> Result<u8> {
     Ok(0)
 }
 
-fn parse_signal(s: &str) -> Result<Signal> {
+pub(crate) fn parse_signal(s: &str) -> Result<Signal> {
     if let Ok(n) = s.parse::<i32>() {
         return Signal::try_from(n).with_context(|| format!("invalid signal: {s}"));
     }
@@ -618,15 +621,12 @@ fn parse_signal(s: &str) -> Result<Signal> {
 
 /// Stops one container: its stop signal, then SIGKILL after `timeout`; returns once its
 /// monitor has recorded the exit and unmounted.
-fn stop_one(c: &mut Container, timeout: Duration) -> Result<()> {
+pub(crate) fn stop_one(c: &mut Container, timeout: Duration, signal: Option<Signal>) -> Result<()> {
     match c.status() {
         Status::Running | Status::Paused => {
-            let sig = c
-                .config
-                .stop_signal
-                .as_deref()
-                .map(parse_signal)
-                .transpose()?
+            let image_signal = c.config.stop_signal.as_deref().map(parse_signal);
+            let sig = signal
+                .or(image_signal.transpose()?)
                 .unwrap_or(Signal::SIGTERM);
             if c.status() == Status::Paused {
                 c.unpause()?;
@@ -646,7 +646,7 @@ fn stop_one(c: &mut Container, timeout: Duration) -> Result<()> {
     Ok(())
 }
 
-fn for_each(
+pub(crate) fn for_each(
     ctx: &Ctx,
     names: &[String],
     mut f: impl FnMut(&Containers, &mut Container) -> Result<()>,
@@ -672,7 +672,8 @@ fn for_each(
 /// `rimg stop`.
 pub fn stop(ctx: &Ctx, a: StopArgs) -> Result<u8> {
     let t = Duration::from_secs(a.time);
-    for_each(ctx, &a.containers, |_, c| stop_one(c, t))
+    let sig = a.signal.as_deref().map(parse_signal).transpose()?;
+    for_each(ctx, &a.containers, |_, c| stop_one(c, t, sig))
 }
 
 /// `rimg kill`.

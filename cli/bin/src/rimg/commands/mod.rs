@@ -4,6 +4,7 @@
 pub mod archive;
 pub mod build;
 pub mod commit;
+pub mod container_verbs;
 pub mod containers;
 pub mod diff;
 pub mod images;

@@ -1,0 +1,157 @@
+//! The everyday container verbs beyond run/ps/stop: `rename`, `wait`, `restart`,
+//! `container prune`, `system prune`, `cp`, `export`, `top`. Flags and printing here; the
+//! work is in `rimg::container` and `rimg::prune`.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use clap::Args;
+use rimg::container::filter::PruneFilter;
+use rimg::prune::{system_prune, warning_lines, SystemPrune};
+use rimg::units::now_unix;
+
+use super::containers::{containers, fail, for_each, parse_signal, start_detached, stop_one};
+use super::images::{deleted_section, reclaimed_line};
+use super::{confirm, out, outln, Ctx};
+
+/// Flags of `rimg rename`.
+#[derive(Args)]
+pub struct RenameArgs {
+    /// The container (name or id).
+    pub container: String,
+    /// Its new name.
+    pub new_name: String,
+}
+
+/// `rimg rename OLD NEW`.
+pub fn rename(ctx: &Ctx, a: RenameArgs) -> Result<u8> {
+    containers(ctx)?
+        .rename(&a.container, &a.new_name)
+        .map_err(|e| fail(1, rimg::error_line(&e)))?;
+    Ok(0)
+}
+
+/// Flags of `rimg wait`.
+#[derive(Args)]
+pub struct WaitArgs {
+    /// Containers.
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `rimg wait`: blocks until each container stops and prints its exit code, one per line.
+pub fn wait(ctx: &Ctx, a: WaitArgs) -> Result<u8> {
+    let all = containers(ctx)?;
+    let mut failed = false;
+    for name in &a.containers {
+        match all.resolve(name).and_then(|mut c| c.wait_exit()) {
+            Ok(code) => outln(&code.to_string())?,
+            Err(e) => {
+                eprintln!("Error: {}", rimg::error_line(&e));
+                failed = true;
+            }
+        }
+    }
+    Ok(u8::from(failed))
+}
+
+/// Flags of `rimg restart`.
+#[derive(Args)]
+pub struct RestartArgs {
+    /// Seconds to wait for the stop before killing the container.
+    #[arg(short = 't', long = "time", visible_alias = "timeout", default_value_t = 10)]
+    pub time: u64,
+    /// Signal to stop the container with (default: the image's STOPSIGNAL, else SIGTERM).
+    #[arg(short = 's', long = "signal")]
+    pub signal: Option<String>,
+    /// Containers.
+    #[arg(required = true)]
+    pub containers: Vec<String>,
+}
+
+/// `rimg restart`: stops each container (as `stop`), then starts it detached.
+pub fn restart(ctx: &Ctx, a: RestartArgs) -> Result<u8> {
+    let t = Duration::from_secs(a.time);
+    let sig = a.signal.as_deref().map(parse_signal).transpose()?;
+    for_each(ctx, &a.containers, |_, c| {
+        stop_one(c, t, sig)?;
+        c.reload()?;
+        start_detached(ctx, c)
+    })
+}
+
+/// Flags of `rimg container prune`.
+#[derive(Args)]
+pub struct ContainerPruneArgs {
+    /// Do not prompt for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
+    /// `until=TIME` (created before), `label=KEY[=VALUE]`, `label!=KEY[=VALUE]`.
+    #[arg(long)]
+    pub filter: Vec<String>,
+}
+
+fn prune_filter(args: &[String]) -> Result<PruneFilter> {
+    PruneFilter::parse(args, now_unix() as f64).map_err(|e| fail(125, e.to_string()))
+}
+
+/// `rimg container prune`: removes stopped containers.
+pub fn container_prune(ctx: &Ctx, a: ContainerPruneArgs) -> Result<u8> {
+    let filter = prune_filter(&a.filter)?;
+    if !a.force
+        && !confirm(
+            "WARNING! This will remove all stopped containers.\nAre you sure you want to continue?",
+        )?
+    {
+        return Ok(0);
+    }
+    let report = containers(ctx)?.prune(&filter)?;
+    let mut s = deleted_section("Deleted Containers:", &report.deleted);
+    s.push_str(&reclaimed_line(report.reclaimed));
+    out(&s)?;
+    Ok(0)
+}
+
+/// Flags of `rimg system prune`.
+#[derive(Args)]
+pub struct SystemPruneArgs {
+    /// Remove all unused images, not just dangling ones.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Also remove volumes no container uses.
+    #[arg(long)]
+    pub volumes: bool,
+    /// Do not prompt for confirmation.
+    #[arg(short, long)]
+    pub force: bool,
+    /// `until=TIME`, `label=KEY[=VALUE]`, `label!=KEY[=VALUE]`.
+    #[arg(long)]
+    pub filter: Vec<String>,
+}
+
+/// `rimg system prune`: stopped containers, unused images, build cache (and volumes).
+pub fn system_prune_cmd(ctx: &Ctx, a: SystemPruneArgs) -> Result<u8> {
+    let opts = SystemPrune {
+        all: a.all,
+        volumes: a.volumes,
+        filter: prune_filter(&a.filter)?,
+    };
+    if !a.force {
+        let mut q = String::from("WARNING! This will remove:\n");
+        for l in warning_lines(&opts) {
+            q.push_str(&format!("  - {l}\n"));
+        }
+        q.push_str("\nAre you sure you want to continue?");
+        if !confirm(&q)? {
+            return Ok(0);
+        }
+    }
+    let images = ctx.images()?;
+    let report = system_prune(&images, &opts)?;
+    let mut s = deleted_section("Deleted Containers:", &report.containers.deleted);
+    s.push_str(&deleted_section("Deleted Volumes:", &report.volumes));
+    s.push_str(&deleted_section("Deleted Images:", &report.images.lines));
+    s.push_str(&reclaimed_line(report.reclaimed()));
+    out(&s)?;
+    Ok(0)
+}
