@@ -175,9 +175,10 @@ impl PsFilter {
                 "id" => f.ids.push(v),
                 "label" => f.labels.push(parse_label(&v)),
                 "ancestor" => f.ancestors.push(v),
-                "exited" => f.exited.push(v.parse().map_err(|_| {
-                    FilterError::Value(format!("invalid filter 'exited={v}'"))
-                })?),
+                "exited" => f.exited.push(
+                    v.parse()
+                        .map_err(|_| FilterError::Value(format!("invalid filter 'exited={v}'")))?,
+                ),
                 "before" => f.before.push(v),
                 "since" => f.since.push(v),
                 _ => return Err(FilterError::Unknown(k.to_string())),
@@ -254,8 +255,7 @@ impl PruneFilter {
             match k {
                 "until" => {
                     f.until = Some(
-                        parse_time(v, now)
-                            .ok_or_else(|| FilterError::Time(k.into(), v.into()))?,
+                        parse_time(v, now).ok_or_else(|| FilterError::Time(k.into(), v.into()))?,
                     )
                 }
                 "label" => f.labels.push(parse_label(v)),
@@ -317,5 +317,32 @@ mod tests {
         assert!(PsFilter::parse(&["status".into()]).is_err());
         assert!(PruneFilter::parse(&["until=soon".into()], 0.0).is_err());
         assert!(PruneFilter::parse(&["until=1h".into(), "label!=a=b".into()], 0.0).is_ok());
+    }
+}
+
+impl PsContext for super::Containers {
+    fn container(&self, key: &str) -> Option<Container> {
+        self.resolve(key).ok()
+    }
+
+    /// The image named `image` is the container's, or its layers are the first layers of
+    /// the container's image (an image built `FROM` it).
+    fn descends_from(&self, c: &Container, image: &str) -> bool {
+        if c.config.image == image {
+            return true;
+        }
+        let Ok(ancestor) = self.images.resolve(image) else {
+            return false;
+        };
+        if &ancestor.id == c.image_id() {
+            return true;
+        }
+        self.images
+            .read_config(c.image_id())
+            .is_ok_and(|cfg| cfg.rootfs.diff_ids.starts_with(ancestor.diff_ids()))
+    }
+
+    fn labels(&self, c: &Container) -> BTreeMap<String, String> {
+        super::Containers::labels(self, c)
     }
 }

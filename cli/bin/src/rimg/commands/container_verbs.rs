@@ -6,9 +6,10 @@ use std::time::Duration;
 
 use anyhow::Result;
 use clap::Args;
-use rimg::container::filter::PruneFilter;
+use rimg::container::filter::{PruneFilter, PsFilter};
+use rimg::container::{Container, Containers};
 use rimg::prune::{system_prune, warning_lines, SystemPrune};
-use rimg::units::now_unix;
+use rimg::units::{human_size, now_unix};
 
 use super::containers::{containers, fail, for_each, parse_signal, start_detached, stop_one};
 use super::images::{deleted_section, reclaimed_line};
@@ -59,7 +60,12 @@ pub fn wait(ctx: &Ctx, a: WaitArgs) -> Result<u8> {
 #[derive(Args)]
 pub struct RestartArgs {
     /// Seconds to wait for the stop before killing the container.
-    #[arg(short = 't', long = "time", visible_alias = "timeout", default_value_t = 10)]
+    #[arg(
+        short = 't',
+        long = "time",
+        visible_alias = "timeout",
+        default_value_t = 10
+    )]
     pub time: u64,
     /// Signal to stop the container with (default: the image's STOPSIGNAL, else SIGTERM).
     #[arg(short = 's', long = "signal")]
@@ -154,4 +160,38 @@ pub fn system_prune_cmd(ctx: &Ctx, a: SystemPruneArgs) -> Result<u8> {
     s.push_str(&reclaimed_line(report.reclaimed()));
     out(&s)?;
     Ok(0)
+}
+
+/// The containers `ps` lists: running ones (every one with `-a`, `-n`, `-l`, or a
+/// `status=`/`exited=` filter) that pass `--filter`, newest first, the first N with `-n`.
+pub fn ps_select(containers: &Containers, a: &super::containers::PsArgs) -> Result<Vec<Container>> {
+    let filter = PsFilter::parse(&a.filter).map_err(|e| fail(125, e.to_string()))?;
+    let last = if a.latest { 1 } else { a.last };
+    let all = a.all || last >= 0 || filter.lists_stopped();
+    let mut list: Vec<Container> = containers
+        .list()?
+        .into_iter()
+        .filter(|c| all || c.status().is_running())
+        .filter(|c| filter.matches(c, containers))
+        .collect();
+    if let Ok(n) = usize::try_from(last) {
+        list.truncate(n);
+    }
+    Ok(list)
+}
+
+/// The SIZE of `ps -s`: the upper dir's bytes and, as "virtual", those plus the image's
+/// (Docker's `SizeRw` and `SizeRootFs`); `0B` without `-s`.
+pub fn ps_size(ctx: &Ctx, wanted: bool) -> Result<impl Fn(&Container) -> String> {
+    let images = if wanted { Some(ctx.images()?) } else { None };
+    Ok(move |c: &Container| {
+        let Some(images) = &images else {
+            return "0B".to_string();
+        };
+        let rw = c.size_rw();
+        let image = images
+            .resolve(&c.image_id().to_string())
+            .map_or(0, |i| i.size(images.store()));
+        format!("{} (virtual {})", human_size(rw), human_size(rw + image))
+    })
 }

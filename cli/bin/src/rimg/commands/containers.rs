@@ -178,13 +178,30 @@ pub struct PsArgs {
     /// `json`, or a Go template such as `{{.Names}}`.
     #[arg(long)]
     pub format: Option<String>,
+    /// Filter: status=, name=, id=, label=, ancestor=, exited=, before=, since=.
+    #[arg(short = 'f', long = "filter")]
+    pub filter: Vec<String>,
+    /// Show the N last created containers (all states).
+    #[arg(short = 'n', long = "last", default_value_t = -1, allow_negative_numbers = true)]
+    pub last: i64,
+    /// Show the latest created container (all states).
+    #[arg(short = 'l', long)]
+    pub latest: bool,
+    /// Display total file sizes.
+    #[arg(short = 's', long)]
+    pub size: bool,
 }
 
 /// Flags of `rimg stop`.
 #[derive(Args)]
 pub struct StopArgs {
     /// Seconds to wait before killing the container.
-    #[arg(short = 't', long = "time", visible_alias = "timeout", default_value_t = 10)]
+    #[arg(
+        short = 't',
+        long = "time",
+        visible_alias = "timeout",
+        default_value_t = 10
+    )]
     pub time: u64,
     /// Containers.
     #[arg(required = true)]
@@ -465,7 +482,7 @@ fn status_text(c: &Container) -> String {
     }
 }
 
-fn ps_json(c: &Container, trunc: bool) -> Value {
+fn ps_json(c: &Container, trunc: bool, size: &dyn Fn(&Container) -> String) -> Value {
     let cmd = c.command().join(" ");
     let cmd = if trunc { ellipsis(&cmd, 20) } else { cmd };
     let created = c
@@ -486,7 +503,7 @@ fn ps_json(c: &Container, trunc: bool) -> Value {
         "Networks": match c.process().network { Network::Host => "host", Network::None => "none" },
         "Ports": "",
         "RunningFor": ago(Some(&c.config.created)),
-        "Size": "0B",
+        "Size": size(c),
         "State": c.status().word(),
         "Status": status_text(c),
     })
@@ -495,11 +512,8 @@ fn ps_json(c: &Container, trunc: bool) -> Value {
 /// `rimg ps`.
 pub fn ps(ctx: &Ctx, a: PsArgs) -> Result<u8> {
     let containers = containers(ctx)?;
-    let list: Vec<Container> = containers
-        .list()?
-        .into_iter()
-        .filter(|c| a.all || c.status().is_running())
-        .collect();
+    let list = super::container_verbs::ps_select(&containers, &a)?;
+    let size = super::container_verbs::ps_size(ctx, a.size)?;
     let trunc = !a.no_trunc;
     if a.quiet {
         let mut s = String::new();
@@ -512,7 +526,7 @@ pub fn ps(ctx: &Ctx, a: PsArgs) -> Result<u8> {
     if let Some(fmt) = &a.format {
         let mut s = String::new();
         for c in &list {
-            let v = ps_json(c, trunc);
+            let v = ps_json(c, trunc, &size);
             if fmt == "json" {
                 s.push_str(&serde_json::to_string(&v)?);
             } else {
@@ -525,7 +539,7 @@ pub fn ps(ctx: &Ctx, a: PsArgs) -> Result<u8> {
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|c| {
-            let v = ps_json(c, trunc);
+            let v = ps_json(c, trunc, &size);
             [
                 "ID",
                 "Image",
@@ -534,10 +548,11 @@ pub fn ps(ctx: &Ctx, a: PsArgs) -> Result<u8> {
                 "Status",
                 "Ports",
                 "Names",
-            ]
-            .iter()
-            .map(|k| v[*k].as_str().unwrap_or_default().to_string())
-            .collect()
+                "Size",
+            ][..7 + usize::from(a.size)]
+                .iter()
+                .map(|k| v[*k].as_str().unwrap_or_default().to_string())
+                .collect()
         })
         .collect();
     out(&render(
@@ -549,7 +564,8 @@ pub fn ps(ctx: &Ctx, a: PsArgs) -> Result<u8> {
             "STATUS",
             "PORTS",
             "NAMES",
-        ],
+            "SIZE",
+        ][..7 + usize::from(a.size)],
         &rows,
     ))?;
     Ok(0)
