@@ -62,6 +62,10 @@ enum Command {
     Wait(commands::container_verbs::WaitArgs),
     /// Restart containers (stop, then start detached).
     Restart(commands::container_verbs::RestartArgs),
+    /// Copy files between a container and the host.
+    Cp(commands::container_verbs::CpArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(commands::container_verbs::ExportArgs),
     /// The monitor of a detached container (internal).
     #[command(name = "__monitor", hide = true)]
     Monitor(commands::containers::MonitorArgs),
@@ -153,6 +157,10 @@ enum ContainerCommand {
     Restart(commands::container_verbs::RestartArgs),
     /// Remove all stopped containers.
     Prune(commands::container_verbs::ContainerPruneArgs),
+    /// Copy files between a container and the host.
+    Cp(commands::container_verbs::CpArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(commands::container_verbs::ExportArgs),
 }
 
 #[derive(Subcommand)]
@@ -249,6 +257,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Restart(a) | Command::Container(ContainerCommand::Restart(a)) => {
             commands::container_verbs::restart(&ctx, a)
+        }
+        Command::Cp(a) | Command::Container(ContainerCommand::Cp(a)) => {
+            commands::container_verbs::cp(&ctx, a)
+        }
+        Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => {
+            commands::container_verbs::export(&ctx, a)
         }
         Command::Container(ContainerCommand::Prune(a)) => {
             commands::container_verbs::container_prune(&ctx, a)

@@ -278,6 +278,33 @@ impl PruneFilter {
     }
 }
 
+impl PsContext for super::Containers {
+    fn container(&self, key: &str) -> Option<Container> {
+        self.resolve(key).ok()
+    }
+
+    /// The image named `image` is the container's, or its layers are the first layers of
+    /// the container's image (an image built `FROM` it).
+    fn descends_from(&self, c: &Container, image: &str) -> bool {
+        if c.config.image == image {
+            return true;
+        }
+        let Ok(ancestor) = self.images.resolve(image) else {
+            return false;
+        };
+        if &ancestor.id == c.image_id() {
+            return true;
+        }
+        self.images
+            .read_config(c.image_id())
+            .is_ok_and(|cfg| cfg.rootfs.diff_ids.starts_with(ancestor.diff_ids()))
+    }
+
+    fn labels(&self, c: &Container) -> BTreeMap<String, String> {
+        super::Containers::labels(self, c)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,32 +344,5 @@ mod tests {
         assert!(PsFilter::parse(&["status".into()]).is_err());
         assert!(PruneFilter::parse(&["until=soon".into()], 0.0).is_err());
         assert!(PruneFilter::parse(&["until=1h".into(), "label!=a=b".into()], 0.0).is_ok());
-    }
-}
-
-impl PsContext for super::Containers {
-    fn container(&self, key: &str) -> Option<Container> {
-        self.resolve(key).ok()
-    }
-
-    /// The image named `image` is the container's, or its layers are the first layers of
-    /// the container's image (an image built `FROM` it).
-    fn descends_from(&self, c: &Container, image: &str) -> bool {
-        if c.config.image == image {
-            return true;
-        }
-        let Ok(ancestor) = self.images.resolve(image) else {
-            return false;
-        };
-        if &ancestor.id == c.image_id() {
-            return true;
-        }
-        self.images
-            .read_config(c.image_id())
-            .is_ok_and(|cfg| cfg.rootfs.diff_ids.starts_with(ancestor.diff_ids()))
-    }
-
-    fn labels(&self, c: &Container) -> BTreeMap<String, String> {
-        super::Containers::labels(self, c)
     }
 }

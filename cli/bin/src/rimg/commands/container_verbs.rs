@@ -2,10 +2,13 @@
 //! `container prune`, `system prune`, `cp`, `export`, `top`. Flags and printing here; the
 //! work is in `rimg::container` and `rimg::prune`.
 
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
+use rimg::container::cp::{copy, CopyDest, CopySource, CpOptions};
 use rimg::container::filter::{PruneFilter, PsFilter};
 use rimg::container::{Container, Containers};
 use rimg::prune::{system_prune, warning_lines, SystemPrune};
@@ -194,4 +197,109 @@ pub fn ps_size(ctx: &Ctx, wanted: bool) -> Result<impl Fn(&Container) -> String>
             .map_or(0, |i| i.size(images.store()));
         format!("{} (virtual {})", human_size(rw), human_size(rw + image))
     })
+}
+
+/// Flags of `rimg cp`.
+#[derive(Args)]
+pub struct CpArgs {
+    /// Archive mode: keep the source's uid/gid.
+    #[arg(short = 'a', long)]
+    pub archive: bool,
+    /// Follow a symlink named as the source.
+    #[arg(short = 'L', long = "follow-link")]
+    pub follow: bool,
+    /// Suppress progress output (rimg prints none).
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// CONTAINER:SRC_PATH, a host path, or `-` (a tar on stdin).
+    pub src: String,
+    /// CONTAINER:DEST_PATH, a host path, or `-` (a tar on stdout).
+    pub dest: String,
+}
+
+/// `CONTAINER:PATH` split; `None` for a host path (a path with a `/` before any `:`, or
+/// none at all, is the host's, as Docker reads it).
+fn container_path(arg: &str) -> Option<(&str, &str)> {
+    if arg.starts_with('/') || arg.starts_with('.') {
+        return None;
+    }
+    let (c, p) = arg.split_once(':')?;
+    (!c.contains('/')).then_some((c, p))
+}
+
+/// `rimg cp`: files between a container and the host, or a tar stream.
+pub fn cp(ctx: &Ctx, a: CpArgs) -> Result<u8> {
+    let opts = CpOptions {
+        archive: a.archive,
+        follow: a.follow,
+    };
+    let (src, dst) = (container_path(&a.src), container_path(&a.dest));
+    let (name, from_ctr) = match (src, dst) {
+        (Some(_), Some(_)) => return Err(fail(1, "copying between containers is not supported")),
+        (None, None) => return Err(fail(1, "must specify at least one container source")),
+        (Some((c, _)), None) => (c, true),
+        (None, Some((c, _))) => (c, false),
+    };
+    let images = ctx.images()?;
+    let containers = Containers::open(&images)?;
+    let c = containers.resolve(name)?;
+    let root = c.open_rootfs(&images)?;
+    let mut stdin = io::stdin().lock();
+    let mut stdout = io::stdout().lock();
+    let (from, to) = if from_ctr {
+        let p = src.map_or("", |s| s.1);
+        let to = match a.dest.as_str() {
+            "-" => CopyDest::Tar(&mut stdout),
+            d => CopyDest::Host(d),
+        };
+        (CopySource::Container(p), to)
+    } else {
+        let p = dst.map_or("", |s| s.1);
+        let from = match a.src.as_str() {
+            "-" => CopySource::Tar(&mut stdin),
+            s => CopySource::Host(s),
+        };
+        (from, CopyDest::Container(p))
+    };
+    copy(root.path(), name, from, to, opts)?;
+    stdout.flush()?;
+    Ok(0)
+}
+
+/// Flags of `rimg export`.
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Write to a file instead of stdout.
+    #[arg(short = 'o', long)]
+    pub output: Option<PathBuf>,
+    /// The container.
+    pub container: String,
+}
+
+/// `rimg export`: the container's filesystem as a tar, to stdout or `-o FILE`.
+pub fn export(ctx: &Ctx, a: ExportArgs) -> Result<u8> {
+    let images = ctx.images()?;
+    let c = Containers::open(&images)?.resolve(&a.container)?;
+    match &a.output {
+        Some(path) => {
+            let file = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            c.export(&images, io::BufWriter::new(file))?
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .with_context(|| format!("writing {}", path.display()))?
+                .sync_all()?;
+        }
+        None => {
+            if io::stdout().is_terminal() {
+                return Err(fail(
+                    1,
+                    "cowardly refusing to save to a terminal. Use the -o flag or redirect",
+                ));
+            }
+            let out = c.export(&images, io::BufWriter::new(io::stdout().lock()))?;
+            out.into_inner().map_err(|e| e.into_error())?.flush()?;
+        }
+    }
+    Ok(0)
 }
