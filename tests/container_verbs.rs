@@ -219,3 +219,294 @@ fn system_prune_removes_containers_then_the_images_they_held() {
     assert_eq!(s.rimg(["images", "-q"]).ok(), "");
     assert_no_mounts(s.dir.path());
 }
+
+/// Everything under `dir`: paths, kinds and contents, to show nothing changed.
+fn snapshot(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let m = std::fs::symlink_metadata(&p).unwrap();
+            let data = if m.is_file() {
+                std::fs::read(&p).unwrap()
+            } else if m.is_dir() {
+                stack.push(p.clone());
+                b"<dir>".to_vec()
+            } else {
+                b"<other>".to_vec()
+            };
+            out.push((p.display().to_string(), data));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn cp_copies_both_ways_with_dockers_path_rules() {
+    let s = store();
+    let _c = Cleanup(&s);
+    let host = s.path("host");
+    std::fs::create_dir_all(host.join("src/sub")).unwrap();
+    std::fs::write(host.join("src/a.txt"), "a\n").unwrap();
+    std::fs::write(host.join("src/sub/b.txt"), "b\n").unwrap();
+    s.rimg(["run", "-d", "--name", "c", "busybox", "sh", "-c"])
+        .arg("mkdir -p /d/e && echo f > /d/f && echo g > /d/e/g && chown 7:8 /d/f && sleep 60")
+        .ok();
+    until("the container's files", || {
+        s.rimg(["exec", "c", "test", "-e", "/d/e/g"])
+            .output()
+            .status
+            .success()
+    });
+    // Out: a file to a new name, into a directory, a directory and its contents.
+    s.rimg(["cp", "c:/d/f", host.join("f1").to_str().unwrap()])
+        .ok();
+    assert_eq!(std::fs::read_to_string(host.join("f1")).unwrap(), "f\n");
+    s.rimg(["container", "cp", "c:/d/f", host.to_str().unwrap()])
+        .ok();
+    assert_eq!(std::fs::read_to_string(host.join("f")).unwrap(), "f\n");
+    s.rimg(["cp", "c:/d", host.join("d1").to_str().unwrap()])
+        .ok();
+    assert_eq!(std::fs::read_to_string(host.join("d1/e/g")).unwrap(), "g\n");
+    std::fs::create_dir(host.join("d2")).unwrap();
+    s.rimg(["cp", "c:/d", host.join("d2").to_str().unwrap()])
+        .ok();
+    assert!(host.join("d2/d/e/g").is_file());
+    std::fs::create_dir(host.join("d3")).unwrap();
+    s.rimg(["cp", "c:/d/.", host.join("d3").to_str().unwrap()])
+        .ok();
+    assert!(host.join("d3/e/g").is_file());
+    // -a keeps the owner; without it the copy is the copier's.
+    use std::os::unix::fs::MetadataExt;
+    assert_eq!(std::fs::metadata(host.join("f1")).unwrap().uid(), 0);
+    s.rimg(["cp", "-a", "c:/d/f", host.join("f2").to_str().unwrap()])
+        .ok();
+    let m = std::fs::metadata(host.join("f2")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (7, 8));
+    // In: a directory, a file into a directory, and a tar on stdin.
+    s.rimg(["cp", host.join("src").to_str().unwrap(), "c:/in"])
+        .ok();
+    s.rimg(["cp", host.join("src/a.txt").to_str().unwrap(), "c:/in/sub/"])
+        .ok();
+    let found = s.rimg(["exec", "c", "find", "/in"]).ok();
+    let mut found: Vec<&str> = found.lines().collect();
+    found.sort();
+    assert_eq!(
+        found,
+        [
+            "/in",
+            "/in/a.txt",
+            "/in/sub",
+            "/in/sub/a.txt",
+            "/in/sub/b.txt"
+        ]
+    );
+    let tar = s.rimg(["cp", "c:/d", "-"]).output();
+    assert!(tar.status.success());
+    let out = s.rimg(["cp", "-", "c:/in"]).stdin_bytes(&tar.stdout);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(s.rimg(["exec", "c", "cat", "/in/d/e/g"]).ok(), "g\n");
+    // Docker's errors.
+    let out = s.rimg(["cp", "c:/nope", host.to_str().unwrap()]).output();
+    assert_eq!(code(&out), 1);
+    assert!(
+        stderr(&out).contains("Could not find the file /nope in container c"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s
+        .rimg(["cp", "c:/d", host.join("f1").to_str().unwrap()])
+        .output();
+    assert!(
+        stderr(&out).contains("cannot copy a directory to a file"),
+        "{}",
+        stderr(&out)
+    );
+    let out = s
+        .rimg(["cp", host.join("f1").to_str().unwrap(), "c:/no/such/dir/"])
+        .output();
+    assert_eq!(code(&out), 1);
+    let out = s.rimg(["cp", "-", "c:/d/f"]).stdin_bytes(&tar.stdout);
+    assert!(
+        stderr(&out).contains("must be a directory"),
+        "{}",
+        stderr(&out)
+    );
+    s.rimg(["rm", "-f", "c"]).ok();
+    assert_no_mounts(s.dir.path());
+}
+
+#[test]
+fn cp_reaches_a_stopped_container_through_its_stack() {
+    let s = store();
+    let _c = Cleanup(&s);
+    let host = s.path("host");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("conf"), "setting=1\n").unwrap();
+    s.rimg(["create", "--name", "st", "busybox", "cat", "/etc/conf"])
+        .ok();
+    s.rimg(["cp", host.join("conf").to_str().unwrap(), "st:/etc/"])
+        .ok();
+    // Nothing stays mounted after a copy into a stopped container.
+    assert_no_mounts(s.dir.path());
+    assert_eq!(s.rimg(["start", "-a", "st"]).ok(), "setting=1\n");
+    let diff = s.rimg(["diff", "st"]).ok();
+    assert!(diff.lines().any(|l| l == "A /etc/conf"), "{diff}");
+    s.rimg(["cp", "st:/etc/conf", host.join("back").to_str().unwrap()])
+        .ok();
+    assert_eq!(
+        std::fs::read_to_string(host.join("back")).unwrap(),
+        "setting=1\n"
+    );
+    assert_no_mounts(s.dir.path());
+}
+
+#[test]
+fn cp_through_hostile_symlinks_stays_inside_the_container() {
+    let s = store();
+    let _c = Cleanup(&s);
+    let victim = s.path("host-victim-dir");
+    std::fs::create_dir_all(&victim).unwrap();
+    std::fs::write(victim.join("secret"), "host secret\n").unwrap();
+    let host = s.path("host");
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("payload"), "pwned\n").unwrap();
+    let before_victim = snapshot(&victim);
+    let up = "../../../../../../../../..";
+    // The container's own copy of the victim's path, and links that would lead out of it.
+    let script = format!(
+        "ln -s / /data && ln -s {up}{v} /escape && mkdir -p {v} && echo inside > {v}/mine \
+         && ln -s {up}{v}/secret /secretlink && touch /ready && sleep 60",
+        v = victim.display()
+    );
+    for name in ["running", "stopped"] {
+        s.rimg(["run", "-d", "--name", name, "busybox", "sh", "-c", &script])
+            .ok();
+        until("the hostile links", || {
+            s.rimg(["exec", name, "test", "-e", "/ready"])
+                .output()
+                .status
+                .success()
+        });
+    }
+    s.rimg(["stop", "-t", "0", "stopped"]).ok();
+    for name in ["running", "stopped"] {
+        let ctr = |p: &str| format!("{name}:{p}");
+        // Into the container through the links: the files land inside it.
+        s.rimg([
+            "cp",
+            host.join("payload").to_str().unwrap(),
+            &ctr("/data/pwned"),
+        ])
+        .ok();
+        s.rimg([
+            "cp",
+            host.join("payload").to_str().unwrap(),
+            &ctr("/escape/"),
+        ])
+        .ok();
+        let tar = {
+            let mut b = tar::Builder::new(Vec::new());
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Symlink);
+            h.set_size(0);
+            h.set_mode(0o777);
+            b.append_link(&mut h, "link", &victim).unwrap();
+            let mut h = tar::Header::new_gnu();
+            h.set_size(6);
+            h.set_mode(0o644);
+            b.append_data(&mut h, "link/fromtar", &b"pwned\n"[..])
+                .unwrap();
+            b.into_inner().unwrap()
+        };
+        let out = s.rimg(["cp", "-", &ctr("/")]).stdin_bytes(&tar);
+        assert!(out.status.success(), "{}", stderr(&out));
+        // Out of the container through the links: the container's files, not the host's.
+        let got = host.join(format!("mine-{name}"));
+        s.rimg(["cp", &ctr("/escape/mine"), got.to_str().unwrap()])
+            .ok();
+        assert_eq!(std::fs::read_to_string(&got).unwrap(), "inside\n");
+        let out = s
+            .rimg([
+                "cp",
+                "-L",
+                &ctr("/secretlink"),
+                host.join("stolen").to_str().unwrap(),
+            ])
+            .output();
+        assert_eq!(code(&out), 1, "{}", stderr(&out));
+        assert!(!host.join("stolen").exists());
+        let passwd = s.rimg(["cp", &ctr("/data/etc/passwd"), "-"]).output();
+        assert!(passwd.status.success());
+        assert!(
+            !String::from_utf8_lossy(&passwd.stdout).contains("host secret"),
+            "read the host"
+        );
+    }
+    assert_eq!(
+        snapshot(&victim),
+        before_victim,
+        "the host's directory changed"
+    );
+    assert!(!std::path::Path::new("/pwned").exists());
+    let inside = s
+        .rimg([
+            "exec",
+            "running",
+            "ls",
+            "/pwned",
+            &format!("{}/payload", victim.display()),
+        ])
+        .ok();
+    assert_eq!(inside.lines().count(), 2, "{inside}");
+    let fromtar = s
+        .rimg([
+            "exec",
+            "running",
+            "cat",
+            &format!("{}/fromtar", victim.display()),
+        ])
+        .ok();
+    assert_eq!(fromtar, "pwned\n");
+    s.rimg(["rm", "-f", "running", "stopped"]).ok();
+    assert_no_mounts(s.dir.path());
+}
+
+fn tar_names(bytes: &[u8]) -> Vec<String> {
+    let mut a = tar::Archive::new(bytes);
+    a.entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect()
+}
+
+#[test]
+fn export_writes_the_merged_tree_as_one_tar() {
+    let s = store();
+    let _c = Cleanup(&s);
+    s.rimg(["run", "--name", "ex", "busybox", "sh", "-c"])
+        .arg("echo new > /new && rm /etc/group")
+        .ok();
+    let out = s.rimg(["export", "ex"]).output();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let names = tar_names(&out.stdout);
+    assert!(names.iter().any(|n| n == "new"), "{names:?}");
+    assert!(names.iter().any(|n| n == "bin/busybox"), "{names:?}");
+    assert!(names.iter().any(|n| n == "etc/passwd"), "{names:?}");
+    assert!(!names.iter().any(|n| n == "etc/group"), "{names:?}");
+    let file = s.path("ex.tar");
+    s.rimg(["container", "export", "-o", file.to_str().unwrap(), "ex"])
+        .ok();
+    assert_eq!(std::fs::read(&file).unwrap(), out.stdout);
+    // The tar imports as the container's filesystem.
+    s.rimg(["import"]).arg(&file).arg("exported").ok();
+    assert_eq!(
+        s.rimg(["run", "--rm", "exported", "cat", "/new"]).ok(),
+        "new\n"
+    );
+    let out = s.rimg(["export", "nope"]).output();
+    assert_eq!(code(&out), 1);
+    assert_no_mounts(s.dir.path());
+}
