@@ -66,6 +66,8 @@ enum Command {
     Cp(commands::container_verbs::CpArgs),
     /// Export a container's filesystem as a tar archive.
     Export(commands::container_verbs::ExportArgs),
+    /// Show a container's processes.
+    Top(commands::container_verbs::TopArgs),
     /// The monitor of a detached container (internal).
     #[command(name = "__monitor", hide = true)]
     Monitor(commands::containers::MonitorArgs),
@@ -161,6 +163,8 @@ enum ContainerCommand {
     Cp(commands::container_verbs::CpArgs),
     /// Export a container's filesystem as a tar archive.
     Export(commands::container_verbs::ExportArgs),
+    /// Show a container's processes.
+    Top(commands::container_verbs::TopArgs),
 }
 
 #[derive(Subcommand)]
@@ -263,6 +267,9 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => {
             commands::container_verbs::export(&ctx, a)
+        }
+        Command::Top(a) | Command::Container(ContainerCommand::Top(a)) => {
+            commands::container_verbs::top(&ctx, a)
         }
         Command::Container(ContainerCommand::Prune(a)) => {
             commands::container_verbs::container_prune(&ctx, a)

@@ -77,7 +77,7 @@ pub fn parse_time(value: &str, now: f64) -> Option<f64> {
             16 => format!("{value}:00"),
             _ => value.to_string(),
         };
-        return parse_rfc3339(&full).map(|s| s as f64 + fraction(&full));
+        return rfc3339_secs(&full);
     }
     let (secs, nanos) = value.split_once('.').unwrap_or((value, ""));
     let secs: i64 = secs.parse().ok()?;
@@ -98,9 +98,14 @@ fn fraction(t: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// An RFC 3339 time with its fraction of a second, in seconds since the epoch.
+pub fn rfc3339_secs(t: &str) -> Option<f64> {
+    parse_rfc3339(t).map(|s| s as f64 + fraction(t))
+}
+
 /// A container's creation time in seconds since the epoch.
 pub fn created_secs(c: &Container) -> f64 {
-    parse_rfc3339(&c.config.created).map_or(0.0, |s| s as f64 + fraction(&c.config.created))
+    rfc3339_secs(&c.config.created).unwrap_or(0.0)
 }
 
 /// A `label=` condition: the key, and the value when one is given.

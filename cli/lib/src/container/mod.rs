@@ -395,8 +395,9 @@ impl Container {
         kill(pid, sig).map_err(|e| IoError::new("signalling", &self.dir, io::Error::from(e)).into())
     }
 
-    /// Every process of the container: those in its pid namespace.
-    fn processes(&self) -> Vec<Pid> {
+    /// Every process of the container (those in its pid namespace), as `top` lists them;
+    /// empty when it is not running.
+    pub fn processes(&self) -> Vec<Pid> {
         let Some(pid) = self.live_pid() else {
             return Vec::new();
         };

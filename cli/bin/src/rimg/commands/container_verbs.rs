@@ -9,12 +9,17 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use clap::Args;
 use rimg::container::cp::{copy, CopyDest, CopySource, CpOptions};
-use rimg::container::filter::{PruneFilter, PsFilter};
+use rimg::container::filter::{parse_time, rfc3339_secs, PruneFilter, PsFilter};
+use rimg::container::log::LogEntry;
 use rimg::container::{Container, Containers};
 use rimg::prune::{system_prune, warning_lines, SystemPrune};
+use rimg::runtime::env::parse_env_file;
+use rimg::runtime::{spawn, Launch, ProcessSpec, Stdio as RtStdio, Target};
 use rimg::units::{human_size, now_unix};
 
-use super::containers::{containers, fail, for_each, parse_signal, start_detached, stop_one};
+use super::containers::{
+    containers, fail, for_each, host_env, parse_signal, start_detached, stop_one,
+};
 use super::images::{deleted_section, reclaimed_line};
 use super::{confirm, out, outln, Ctx};
 
@@ -301,5 +306,116 @@ pub fn export(ctx: &Ctx, a: ExportArgs) -> Result<u8> {
             out.into_inner().map_err(|e| e.into_error())?.flush()?;
         }
     }
+    Ok(0)
+}
+
+/// The `KEY=VALUE`s of `--env-file` files, in order (exit 125 for a file that cannot be
+/// read or parsed, as Docker's).
+pub fn env_files(files: &[PathBuf]) -> Result<Vec<String>> {
+    let mut env = Vec::new();
+    for file in files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| fail(125, format!("open {}: {e}", file.display())))?;
+        env.extend(
+            parse_env_file(&text, host_env)
+                .map_err(|e| fail(125, format!("{}: {e}", file.display())))?,
+        );
+    }
+    Ok(env)
+}
+
+/// `exec -d`: starts the command in the container's namespaces with no terminal and its
+/// output discarded, and returns at once; the container's pid 1 reaps it.
+pub fn exec_detached(mut spec: ProcessSpec, pid: nix::unistd::Pid) -> Result<u8> {
+    spec.tty = false;
+    spec.interactive = false;
+    spawn(&Launch {
+        spec: &spec,
+        target: Target::Join { pid: pid.as_raw() },
+        stdin: RtStdio::Null,
+        output: RtStdio::Null,
+    })
+    .map_err(|e| fail(e.exit_code(), rimg::error_line(&e)))?;
+    Ok(0)
+}
+
+/// Whether a log entry is inside `--since`/`--until` (Docker's: since inclusive, until
+/// exclusive; times as `rimg::container::filter::parse_time` reads them).
+pub fn log_window(since: Option<&str>, until: Option<&str>) -> Result<impl Fn(&LogEntry) -> bool> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    let parse = |flag: &str, v: Option<&str>| -> Result<Option<f64>> {
+        v.map(|v| {
+            parse_time(v, now).ok_or_else(|| {
+                fail(
+                    125,
+                    format!("invalid value for \"{flag}\": failed to parse value as time or duration: \"{v}\""),
+                )
+            })
+        })
+        .transpose()
+    };
+    let since = parse("since", since)?;
+    let until = parse("until", until)?;
+    Ok(move |e: &LogEntry| {
+        let t = rfc3339_secs(&e.time).unwrap_or(0.0);
+        since.is_none_or(|s| t >= s) && until.is_none_or(|u| t < u)
+    })
+}
+
+/// Flags of `rimg top`.
+#[derive(Args)]
+pub struct TopArgs {
+    /// The container.
+    pub container: String,
+    /// Options for ps (default `-ef`).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+/// `rimg top`: the host's `ps` (with the given options, `-ef` by default), only the rows
+/// of the container's processes, under ps's own header.
+pub fn top(ctx: &Ctx, a: TopArgs) -> Result<u8> {
+    let c = containers(ctx)?.resolve(&a.container)?;
+    if !c.status().is_running() {
+        return Err(fail(1, format!("container {} is not running", c.id())));
+    }
+    let pids: Vec<String> = c.processes().iter().map(|p| p.to_string()).collect();
+    let args = if a.ps_args.is_empty() {
+        vec!["-ef".to_string()]
+    } else {
+        a.ps_args.clone()
+    };
+    let ps = std::process::Command::new("ps")
+        .args(&args)
+        .output()
+        .context("running ps")?;
+    if !ps.status.success() {
+        return Err(fail(
+            1,
+            format!("ps: {}", String::from_utf8_lossy(&ps.stderr).trim_end()),
+        ));
+    }
+    let text = String::from_utf8_lossy(&ps.stdout);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or_default();
+    let Some(col) = header.split_whitespace().position(|h| h == "PID") else {
+        return Err(fail(
+            1,
+            format!("Couldn't find PID field in ps output: {header}"),
+        ));
+    };
+    let mut s = format!("{header}\n");
+    for l in lines {
+        if l.split_whitespace()
+            .nth(col)
+            .is_some_and(|p| pids.iter().any(|x| x == p))
+        {
+            s.push_str(l);
+            s.push('\n');
+        }
+    }
+    out(&s)?;
     Ok(0)
 }

@@ -15,7 +15,7 @@ use rimg::container::log::LogReader;
 use rimg::container::monitor::{run_container, MonitorError};
 use rimg::container::{Container, Containers, CreateRequest, Status};
 use rimg::image::{Image, ImageError, Images, Reference};
-use rimg::runtime::env::{container_env, parse_env_arg, parse_env_file, ProcessOverrides};
+use rimg::runtime::env::{container_env, parse_env_arg, ProcessOverrides};
 use rimg::runtime::{spawn, Launch, Network, RawMode, Stdio, Supervisor, Target, Terminal};
 use rimg::table::{apply_template, ellipsis, render};
 use rimg::units::{ago, human_duration, now_unix, parse_rfc3339};
@@ -161,6 +161,12 @@ pub struct LogsArgs {
     pub tail: String,
     /// The container.
     pub container: String,
+    /// Only lines since this time (RFC 3339, Unix timestamp, or a duration such as 10m).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only lines before this time (RFC 3339, Unix timestamp, or a duration such as 10m).
+    #[arg(long)]
+    pub until: Option<String>,
 }
 
 /// Flags of `rimg ps`.
@@ -256,6 +262,12 @@ pub struct ExecArgs {
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+    /// Run the command in the background.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Read environment variables from a file (KEY=VALUE lines).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
 }
 
 /// Flags of the hidden `__monitor`.
@@ -277,7 +289,7 @@ pub(crate) fn containers(ctx: &Ctx) -> Result<Containers> {
     Ok(Containers::open(&images)?)
 }
 
-fn host_env(k: &str) -> Option<String> {
+pub(crate) fn host_env(k: &str) -> Option<String> {
     std::env::var(k).ok()
 }
 
@@ -286,15 +298,7 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
     let containers = Containers::open(&images)?;
     let image = container_image(&images, &f.image, f.pull)?;
     let network: Network = f.network.parse().map_err(|e: String| fail(125, e))?;
-    let mut env = Vec::new();
-    for file in &f.env_files {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| fail(125, format!("open {}: {e}", file.display())))?;
-        env.extend(
-            parse_env_file(&text, host_env)
-                .map_err(|e| fail(125, format!("{}: {e}", file.display())))?,
-        );
-    }
+    let mut env = super::container_verbs::env_files(&f.env_files)?;
     for e in &f.env {
         match parse_env_arg(e, host_env) {
             Ok(Some(kv)) => env.push(kv),
@@ -601,7 +605,9 @@ pub fn logs(ctx: &Ctx, a: LogsArgs) -> Result<u8> {
     let Some(mut reader) = LogReader::open(&c.log_path())? else {
         return Ok(0);
     };
-    let entries = reader.read_all()?;
+    let window = super::container_verbs::log_window(a.since.as_deref(), a.until.as_deref())?;
+    let mut entries = reader.read_all()?;
+    entries.retain(|e| window(e));
     let skip = tail.map_or(0, |n| entries.len().saturating_sub(n));
     for e in &entries[skip..] {
         print_entry(e, a.timestamps)?;
@@ -610,7 +616,9 @@ pub fn logs(ctx: &Ctx, a: LogsArgs) -> Result<u8> {
         loop {
             let running = c.monitor_alive() || c.live_pid().is_some();
             while let Some(e) = reader.next_entry()? {
-                print_entry(&e, a.timestamps)?;
+                if window(&e) {
+                    print_entry(&e, a.timestamps)?;
+                }
             }
             if !running {
                 break;
@@ -763,6 +771,8 @@ pub fn exec(ctx: &Ctx, a: ExecArgs) -> Result<u8> {
     if let Some(w) = a.workdir {
         spec.cwd = w;
     }
+    let from_files = super::container_verbs::env_files(&a.env_files)?;
+    spec.env = container_env(&spec.env, &from_files, &spec.hostname, false);
     for e in &a.env {
         match parse_env_arg(e, host_env) {
             Ok(Some(kv)) => spec.env = container_env(&spec.env, &[kv], &spec.hostname, false),
@@ -772,6 +782,9 @@ pub fn exec(ctx: &Ctx, a: ExecArgs) -> Result<u8> {
     }
     if a.tty {
         spec.env = container_env(&spec.env, &["TERM=xterm".into()], &spec.hostname, false);
+    }
+    if a.detach {
+        return super::container_verbs::exec_detached(spec, pid);
     }
     let mut sup = Supervisor::new()?;
     let process = spawn(&Launch {
