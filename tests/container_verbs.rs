@@ -510,3 +510,192 @@ fn export_writes_the_merged_tree_as_one_tar() {
     assert_eq!(code(&out), 1);
     assert_no_mounts(s.dir.path());
 }
+
+#[test]
+fn top_lists_the_containers_processes_with_ps_columns() {
+    let s = store();
+    let _c = Cleanup(&s);
+    s.rimg(["run", "-d", "--name", "t", "busybox", "sh", "-c"])
+        .arg("sleep 61 & sleep 62 & wait")
+        .ok();
+    until("both sleeps", || {
+        let out = s.rimg(["top", "t"]).ok();
+        out.lines()
+            .filter(|l| l.ends_with(" sleep 61") || l.ends_with(" sleep 62"))
+            .count()
+            == 2
+    });
+    let out = s.rimg(["top", "t"]).ok();
+    let mut lines = out.lines();
+    let header = lines.next().unwrap();
+    assert!(header.starts_with("UID") && header.contains("PID") && header.ends_with("CMD"));
+    let rows: Vec<&str> = lines.collect();
+    // sh and its two sleeps: nothing of the host's.
+    assert_eq!(rows.len(), 3, "{out}");
+    let out = s.rimg(["container", "top", "t", "-o", "pid,comm"]).ok();
+    let mut comms: Vec<&str> = out
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    comms.sort();
+    assert_eq!(comms, ["sh", "sleep", "sleep"], "{out}");
+    s.rimg(["stop", "-t", "0", "t"]).ok();
+    let out = s.rimg(["top", "t"]).output();
+    assert_eq!(code(&out), 1);
+    assert!(stderr(&out).contains("is not running"), "{}", stderr(&out));
+    // A mistyped verb suggests the right one.
+    let out = s.rimg(["topp", "t"]).output();
+    assert_eq!(code(&out), 125);
+    assert!(stderr(&out).contains("'top'"), "{}", stderr(&out));
+    let out = s.rimg(["container", "renam", "t", "u"]).output();
+    assert!(stderr(&out).contains("'rename'"), "{}", stderr(&out));
+    assert_no_mounts(s.dir.path());
+}
+
+#[test]
+fn exec_detached_and_env_files() {
+    let s = store();
+    let _c = Cleanup(&s);
+    s.rimg(["run", "-d", "--name", "x", "busybox", "sleep", "60"])
+        .ok();
+    let env = s.path("env");
+    std::fs::write(&env, "# settings\nCOLOUR=blue\nSIZE=9\n").unwrap();
+    let out = s
+        .rimg([
+            "exec",
+            "--env-file",
+            env.to_str().unwrap(),
+            "-e",
+            "SIZE=10",
+            "x",
+        ])
+        .args(["sh", "-c", "echo $COLOUR $SIZE"])
+        .ok();
+    assert_eq!(out, "blue 10\n");
+    // -d returns before the command ends; the command runs on.
+    let out = s
+        .rimg(["container", "exec", "-d", "x", "sh", "-c"])
+        .arg("while [ ! -e /go ]; do sleep 0.05; done; touch /done")
+        .output();
+    assert_eq!(code(&out), 0, "{}", stderr(&out));
+    assert_eq!(stdout(&out), "");
+    s.rimg(["exec", "x", "touch", "/go"]).ok();
+    until("the detached command", || {
+        s.rimg(["exec", "x", "test", "-e", "/done"])
+            .output()
+            .status
+            .success()
+    });
+    let out = s
+        .rimg(["exec", "--env-file", "/nonexistent", "x", "true"])
+        .output();
+    assert_eq!(code(&out), 125);
+    s.rimg(["rm", "-f", "x"]).ok();
+    assert_no_mounts(s.dir.path());
+}
+
+#[test]
+fn logs_since_and_until_select_by_time() {
+    let s = store();
+    let _c = Cleanup(&s);
+    s.rimg([
+        "run",
+        "--name",
+        "l",
+        "busybox",
+        "sh",
+        "-c",
+        "echo early; echo late",
+    ])
+    .ok();
+    let stamped = s.rimg(["logs", "-t", "l"]).ok();
+    let times: Vec<&str> = stamped
+        .lines()
+        .map(|l| l.split(' ').next().unwrap())
+        .collect();
+    assert_eq!(times.len(), 2);
+    // Since is inclusive, until exclusive, as Docker's.
+    assert_eq!(
+        s.rimg(["logs", "--since", times[1], "l"]).ok(),
+        if times[0] == times[1] {
+            "early\nlate\n"
+        } else {
+            "late\n"
+        }
+    );
+    assert_eq!(s.rimg(["logs", "--until", times[0], "l"]).ok(), "");
+    assert_eq!(s.rimg(["logs", "--since", "1h", "l"]).ok(), "early\nlate\n");
+    assert_eq!(s.rimg(["logs", "--until", "1h", "l"]).ok(), "");
+    assert_eq!(
+        s.rimg(["logs", "--since", "2000-01-01", "l"]).ok(),
+        "early\nlate\n"
+    );
+    assert_eq!(s.rimg(["logs", "--until", "946684800", "l"]).ok(), "");
+    let out = s.rimg(["logs", "--since", "soon", "l"]).output();
+    assert_eq!(code(&out), 125);
+    assert!(stderr(&out).contains("failed to parse value as time or duration"));
+    assert_no_mounts(s.dir.path());
+}
+
+#[test]
+fn ps_filters_last_and_sizes() {
+    let s = store();
+    let _c = Cleanup(&s);
+    s.rimg(["run", "--name", "failed", "busybox", "sh", "-c", "exit 2"])
+        .output();
+    s.rimg(["run", "--name", "fine", "busybox", "touch", "/changed"])
+        .ok();
+    // `other` is built on busybox: one more layer.
+    s.rimg(["commit", "fine", "other"]).ok();
+    s.rimg(["create", "--name", "fresh", "other"]).ok();
+    s.rimg(["run", "-d", "--name", "up", "busybox", "sh", "-c"])
+        .arg("head -c 20000 /dev/zero > /blob; sleep 60")
+        .ok();
+    let ps = |args: &[&str]| -> Vec<String> {
+        s.rimg(["ps", "--format", "{{.Names}}"])
+            .args(args)
+            .ok()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    };
+    assert_eq!(ps(&[]), ["up"]);
+    assert_eq!(ps(&["-f", "status=exited"]), ["fine", "failed"]);
+    assert_eq!(ps(&["-f", "exited=2"]), ["failed"]);
+    assert_eq!(ps(&["-a", "-f", "status=created"]), ["fresh"]);
+    assert_eq!(ps(&["-a", "-f", "name=f"]), ["fresh", "fine", "failed"]);
+    assert_eq!(ps(&["-a", "-f", "name=^fi"]), ["fine"]);
+    assert_eq!(ps(&["-a", "-f", "ancestor=other"]), ["fresh"]);
+    assert_eq!(ps(&["-a", "-f", "ancestor=busybox"]).len(), 4);
+    assert_eq!(ps(&["-a", "-f", "since=fine"]), ["up", "fresh"]);
+    assert_eq!(ps(&["-a", "-f", "before=fine"]), ["failed"]);
+    assert_eq!(
+        ps(&["-a", "-f", "status=exited", "-f", "status=created"]),
+        ["fresh", "fine", "failed"]
+    );
+    assert_eq!(
+        ps(&["-a", "-f", "status=exited", "-f", "name=fail"]),
+        ["failed"]
+    );
+    let id = s.rimg(["ps", "-aq", "-f", "name=fresh"]).ok();
+    assert_eq!(ps(&["-a", "-f", &format!("id={}", &id[..6])]), ["fresh"]);
+    assert_eq!(ps(&["-n", "2"]), ["up", "fresh"]);
+    assert_eq!(ps(&["-l"]), ["up"]);
+    let out = s.rimg(["ps", "-f", "status=sleeping"]).output();
+    assert_eq!(code(&out), 125);
+    // -s: the upper dir's bytes and, virtual, with the image's.
+    until("the blob", || {
+        s.rimg(["exec", "up", "test", "-s", "/blob"])
+            .output()
+            .status
+            .success()
+    });
+    let out = s.rimg(["ps", "-s"]).ok();
+    let header = out.lines().next().unwrap();
+    assert!(header.ends_with("NAMES     SIZE"), "{out}");
+    let row = out.lines().nth(1).unwrap();
+    assert!(row.contains("20kB (virtual "), "{out}");
+    s.rimg(["rm", "-f", "up"]).ok();
+    assert_no_mounts(s.dir.path());
+}
