@@ -61,7 +61,7 @@ enum Command {
     /// Block until containers stop, then print their exit codes.
     Wait(commands::container_verbs::WaitArgs),
     /// Restart containers (stop, then start detached).
-    Restart(commands::container_verbs::RestartArgs),
+    Restart(commands::containers::StopArgs),
     /// Copy files between a container and the host.
     Cp(commands::container_verbs::CpArgs),
     /// Export a container's filesystem as a tar archive.
@@ -156,7 +156,7 @@ enum ContainerCommand {
     /// Block until containers stop, then print their exit codes.
     Wait(commands::container_verbs::WaitArgs),
     /// Restart containers (stop, then start detached).
-    Restart(commands::container_verbs::RestartArgs),
+    Restart(commands::containers::StopArgs),
     /// Remove all stopped containers.
     Prune(commands::container_verbs::ContainerPruneArgs),
     /// Copy files between a container and the host.

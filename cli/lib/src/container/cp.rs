@@ -82,7 +82,9 @@ impl Container {
     /// container's mounted rootfs, or, for a stopped one, its image and upper dir mounted
     /// now (unmounted when the guard drops) while this process holds its monitor lock.
     pub fn open_rootfs<'a>(&self, images: &'a Images) -> Result<ContainerRoot<'a>> {
-        if let Some(lock) = self.lock_monitor()? {
+        // A process that outlived its monitor still uses the mount: never remount under it.
+        let in_use = self.monitor_alive() || self.live_pid().is_some();
+        if let Some(lock) = self.lock_monitor()?.filter(|_| !in_use) {
             // A monitor killed earlier may have left its mount behind.
             self.unmount_rootfs()?;
             let mount = self.mount_rootfs(images)?;
@@ -551,14 +553,7 @@ impl Sink for DirSink<'_> {
             Kind::Symlink(target) => {
                 rfs::symlinkat(OsStr::from_bytes(target), &dir, &name).map_err(err("symlink"))?;
                 if self.opts.archive {
-                    rfs::chownat(
-                        &dir,
-                        &name,
-                        Some(rfs::Uid::from_raw(meta.uid)),
-                        Some(rfs::Gid::from_raw(meta.gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(err("chown"))?;
+                    chown_entry(&dir, &name, meta).map_err(err("chown"))?;
                 }
                 rfs::utimensat(&dir, &name, &times, AtFlags::SYMLINK_NOFOLLOW)
                     .map_err(err("setting times of"))?;
@@ -575,19 +570,23 @@ impl Sink for DirSink<'_> {
                 };
                 rfs::mknodat(&dir, &name, t, mode, dev).map_err(err("mknod"))?;
                 if self.opts.archive {
-                    rfs::chownat(
-                        &dir,
-                        &name,
-                        Some(rfs::Uid::from_raw(meta.uid)),
-                        Some(rfs::Gid::from_raw(meta.gid)),
-                        AtFlags::SYMLINK_NOFOLLOW,
-                    )
-                    .map_err(err("chown"))?;
+                    chown_entry(&dir, &name, meta).map_err(err("chown"))?;
                 }
             }
         }
         Ok(())
     }
+}
+
+/// Gives the entry `name` of `dir` (not following a symlink) the owner `meta` records.
+fn chown_entry(dir: &OwnedFd, name: &Path, meta: &Meta) -> rustix::io::Result<()> {
+    rfs::chownat(
+        dir,
+        name,
+        Some(rfs::Uid::from_raw(meta.uid)),
+        Some(rfs::Gid::from_raw(meta.gid)),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
 }
 
 /// Writes entries as a tar stream, each named `prefix/rel` (`prefix` alone for the top;

@@ -18,7 +18,7 @@ use rimg::runtime::{spawn, Launch, ProcessSpec, Stdio as RtStdio, Target};
 use rimg::units::{human_size, now_unix};
 
 use super::containers::{
-    containers, fail, for_each, host_env, parse_signal, start_detached, stop_one,
+    containers, fail, for_each, host_env, parse_signal, start_detached, stop_one, StopArgs,
 };
 use super::images::{deleted_section, reclaimed_line};
 use super::{confirm, out, outln, Ctx};
@@ -64,27 +64,8 @@ pub fn wait(ctx: &Ctx, a: WaitArgs) -> Result<u8> {
     Ok(u8::from(failed))
 }
 
-/// Flags of `rimg restart`.
-#[derive(Args)]
-pub struct RestartArgs {
-    /// Seconds to wait for the stop before killing the container.
-    #[arg(
-        short = 't',
-        long = "time",
-        visible_alias = "timeout",
-        default_value_t = 10
-    )]
-    pub time: u64,
-    /// Signal to stop the container with (default: the image's STOPSIGNAL, else SIGTERM).
-    #[arg(short = 's', long = "signal")]
-    pub signal: Option<String>,
-    /// Containers.
-    #[arg(required = true)]
-    pub containers: Vec<String>,
-}
-
 /// `rimg restart`: stops each container (as `stop`), then starts it detached.
-pub fn restart(ctx: &Ctx, a: RestartArgs) -> Result<u8> {
+pub fn restart(ctx: &Ctx, a: StopArgs) -> Result<u8> {
     let t = Duration::from_secs(a.time);
     let sig = a.signal.as_deref().map(parse_signal).transpose()?;
     for_each(ctx, &a.containers, |_, c| {
