@@ -186,13 +186,21 @@ impl Root {
         } else {
             ResolveFlags::empty()
         };
-        Ok(rfs::openat2(
-            &self.fd,
-            path,
-            flags | OFlags::CLOEXEC,
-            Mode::empty(),
-            resolve,
-        )?)
+        // openat2 answers EAGAIN when a rename or a mount anywhere on the system raced a
+        // `..` in the resolution (it cannot tell whether the walk stayed inside): retry.
+        let mut tries = 0;
+        loop {
+            match rfs::openat2(
+                &self.fd,
+                path,
+                flags | OFlags::CLOEXEC,
+                Mode::empty(),
+                resolve,
+            ) {
+                Err(rustix::io::Errno::AGAIN) if tries < 1000 => tries += 1,
+                r => return Ok(r?),
+            }
+        }
     }
 
     /// The directory `path`, opened to work in.
