@@ -58,6 +58,18 @@ enum Command {
     Rm(commands::containers::RmArgs),
     /// Run a command in a running container.
     Exec(commands::containers::ExecArgs),
+    /// Rename a container.
+    Rename(commands::container_verbs::RenameArgs),
+    /// Block until containers stop, then print their exit codes.
+    Wait(commands::container_verbs::WaitArgs),
+    /// Restart containers (stop, then start detached).
+    Restart(commands::containers::StopArgs),
+    /// Copy files between a container and the host.
+    Cp(commands::container_verbs::CpArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(commands::container_verbs::ExportArgs),
+    /// Show a container's processes.
+    Top(commands::container_verbs::TopArgs),
     /// The monitor of a detached container (internal).
     #[command(name = "__monitor", hide = true)]
     Monitor(commands::containers::MonitorArgs),
@@ -156,6 +168,20 @@ enum ContainerCommand {
     Diff(commands::diff::DiffArgs),
     /// Create a new image from a container's changes.
     Commit(commands::commit::CommitArgs),
+    /// Rename a container.
+    Rename(commands::container_verbs::RenameArgs),
+    /// Block until containers stop, then print their exit codes.
+    Wait(commands::container_verbs::WaitArgs),
+    /// Restart containers (stop, then start detached).
+    Restart(commands::containers::StopArgs),
+    /// Remove all stopped containers.
+    Prune(commands::container_verbs::ContainerPruneArgs),
+    /// Copy files between a container and the host.
+    Cp(commands::container_verbs::CpArgs),
+    /// Export a container's filesystem as a tar archive.
+    Export(commands::container_verbs::ExportArgs),
+    /// Show a container's processes.
+    Top(commands::container_verbs::TopArgs),
 }
 
 #[derive(Subcommand)]
@@ -166,6 +192,8 @@ enum SystemCommand {
     Check(commands::system::CheckArgs),
     /// Show system-wide information.
     Info(commands::info::FormatArgs),
+    /// Remove stopped containers, unused images and build cache.
+    Prune(commands::container_verbs::SystemPruneArgs),
 }
 
 type Cli = shared::Cli<Command>;
@@ -247,6 +275,30 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Attach(a) | Command::Container(ContainerCommand::Attach(a)) => {
             commands::attach::attach(&ctx, a)
+        }
+        Command::Rename(a) | Command::Container(ContainerCommand::Rename(a)) => {
+            commands::container_verbs::rename(&ctx, a)
+        }
+        Command::Wait(a) | Command::Container(ContainerCommand::Wait(a)) => {
+            commands::container_verbs::wait(&ctx, a)
+        }
+        Command::Restart(a) | Command::Container(ContainerCommand::Restart(a)) => {
+            commands::container_verbs::restart(&ctx, a)
+        }
+        Command::Cp(a) | Command::Container(ContainerCommand::Cp(a)) => {
+            commands::container_verbs::cp(&ctx, a)
+        }
+        Command::Export(a) | Command::Container(ContainerCommand::Export(a)) => {
+            commands::container_verbs::export(&ctx, a)
+        }
+        Command::Top(a) | Command::Container(ContainerCommand::Top(a)) => {
+            commands::container_verbs::top(&ctx, a)
+        }
+        Command::Container(ContainerCommand::Prune(a)) => {
+            commands::container_verbs::container_prune(&ctx, a)
+        }
+        Command::System(SystemCommand::Prune(a)) => {
+            commands::container_verbs::system_prune_cmd(&ctx, a)
         }
         Command::Monitor(a) => commands::containers::monitor(&ctx, a),
         Command::Volume(v) => commands::volumes::run(&ctx, v),

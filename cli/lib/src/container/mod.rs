@@ -3,9 +3,9 @@
 //!
 //! ```text
 //! $RIMG_ROOT/rimg/containers/
-//!   .lock                 held while a container is created (names stay unique)
+//!   .lock                 held while a container is created or renamed (names stay unique)
 //!   <64-hex id>/          0700: only root reaches a container's rootfs from the host
-//!     config.json         what to run: image id, process spec, name, --rm   (written once)
+//!     config.json         what to run: image id, process spec, name, --rm   (rename rewrites it)
 //!     state.json          status, pids, exit code, start and finish times (replaced atomically)
 //!     upper/ work/        overlayfs upper and work dirs: the container's changes
 //!     rootfs/             the mount point of image + upper while the container runs
@@ -23,11 +23,17 @@
 //! it up.
 
 pub mod attach;
+pub mod cp;
+pub mod export;
+pub mod filter;
 pub mod inspect;
 pub mod log;
 pub mod monitor;
 pub mod names;
+pub mod prune;
+pub mod rename;
 pub mod restart;
+pub mod wait;
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
@@ -93,6 +99,9 @@ pub enum ContainerError {
         /// What is wrong.
         message: String,
     },
+    /// A rename Docker refuses (same name, empty name).
+    #[error("{0}")]
+    Rename(String),
 }
 
 /// Result type of the container store.
@@ -422,8 +431,9 @@ impl Container {
         kill(pid, sig).map_err(|e| IoError::new("signalling", &self.dir, io::Error::from(e)).into())
     }
 
-    /// Every process of the container: those in its pid namespace.
-    fn processes(&self) -> Vec<Pid> {
+    /// Every process of the container (those in its pid namespace), as `top` lists them;
+    /// empty when it is not running.
+    pub fn processes(&self) -> Vec<Pid> {
         let Some(pid) = self.live_pid() else {
             return Vec::new();
         };
@@ -650,7 +660,7 @@ impl Containers {
     /// Creates a container: its directory, upper and work dirs, `/etc` files, config, and
     /// a pin on its image (so `rmi` refuses it and GC keeps it).
     pub fn create(&self, req: CreateRequest) -> Result<Container> {
-        let _lock = lock_exclusive(&self.dir.join(".lock"))?;
+        let _lock = self.lock_names()?;
         let existing = self.list()?;
         let name = match req.name {
             Some(n) => {

@@ -11,6 +11,7 @@ pub mod commit;
 pub mod config;
 pub mod filter;
 pub mod media;
+pub mod prune;
 pub mod reference;
 pub mod usage;
 

@@ -17,7 +17,7 @@ use rimg::container::monitor::{run_container, run_container_with, Io, MonitorErr
 use rimg::container::restart::{self as restart_policy, RestartPolicy};
 use rimg::container::{Container, Containers, CreateRequest, Status};
 use rimg::image::{Image, ImageError, Images, Reference};
-use rimg::runtime::env::{container_env, parse_env_arg, parse_env_file, ProcessOverrides};
+use rimg::runtime::env::{container_env, parse_env_arg, ProcessOverrides};
 use rimg::runtime::{spawn, Launch, Network, RawMode, Stdio, Supervisor, Target, Terminal};
 use rimg::table::{ellipsis, render, Format};
 use rimg::units::{ago, human_duration, now_unix, parse_rfc3339};
@@ -193,6 +193,12 @@ pub struct LogsArgs {
     pub tail: String,
     /// The container.
     pub container: String,
+    /// Only lines since this time (RFC 3339, Unix timestamp, or a duration such as 10m).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Only lines before this time (RFC 3339, Unix timestamp, or a duration such as 10m).
+    #[arg(long)]
+    pub until: Option<String>,
 }
 
 /// Flags of `rimg ps`.
@@ -210,17 +216,37 @@ pub struct PsArgs {
     /// `json`, or a Go template such as `{{.Names}}`.
     #[arg(long)]
     pub format: Option<String>,
+    /// Filter: status=, name=, id=, label=, ancestor=, exited=, before=, since=.
+    #[arg(short = 'f', long = "filter")]
+    pub filter: Vec<String>,
+    /// Show the N last created containers (all states).
+    #[arg(short = 'n', long = "last", default_value_t = -1, allow_negative_numbers = true)]
+    pub last: i64,
+    /// Show the latest created container (all states).
+    #[arg(short = 'l', long)]
+    pub latest: bool,
+    /// Display total file sizes.
+    #[arg(short = 's', long)]
+    pub size: bool,
 }
 
 /// Flags of `rimg stop`.
 #[derive(Args)]
 pub struct StopArgs {
     /// Seconds to wait before killing the container.
-    #[arg(short = 't', long = "time", default_value_t = 10)]
+    #[arg(
+        short = 't',
+        long = "time",
+        visible_alias = "timeout",
+        default_value_t = 10
+    )]
     pub time: u64,
     /// Containers.
     #[arg(required = true)]
     pub containers: Vec<String>,
+    /// Signal to stop the container with (default: the image's STOPSIGNAL, else SIGTERM).
+    #[arg(short = 's', long = "signal")]
+    pub signal: Option<String>,
 }
 
 /// Flags of `rimg kill`.
@@ -271,6 +297,12 @@ pub struct ExecArgs {
     /// The command and its arguments.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+    /// Run the command in the background.
+    #[arg(short = 'd', long)]
+    pub detach: bool,
+    /// Read environment variables from a file (KEY=VALUE lines).
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_files: Vec<PathBuf>,
 }
 
 /// Flags of the hidden `__monitor`.
@@ -284,19 +316,19 @@ pub struct MonitorArgs {
     pub attach_first: bool,
 }
 
-fn fail(code: i32, message: impl Into<String>) -> anyhow::Error {
+pub(crate) fn fail(code: i32, message: impl Into<String>) -> anyhow::Error {
     anyhow::Error::new(ExitStatus {
         code: code.clamp(1, 255) as u8,
         message: message.into(),
     })
 }
 
-fn containers(ctx: &Ctx) -> Result<Containers> {
+pub(crate) fn containers(ctx: &Ctx) -> Result<Containers> {
     let images = ctx.images()?;
     Ok(Containers::open(&images)?)
 }
 
-fn host_env(k: &str) -> Option<String> {
+pub(crate) fn host_env(k: &str) -> Option<String> {
     std::env::var(k).ok()
 }
 
@@ -310,15 +342,7 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
     if f.rm && restart != RestartPolicy::No {
         return Err(fail(125, "Conflicting options: --restart and --rm"));
     }
-    let mut env = Vec::new();
-    for file in &f.env_files {
-        let text = std::fs::read_to_string(file)
-            .map_err(|e| fail(125, format!("open {}: {e}", file.display())))?;
-        env.extend(
-            parse_env_file(&text, host_env)
-                .map_err(|e| fail(125, format!("{}: {e}", file.display())))?,
-        );
-    }
+    let mut env = super::container_verbs::env_files(&f.env_files)?;
     for e in &f.env {
         match parse_env_arg(e, host_env) {
             Ok(Some(kv)) => env.push(kv),
@@ -398,7 +422,7 @@ fn run_attached(containers: &Containers, c: &mut Container) -> Result<u8> {
 
 /// Starts the container's monitor in a detached process and waits until the container
 /// process has started (or failed to).
-fn start_detached(ctx: &Ctx, c: &Container) -> Result<()> {
+pub(crate) fn start_detached(ctx: &Ctx, c: &Container) -> Result<()> {
     let (mut child, mut reports) = spawn_monitor(ctx, c, false)?;
     let mut line = String::new();
     reports.read_line(&mut line)?;
@@ -636,7 +660,7 @@ fn status_text(c: &Container) -> String {
     }
 }
 
-fn ps_json(c: &Container, trunc: bool) -> Value {
+fn ps_json(c: &Container, trunc: bool, size: &dyn Fn(&Container) -> String) -> Value {
     let cmd = c.command().join(" ");
     let cmd = if trunc { ellipsis(&cmd, 20) } else { cmd };
     let created = c
@@ -657,7 +681,7 @@ fn ps_json(c: &Container, trunc: bool) -> Value {
         "Networks": match c.process().network { Network::Host => "host", Network::None => "none" },
         "Ports": "",
         "RunningFor": ago(Some(&c.config.created)),
-        "Size": "0B",
+        "Size": size(c),
         "State": c.status().word(),
         "Status": status_text(c),
     })
@@ -687,11 +711,8 @@ const PS_HEADERS: &[(&str, &str)] = &[
 /// `rimg ps`.
 pub fn ps(ctx: &Ctx, a: PsArgs) -> Result<u8> {
     let containers = containers(ctx)?;
-    let list: Vec<Container> = containers
-        .list()?
-        .into_iter()
-        .filter(|c| a.all || c.status().is_running())
-        .collect();
+    let list = super::container_verbs::ps_select(&containers, &a)?;
+    let size = super::container_verbs::ps_size(ctx, a.size)?;
     let trunc = !a.no_trunc;
     if a.quiet {
         let mut s = String::new();
@@ -702,13 +723,13 @@ pub fn ps(ctx: &Ctx, a: PsArgs) -> Result<u8> {
         return out(&s).map(|_| 0);
     }
     if let Some(fmt) = &a.format {
-        let rows: Vec<Value> = list.iter().map(|c| ps_json(c, trunc)).collect();
+        let rows: Vec<Value> = list.iter().map(|c| ps_json(c, trunc, &size)).collect();
         return out(&Format::parse(fmt, PS_TABLE)?.render(&rows, PS_HEADERS)?).map(|_| 0);
     }
     let rows: Vec<Vec<String>> = list
         .iter()
         .map(|c| {
-            let v = ps_json(c, trunc);
+            let v = ps_json(c, trunc, &size);
             [
                 "ID",
                 "Image",
@@ -717,10 +738,11 @@ pub fn ps(ctx: &Ctx, a: PsArgs) -> Result<u8> {
                 "Status",
                 "Ports",
                 "Names",
-            ]
-            .iter()
-            .map(|k| v[*k].as_str().unwrap_or_default().to_string())
-            .collect()
+                "Size",
+            ][..7 + usize::from(a.size)]
+                .iter()
+                .map(|k| v[*k].as_str().unwrap_or_default().to_string())
+                .collect()
         })
         .collect();
     out(&render(
@@ -732,7 +754,8 @@ pub fn ps(ctx: &Ctx, a: PsArgs) -> Result<u8> {
             "STATUS",
             "PORTS",
             "NAMES",
-        ],
+            "SIZE",
+        ][..7 + usize::from(a.size)],
         &rows,
     ))?;
     Ok(0)
@@ -768,7 +791,9 @@ pub fn logs(ctx: &Ctx, a: LogsArgs) -> Result<u8> {
     let Some(mut reader) = LogReader::open(&c.log_path())? else {
         return Ok(0);
     };
-    let entries = reader.read_all()?;
+    let window = super::container_verbs::log_window(a.since.as_deref(), a.until.as_deref())?;
+    let mut entries = reader.read_all()?;
+    entries.retain(|e| window(e));
     let skip = tail.map_or(0, |n| entries.len().saturating_sub(n));
     for e in &entries[skip..] {
         print_entry(e, a.timestamps)?;
@@ -777,7 +802,9 @@ pub fn logs(ctx: &Ctx, a: LogsArgs) -> Result<u8> {
         loop {
             let running = c.monitor_alive() || c.live_pid().is_some();
             while let Some(e) = reader.next_entry()? {
-                print_entry(&e, a.timestamps)?;
+                if window(&e) {
+                    print_entry(&e, a.timestamps)?;
+                }
             }
             if !running {
                 break;
@@ -788,7 +815,7 @@ pub fn logs(ctx: &Ctx, a: LogsArgs) -> Result<u8> {
     Ok(0)
 }
 
-fn parse_signal(s: &str) -> Result<Signal> {
+pub(crate) fn parse_signal(s: &str) -> Result<Signal> {
     if let Ok(n) = s.parse::<i32>() {
         return Signal::try_from(n).with_context(|| format!("invalid signal: {s}"));
     }
@@ -804,7 +831,7 @@ fn parse_signal(s: &str) -> Result<Signal> {
 
 /// Stops one container: its stop signal, then SIGKILL after `timeout`; returns once its
 /// monitor has recorded the exit and unmounted.
-fn stop_one(c: &mut Container, timeout: Duration) -> Result<()> {
+pub(crate) fn stop_one(c: &mut Container, timeout: Duration, signal: Option<Signal>) -> Result<()> {
     // Before any signal: the monitor must not restart what the user stops.
     restart_policy::mark_stopped_by_user(c.dir())?;
     match c.status() {
@@ -814,12 +841,9 @@ fn stop_one(c: &mut Container, timeout: Duration) -> Result<()> {
             }
         }
         Status::Running | Status::Paused => {
-            let sig = c
-                .config
-                .stop_signal
-                .as_deref()
-                .map(parse_signal)
-                .transpose()?
+            let image_signal = c.config.stop_signal.as_deref().map(parse_signal);
+            let sig = signal
+                .or(image_signal.transpose()?)
                 .unwrap_or(Signal::SIGTERM);
             if c.status() == Status::Paused {
                 c.unpause()?;
@@ -839,7 +863,7 @@ fn stop_one(c: &mut Container, timeout: Duration) -> Result<()> {
     Ok(())
 }
 
-fn for_each(
+pub(crate) fn for_each(
     ctx: &Ctx,
     names: &[String],
     mut f: impl FnMut(&Containers, &mut Container) -> Result<()>,
@@ -865,7 +889,8 @@ fn for_each(
 /// `rimg stop`.
 pub fn stop(ctx: &Ctx, a: StopArgs) -> Result<u8> {
     let t = Duration::from_secs(a.time);
-    for_each(ctx, &a.containers, |_, c| stop_one(c, t))
+    let sig = a.signal.as_deref().map(parse_signal).transpose()?;
+    for_each(ctx, &a.containers, |_, c| stop_one(c, t, sig))
 }
 
 /// `rimg kill`.
@@ -962,6 +987,8 @@ pub fn exec(ctx: &Ctx, a: ExecArgs) -> Result<u8> {
     if let Some(w) = a.workdir {
         spec.cwd = w;
     }
+    let from_files = super::container_verbs::env_files(&a.env_files)?;
+    spec.env = container_env(&spec.env, &from_files, &spec.hostname, false);
     for e in &a.env {
         match parse_env_arg(e, host_env) {
             Ok(Some(kv)) => spec.env = container_env(&spec.env, &[kv], &spec.hostname, false),
@@ -971,6 +998,9 @@ pub fn exec(ctx: &Ctx, a: ExecArgs) -> Result<u8> {
     }
     if a.tty {
         spec.env = container_env(&spec.env, &["TERM=xterm".into()], &spec.hostname, false);
+    }
+    if a.detach {
+        return super::container_verbs::exec_detached(spec, pid);
     }
     let mut sup = Supervisor::new()?;
     let process = spawn(&Launch {

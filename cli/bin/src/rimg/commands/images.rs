@@ -468,42 +468,33 @@ pub fn prune(ctx: &Ctx, a: PruneArgs) -> Result<u8> {
         return Ok(0);
     }
     let images = ctx.images()?;
-    let gc = images.store().gc()?;
-    let mut lines = Vec::new();
-    for img in images.list()? {
-        if !(a.all || img.tags.is_empty()) || !images.containers_using(&img)?.is_empty() {
-            continue;
-        }
-        for t in &img.tags {
-            lines.push(format!(
-                "untagged: {}:{}",
-                t.repository(),
-                t.tag_or_latest()
-            ));
-        }
-        images.remove_manifest(&img.manifest_digest)?;
-        lines.push(format!("deleted: {}", img.id));
+    let report = images.prune(a.all)?;
+    out(&prune_output(&report))?;
+    Ok(0)
+}
+
+/// `image prune`'s output: `Deleted Images:` and its lines (when any), then the total.
+fn prune_output(report: &rimg::image::prune::PruneReport) -> String {
+    let mut s = deleted_section("Deleted Images:", &report.lines);
+    s.push_str(&reclaimed_line(report.reclaimed));
+    s
+}
+
+/// A prune's section: its title, one line each, a blank line; nothing when `lines` is empty.
+pub fn deleted_section(title: &str, lines: &[String]) -> String {
+    if lines.is_empty() {
+        return String::new();
     }
-    // The build cache keeps what listed images were built with; the rest may go.
-    let cache = rimg::builder::cache::BuildCache::new(images.store());
-    cache.release_unused(&images)?;
-    let temp = images.temp_bytes(&gc);
-    let removed = images.collect_garbage(&gc)?;
-    cache.remove_stale();
-    let reclaimed: u64 = temp + removed.iter().map(|(_, s)| s).sum::<u64>();
-    let mut s = String::new();
-    if !lines.is_empty() {
-        s.push_str("Deleted Images:\n");
-        for l in &lines {
-            s.push_str(l);
-            s.push('\n');
-        }
+    let mut s = format!("{title}\n");
+    for l in lines {
+        s.push_str(l);
         s.push('\n');
     }
-    s.push_str(&format!(
-        "Total reclaimed space: {}\n",
-        human_size(reclaimed)
-    ));
-    out(&s)?;
-    Ok(0)
+    s.push('\n');
+    s
+}
+
+/// A prune's last line, as Docker prints it.
+pub fn reclaimed_line(bytes: u64) -> String {
+    format!("Total reclaimed space: {}\n", human_size(bytes))
 }

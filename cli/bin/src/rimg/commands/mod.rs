@@ -6,6 +6,7 @@ pub mod attach;
 pub mod build;
 pub mod builder;
 pub mod commit;
+pub mod container_verbs;
 pub mod containers;
 pub mod diff;
 pub mod images;
