@@ -452,8 +452,15 @@ impl<'a> Stacks<'a> {
     }
 
     /// Removes a record, its lower dir and pin (never the upper dir: it is the user's data).
+    /// A FUSE layer that a daemon mounted on the lower dir since it was last looked at (one
+    /// whose starter was killed while it came up) is taken down first, or the record could
+    /// not be removed.
     fn forget(&self, rec: &MountRecord) {
         let _ = self.images.unpin(&format!("{MOUNT_PIN_PREFIX}{}", rec.id));
+        let target = rec.fuse_target();
+        if overlay::is_mountpoint(target).unwrap_or(false) {
+            let _ = overlay::unmount(target, true);
+        }
         let _ = fs::remove_dir_all(self.record_dir(&rec.id));
     }
 
@@ -616,7 +623,14 @@ impl Daemon<'_> {
             ))?;
             serve(self.images, self.image_id, self.target, self.opts, || {
                 if let Some(mut r) = report.take() {
-                    let _ = writeln!(r, "ready {}", std::process::id());
+                    // Nobody reads the report when the command that started the mount was
+                    // killed meanwhile: then no one will stack or record it, so the mount
+                    // goes (dropping the session unmounts it) instead of serving an orphan.
+                    writeln!(r, "ready {}", std::process::id()).map_err(|e| {
+                        StackError::Daemon(format!(
+                            "the command that started the mount is gone: {e}"
+                        ))
+                    })?;
                 }
                 Ok(())
             })
