@@ -80,6 +80,11 @@ enum Command {
     /// Manage the store.
     #[command(subcommand)]
     System(SystemCommand),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(commands::network::NetworkCommand),
+    /// List a container's published ports.
+    Port(commands::network::PortArgs),
 }
 
 #[derive(Subcommand)]
@@ -139,6 +144,8 @@ enum ContainerCommand {
     Diff(commands::diff::DiffArgs),
     /// Create a new image from a container's changes.
     Commit(commands::commit::CommitArgs),
+    /// List a container's published ports.
+    Port(commands::network::PortArgs),
 }
 
 #[derive(Subcommand)]
@@ -226,6 +233,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             commands::containers::exec(&ctx, a)
         }
         Command::Monitor(a) => commands::containers::monitor(&ctx, a),
+        Command::Network(a) => commands::network::run(&ctx, a),
+        Command::Port(a) | Command::Container(ContainerCommand::Port(a)) => {
+            commands::network::port(&ctx, a)
+        }
     }
 }
 

@@ -257,6 +257,7 @@ fn run_command(rootfs: &Path, req: &RunRequest) -> Result<i32, BuildError> {
         } else {
             Network::Host
         },
+        netns: None,
     };
     run_in_rootfs(rootfs, &spec).map_err(|e| match e {
         // The command could not start (not found, not executable): Docker reports it as

@@ -39,6 +39,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::image::{Image, ImageError, Images, CONTAINER_PIN_PREFIX};
 use crate::mount::{MountRequest, MountedStack, StackError, Stacks};
+use crate::network::{attach::detach as detach_networks, NetSpec, Networks};
 use crate::random::{self, RandomError};
 use crate::runtime::{write_etc_files, Network, ProcessSpec};
 use crate::units::rfc3339_nanos_now;
@@ -117,6 +118,9 @@ pub struct ContainerConfig {
     /// The image's STOPSIGNAL.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stop_signal: Option<String>,
+    /// Its networks, ports and names (with [`Network::Namespace`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<NetSpec>,
 }
 
 /// What is recorded about a container's life.
@@ -519,6 +523,7 @@ impl Container {
             }
         }
         self.unmount_rootfs()?;
+        detach_networks(&self.dir, self.id());
         if self.state.status == "running" {
             let mut st = self.state.clone();
             st.status = "exited".into();
@@ -544,6 +549,8 @@ pub struct CreateRequest {
     pub process: ProcessSpec,
     /// `--rm`.
     pub auto_remove: bool,
+    /// Networks, ports and names (with [`Network::Namespace`]).
+    pub net: Option<NetSpec>,
 }
 
 /// The containers of one store.
@@ -564,6 +571,11 @@ impl Containers {
             store_root: images.store().root().to_path_buf(),
             images: images.clone(),
         })
+    }
+
+    /// The networks of the store.
+    pub fn networks(&self) -> Networks {
+        Networks::open(&self.images.store().private_dir())
     }
 
     /// Every container, newest first.
@@ -679,6 +691,7 @@ impl Containers {
             process,
             auto_remove: req.auto_remove,
             stop_signal: req.image.config.config.stop_signal.clone(),
+            net: req.net,
         };
         write_json(&dir.join("config.json"), &config)?;
         let state = State {
@@ -701,6 +714,7 @@ impl Containers {
             return Err(ContainerError::Running(c.name().to_string()));
         }
         c.unmount_rootfs()?;
+        detach_networks(c.dir(), c.id());
         self.images
             .unpin(&format!("{CONTAINER_PIN_PREFIX}{}", c.id()))?;
         match fs::remove_dir_all(c.dir()) {

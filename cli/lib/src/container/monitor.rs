@@ -6,11 +6,15 @@
 
 use std::io;
 use std::os::fd::AsFd;
+use std::path::PathBuf;
 
 use rimg_fs::error::IoError;
 
+use crate::network::attach::{attach as network_attach, detach, Attached, Who};
+use crate::network::NetworkError;
 use crate::runtime::{
-    spawn, Launch, OutputSink, RawMode, RuntimeError, Stdio, Supervisor, Target, Tee, Terminal,
+    spawn, Launch, Network, OutputSink, RawMode, RuntimeError, Stdio, Supervisor, Target, Tee,
+    Terminal,
 };
 use crate::units::rfc3339_nanos_now;
 
@@ -29,6 +33,9 @@ pub enum MonitorError {
     /// The container process could not be started.
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    /// Its networks could not be set up.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
 }
 
 impl MonitorError {
@@ -73,7 +80,18 @@ pub fn run_container(
             return Err(e);
         }
     };
-    let result = supervise(c, attach, started);
+    let result = match attach_networks(containers, c) {
+        Ok(net) => {
+            let r = supervise(c, net.as_ref().map(|n| n.netns.clone()), attach, started);
+            drop(net);
+            detach(c.dir(), c.id());
+            r
+        }
+        Err(e) => {
+            started(Err(&e));
+            Err(e)
+        }
+    };
     let unmounted = rootfs.unmount().map(drop).or_else(|e| c.unmount_failed(&e));
     let mut st = c.state.clone();
     match &result {
@@ -105,12 +123,32 @@ pub fn run_container(
     result
 }
 
+/// Attaches a container with [`Network::Namespace`] to its networks.
+fn attach_networks(
+    containers: &Containers,
+    c: &Container,
+) -> Result<Option<Attached>, MonitorError> {
+    if c.process().network != Network::Namespace {
+        return Ok(None);
+    }
+    let spec = c.config.net.clone().unwrap_or_default();
+    let who = Who {
+        dir: c.dir(),
+        id: c.id(),
+        name: c.name(),
+        hostname: &c.process().hostname,
+    };
+    Ok(Some(network_attach(&containers.networks(), &who, &spec)?))
+}
+
 fn supervise(
     c: &mut Container,
+    netns: Option<PathBuf>,
     attach: bool,
     started: &mut dyn FnMut(Result<&Container, &MonitorError>),
 ) -> Result<i32, MonitorError> {
-    let spec = c.process().clone();
+    let mut spec = c.process().clone();
+    spec.netns = netns;
     let mut sup = Supervisor::new()?;
     let rootfs = c.rootfs_dir();
     let etc = c.etc_dir();

@@ -29,7 +29,12 @@ use crate::image::config::env_value;
 /// Where the container process comes from.
 pub(crate) enum Entry {
     /// New namespaces over `rootfs`, with `/etc` files from `etc_dir`.
-    New { rootfs: PathBuf, etc_dir: PathBuf },
+    New {
+        rootfs: PathBuf,
+        etc_dir: PathBuf,
+        /// The network namespace to join instead of the host's ([`Network::Namespace`]).
+        netns: Option<OwnedFd>,
+    },
     /// The namespaces of a running container (`exec`), opened by the caller.
     Join(Vec<OwnedFd>),
 }
@@ -87,7 +92,7 @@ fn report_and_exit(report: &OwnedFd, f: Failure) -> ! {
 pub(crate) fn intermediate(plan: Plan<'_>) -> ! {
     let r = (|| -> Result<nix::unistd::Pid, Failure> {
         match &plan.entry {
-            Entry::New { .. } => {
+            Entry::New { netns, .. } => {
                 let mut flags = CloneFlags::CLONE_NEWNS
                     | CloneFlags::CLONE_NEWPID
                     | CloneFlags::CLONE_NEWUTS
@@ -98,6 +103,10 @@ pub(crate) fn intermediate(plan: Plan<'_>) -> ! {
                 unshare(flags).map_err(|e| setup(format!("creating namespaces: {e}")))?;
                 if plan.spec.network == Network::None {
                     sys::loopback_up().map_err(|e| setup(format!("bringing up lo: {e}")))?;
+                }
+                if let Some(ns) = netns {
+                    setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
+                        .map_err(|e| setup(format!("joining the network namespace: {e}")))?;
                 }
             }
             Entry::Join(fds) => {
@@ -215,7 +224,9 @@ fn prepare_and_exec(plan: &Plan<'_>) -> Result<std::convert::Infallible, Failure
     sys::reset_signal_dispositions();
     setsid().map_err(|e| setup(format!("setsid: {e}")))?;
     match &plan.entry {
-        Entry::New { rootfs, etc_dir } => {
+        Entry::New {
+            rootfs, etc_dir, ..
+        } => {
             rootfs::enter(rootfs, etc_dir).map_err(setup)?;
             if !spec.hostname.is_empty() {
                 sethostname(&spec.hostname).map_err(|e| setup(format!("sethostname: {e}")))?;

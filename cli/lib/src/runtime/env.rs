@@ -176,6 +176,7 @@ impl ProcessSpec {
             tty: o.tty,
             interactive: o.interactive,
             network: o.network,
+            netns: None,
         })
     }
 }

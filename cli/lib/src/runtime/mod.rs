@@ -51,6 +51,9 @@ pub enum Network {
     Host,
     /// A new network namespace with only the loopback interface, up.
     None,
+    /// The network namespace at [`ProcessSpec::netns`], prepared by the caller (a bridge
+    /// or user network: see `crate::network`).
+    Namespace,
 }
 
 impl std::str::FromStr for Network {
@@ -86,6 +89,10 @@ pub struct ProcessSpec {
     pub interactive: bool,
     /// The network.
     pub network: Network,
+    /// With [`Network::Namespace`]: the network namespace to join (a bind-mounted nsfs
+    /// file), set by the monitor when it has prepared it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<PathBuf>,
 }
 
 /// Errors of the runtime.
@@ -219,6 +226,12 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Process, RuntimeError> {
         Target::Rootfs { rootfs, etc_dir } => Entry::New {
             rootfs: rootfs.to_path_buf(),
             etc_dir: etc_dir.to_path_buf(),
+            netns: match (&spec.network, &spec.netns) {
+                (Network::Namespace, Some(p)) => Some(OwnedFd::from(
+                    fs::File::open(p).map_err(io_err("opening", p))?,
+                )),
+                _ => None,
+            },
         },
         Target::Join { pid } => {
             let mut fds = Vec::new();

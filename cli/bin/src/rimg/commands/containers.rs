@@ -16,7 +16,7 @@ use rimg::container::monitor::{run_container, MonitorError};
 use rimg::container::{Container, Containers, CreateRequest, Status};
 use rimg::image::{Image, ImageError, Images, Reference};
 use rimg::runtime::env::{container_env, parse_env_arg, parse_env_file, ProcessOverrides};
-use rimg::runtime::{spawn, Launch, Network, RawMode, Stdio, Supervisor, Target, Terminal};
+use rimg::runtime::{spawn, Launch, RawMode, Stdio, Supervisor, Target, Terminal};
 use rimg::table::{apply_template, ellipsis, render};
 use rimg::units::{ago, human_duration, now_unix, parse_rfc3339};
 use serde_json::{json, Value};
@@ -104,14 +104,17 @@ pub struct CreateFlags {
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
-    /// Network: host (default) or none.
-    #[arg(long, default_value = "host")]
+    /// Network: bridge (default), host, none, or a network's name.
+    #[arg(long, visible_alias = "net", default_value = "bridge")]
     pub network: String,
     /// The image.
     pub image: String,
     /// The command and its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+    /// Networks, ports, addresses and names.
+    #[command(flatten)]
+    pub net: super::network::NetFlags,
 }
 
 /// Flags of `rimg run` (`-h` is `--hostname`, as in Docker; help is `--help`).
@@ -265,7 +268,7 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
     let images = ctx.images()?;
     let containers = Containers::open(&images)?;
     let image = container_image(&images, &f.image, f.pull)?;
-    let network: Network = f.network.parse().map_err(|e: String| fail(125, e))?;
+    let (network, net) = super::network::for_create(&containers, &f.network, &f.net, &image)?;
     let mut env = Vec::new();
     for file in &f.env_files {
         let text = std::fs::read_to_string(file)
@@ -307,6 +310,7 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
             name: f.name,
             process,
             auto_remove: f.rm,
+            net,
         })
         .map_err(|e| fail(125, rimg::error_line(&e)))?;
     Ok((containers, c))
@@ -480,8 +484,8 @@ fn ps_json(c: &Container, trunc: bool) -> Value {
         "LocalVolumes": "0",
         "Mounts": "",
         "Names": c.name(),
-        "Networks": match c.process().network { Network::Host => "host", Network::None => "none" },
-        "Ports": "",
+        "Networks": rimg::network::mode_name(c.process().network, c.config.net.as_ref()),
+        "Ports": rimg::network::inspect::ports_text(&c.config),
         "RunningFor": ago(Some(&c.config.created)),
         "Size": "0B",
         "State": c.status().word(),

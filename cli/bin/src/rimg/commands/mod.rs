@@ -10,6 +10,7 @@ pub mod images;
 pub mod import;
 pub mod info;
 pub mod inspect;
+pub mod network;
 pub mod registry;
 pub mod system;
 
