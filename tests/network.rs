@@ -1,0 +1,320 @@
+//! Container networks end to end: published ports, the default bridge, user networks with
+//! names, `--network none`, and that nothing (veth, firewall rule, address, namespace) is
+//! left once containers and networks are removed. Traffic goes only to 127.0.0.1 and to
+//! addresses of the networks these tests create. Each test uses its own ports, network
+//! names and subnets, so they run in parallel.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use rimg_tests::containers::{assert_no_mounts, Cleanup};
+use rimg_tests::{busybox_tar, require_tool, sh, Store};
+
+/// A store with busybox and `webimg`: busybox that EXPOSEs 80 and 8080.
+fn store() -> Store {
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    s.rimg(["import", "-c", "EXPOSE 80", "-c", "EXPOSE 8080/tcp"])
+        .arg(busybox_tar())
+        .arg("webimg")
+        .ok();
+    s
+}
+
+/// Polls `f` until it is true or `secs` pass.
+fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
+/// A detached busybox httpd serving `page` on port 80, with `extra` run flags.
+fn web(s: &Store, name: &str, page: &str, extra: &[&str]) -> String {
+    let script =
+        format!("mkdir -p /www && echo {page} > /www/index.html && exec httpd -f -p 80 -h /www");
+    s.rimg(["run", "-d", "--name", name])
+        .args(extra)
+        .args(["busybox", "sh", "-c", &script])
+        .ok()
+        .trim()
+        .to_string()
+}
+
+/// `curl` of a URL on 127.0.0.1: the body, if it answered.
+fn curl(url: &str) -> Option<String> {
+    let out = Command::new("curl")
+        .args(["-s", "-m", "2", url])
+        .output()
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn inspect(s: &Store, name: &str, fmt: &str) -> String {
+    s.rimg(["inspect", "-f", fmt, name]).ok().trim().to_string()
+}
+
+/// Addresses allocated to container `id` (files under /run/rimg/ipam naming it).
+fn allocations_of(id: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for b in std::fs::read_dir("/run/rimg/ipam")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        for a in std::fs::read_dir(b.path()).into_iter().flatten().flatten() {
+            let text = std::fs::read_to_string(a.path()).unwrap_or_default();
+            if text.lines().next() == Some(id) {
+                out.push(a.path().display().to_string());
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn two_web_servers_on_published_ports_serve_their_own_pages() {
+    require_tool("curl");
+    let s = store();
+    let _c = Cleanup(&s);
+    web(&s, "one", "page-one", &["-p", "127.0.0.1:18081:80"]);
+    web(&s, "two", "page-two", &["-p", "127.0.0.1:18082:80"]);
+    assert!(
+        eventually(20, || curl("http://127.0.0.1:18081/").as_deref()
+            == Some("page-one\n")),
+        "18081 did not serve page-one"
+    );
+    assert!(
+        eventually(20, || curl("http://127.0.0.1:18082/").as_deref()
+            == Some("page-two\n")),
+        "18082 did not serve page-two"
+    );
+    assert_eq!(s.rimg(["port", "one"]).ok(), "80/tcp -> 127.0.0.1:18081\n");
+    assert_eq!(s.rimg(["port", "two", "80/tcp"]).ok(), "127.0.0.1:18082\n");
+    let ps = s.rimg(["ps"]).ok();
+    assert!(ps.contains("127.0.0.1:18081->80/tcp"), "{ps}");
+    assert!(ps.contains("127.0.0.1:18082->80/tcp"), "{ps}");
+    let ports = inspect(&s, "one", "{{json .NetworkSettings.Ports}}");
+    assert_eq!(
+        ports,
+        r#"{"80/tcp":[{"HostIp":"127.0.0.1","HostPort":"18081"}]}"#
+    );
+    let ip = inspect(&s, "one", "{{.NetworkSettings.IPAddress}}");
+    assert!(ip.starts_with("10.89.0."), "{ip}");
+    s.rimg(["rm", "-f", "one", "two"]).ok();
+    assert!(curl("http://127.0.0.1:18081/").is_none());
+    assert_no_mounts(s.dir.path());
+}
+
+#[test]
+fn user_network_resolves_names_and_the_default_bridge_does_not() {
+    let s = store();
+    let _c = Cleanup(&s);
+    let net = format!("rt-dns-{}", std::process::id());
+    s.rimg(["network", "create", "--subnet", "10.89.231.0/24", &net])
+        .ok();
+    // --dns 127.0.0.1: names aardvark-dns does not know go nowhere else.
+    web(
+        &s,
+        "web",
+        "by-name",
+        &[
+            "--network",
+            &net,
+            "--network-alias",
+            "www",
+            "--dns",
+            "127.0.0.1",
+        ],
+    );
+    let fetch = |host: &str, net: &str| {
+        s.rimg([
+            "run",
+            "--rm",
+            "--network",
+            net,
+            "--dns",
+            "127.0.0.1",
+            "busybox",
+            "sh",
+            "-c",
+        ])
+        .arg(format!(
+            "for i in $(seq 50); do wget -q -O- http://{host}/ && exit 0; sleep 0.2; done; exit 1"
+        ))
+        .output()
+    };
+    let out = fetch("web", &net);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "by-name\n");
+    let out = fetch("www", &net);
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "by-name\n");
+
+    // The default bridge: addresses work, names do not.
+    web(&s, "plain", "by-address", &["--dns", "127.0.0.1"]);
+    let ip = inspect(&s, "plain", "{{.NetworkSettings.IPAddress}}");
+    let out = fetch(&ip, "bridge");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "by-address\n");
+    let out = s
+        .rimg(["run", "--rm", "--dns", "127.0.0.1", "busybox", "sh", "-c"])
+        .arg("wget -q -O- http://plain/")
+        .output();
+    assert!(
+        !out.status.success(),
+        "a name resolved on the default bridge"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("by-address"));
+    s.rimg(["rm", "-f", "web", "plain"]).ok();
+    s.rimg(["network", "rm", &net]).ok();
+}
+
+#[test]
+fn none_has_only_lo_publish_all_and_a_taken_port_fails_cleanly() {
+    let s = store();
+    let _c = Cleanup(&s);
+    let links = s
+        .rimg([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "busybox",
+            "ip",
+            "-o",
+            "link",
+        ])
+        .ok();
+    let names: Vec<&str> = links.lines().filter_map(|l| l.split(": ").nth(1)).collect();
+    assert_eq!(names, ["lo"], "{links}");
+
+    let id = s
+        .rimg(["run", "-d", "-P", "--name", "all", "webimg", "sleep", "60"])
+        .ok()
+        .trim()
+        .to_string();
+    let ports = s.rimg(["port", "all"]).ok();
+    let mut published: Vec<&str> = ports
+        .lines()
+        .filter_map(|l| l.split(" -> ").next())
+        .collect();
+    published.sort();
+    assert_eq!(published, ["80/tcp", "8080/tcp"], "{ports}");
+    s.rimg(["rm", "-f", &id]).ok();
+
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let out = s
+        .rimg(["run", "-d", "--name", "late", "-p"])
+        .arg(format!("127.0.0.1:{port}:80"))
+        .args(["busybox", "sleep", "60"])
+        .output();
+    assert_eq!(out.status.code(), Some(125));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&port.to_string()) && err.contains("in use"),
+        "{err}"
+    );
+    assert_eq!(s.rimg(["ps", "-aq"]).ok(), "");
+    assert_no_mounts(s.dir.path());
+}
+
+/// The monitor pid of container `id`.
+fn monitor_pid(s: &Store, id: &str) -> i32 {
+    let p = s.root().join("rimg/containers").join(id).join("state.json");
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(p).unwrap()).unwrap();
+    v["monitor_pid"].as_i64().unwrap() as i32
+}
+
+fn veths_of(bridge: &str) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["-o", "link", "show", "master", bridge])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .collect()
+}
+
+fn link_exists(name: &str) -> bool {
+    Path::new("/sys/class/net").join(name).exists()
+}
+
+#[test]
+fn nothing_is_left_after_rm_and_network_rm_even_after_a_killed_monitor() {
+    require_tool("iptables-save");
+    require_tool("nft");
+    let s = store();
+    let _c = Cleanup(&s);
+    let net = format!("rt-gone-{}", std::process::id());
+    let subnet = "10.89.232.0/24";
+    s.rimg(["network", "create", "--subnet", subnet, &net]).ok();
+    let bridge = inspect_network(&s, &net);
+    let a = web(
+        &s,
+        "a",
+        "a",
+        &["--network", &net, "-p", "127.0.0.1:18084:80"],
+    );
+    let b = s
+        .rimg(["run", "-d", "--network", &net, "busybox", "sleep", "60"])
+        .ok()
+        .trim()
+        .to_string();
+    assert!(
+        eventually(20, || veths_of(&bridge).len() == 2),
+        "{:?}",
+        veths_of(&bridge)
+    );
+    let veths = veths_of(&bridge);
+    assert!(!allocations_of(&b).is_empty());
+    assert!(sh("iptables-save").contains("10.89.232.0/24"));
+
+    // A killed monitor leaves everything behind until rm -f.
+    let m = monitor_pid(&s, &b);
+    sh(&format!("kill -9 {m}"));
+    assert!(eventually(20, || !Path::new(&format!("/proc/{m}")).exists()));
+    s.rimg(["rm", "-f", &a, &b]).ok();
+    s.rimg(["network", "rm", &net]).ok();
+
+    for v in &veths {
+        assert!(!link_exists(v), "veth {v} left");
+    }
+    assert!(!link_exists(&bridge), "bridge {bridge} left");
+    for id in [&a, &b] {
+        assert!(allocations_of(id).is_empty(), "{:?}", allocations_of(id));
+        assert!(!Path::new("/run/rimg/netns").join(id).exists());
+        assert!(!sh("iptables-save").contains(id.as_str()));
+    }
+    let rules = sh("iptables-save");
+    assert!(
+        !rules.contains(subnet) && !rules.contains("18084"),
+        "{rules}"
+    );
+    let nft = sh("nft list ruleset");
+    assert!(
+        !nft.contains("10.89.232.") && !nft.contains("18084"),
+        "{nft}"
+    );
+    assert_no_mounts(s.dir.path());
+}
+
+/// The bridge interface of network `name`.
+fn inspect_network(s: &Store, name: &str) -> String {
+    let out = s.rimg(["network", "inspect", name]).ok();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v[0]["network_interface"].as_str().unwrap().to_string()
+}
