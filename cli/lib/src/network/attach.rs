@@ -239,6 +239,16 @@ fn netavark(op: &'static str, netns: &Path, opts: &Path) -> Result<Value, Networ
     let out_path = opts.with_extension("out");
     let out = File::create(&out_path).map_err(io_err("creating", &out_path))?;
     let bin = binary("RIMG_NETAVARK", &NETAVARK);
+    // netavark's firewall setup races with itself ("Chain already exists"): one at a time,
+    // machine-wide, as podman does.
+    let lock_path = Path::new(RUN_DIR).join("netavark.lock");
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_err("opening", &lock_path))?;
+    lock.lock().map_err(io_err("locking", &lock_path))?;
     let status = Command::new(&bin)
         .arg("--config")
         .arg(&config)
@@ -258,6 +268,7 @@ fn netavark(op: &'static str, netns: &Path, opts: &Path) -> Result<Value, Networ
                 bin.display()
             ),
         })?;
+    drop(lock);
     let text = fs::read_to_string(&out_path).unwrap_or_default();
     let _ = fs::remove_file(&out_path);
     let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
