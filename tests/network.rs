@@ -318,3 +318,46 @@ fn inspect_network(s: &Store, name: &str) -> String {
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     v[0]["network_interface"].as_str().unwrap().to_string()
 }
+
+/// Kills the host's web server when the test ends.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn a_build_step_fetches_from_the_host_through_the_bridge_gateway() {
+    require_tool("busybox");
+    let s = store();
+    let _c = Cleanup(&s);
+    let www = s.path("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("file.txt"), "from-the-host\n").unwrap();
+    let _server = Server(
+        Command::new("busybox")
+            .args(["httpd", "-f", "-p", "0.0.0.0:18085", "-h"])
+            .arg(&www)
+            .spawn()
+            .unwrap(),
+    );
+    assert!(eventually(20, || curl("http://127.0.0.1:18085/file.txt").is_some()));
+    let ctx = s.path("ctx");
+    std::fs::create_dir_all(&ctx).unwrap();
+    std::fs::write(
+        ctx.join("Dockerfile"),
+        "FROM busybox\n\
+         RUN wget -q -O /fetched.txt http://10.89.0.1:18085/file.txt\n\
+         RUN --network=none sh -c 'ip -o link | wc -l > /links'\n",
+    )
+    .unwrap();
+    s.rimg(["build", "-q", "-t", "fetched"]).arg(&ctx).ok();
+    let out = s
+        .rimg(["run", "--rm", "fetched", "cat", "/fetched.txt", "/links"])
+        .ok();
+    assert_eq!(out, "from-the-host\n1\n");
+    assert_no_mounts(s.dir.path());
+}

@@ -639,14 +639,28 @@ impl Drop for RawMode {
 /// generated in a temporary directory. This is what the builder's `RUN` uses; `rimg run`
 /// uses [`spawn`] and [`Supervisor`] directly.
 pub fn run_in_rootfs(rootfs: &Path, spec: &ProcessSpec) -> Result<i32, RuntimeError> {
-    let etc = EtcDir::new(&spec.hostname, spec.network)?;
+    run_in_rootfs_with_etc(rootfs, spec, None)
+}
+
+/// [`run_in_rootfs`] with the `/etc` files from `etc_dir` when given (a RUN step on a
+/// bridge network, whose files name its address).
+pub fn run_in_rootfs_with_etc(
+    rootfs: &Path,
+    spec: &ProcessSpec,
+    etc_dir: Option<&Path>,
+) -> Result<i32, RuntimeError> {
+    let owned;
+    let etc_dir = match etc_dir {
+        Some(d) => d,
+        None => {
+            owned = EtcDir::new(&spec.hostname, spec.network)?;
+            owned.0.path()
+        }
+    };
     let mut sup = Supervisor::new()?.cancel_on_interrupt();
     let process = spawn(&Launch {
         spec,
-        target: Target::Rootfs {
-            rootfs,
-            etc_dir: etc.0.path(),
-        },
+        target: Target::Rootfs { rootfs, etc_dir },
         stdin: Stdio::Inherit,
         output: Stdio::Inherit,
     })?;

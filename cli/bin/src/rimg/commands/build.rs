@@ -61,6 +61,9 @@ pub struct BuildArgs {
     pub pull: bool,
     /// The build context directory.
     pub context: PathBuf,
+    /// The network of RUN steps: default (a bridge), host or none.
+    #[arg(long, default_value = "default")]
+    pub network: String,
 }
 
 /// Prints progress lines.
@@ -221,7 +224,13 @@ pub fn run(ctx: &Ctx, a: BuildArgs) -> Result<u8> {
         current: String::new(),
     };
     let images = ctx.images()?;
-    let runner = MountRunner::new(a.quiet);
+    let network: rimg::builder::run::BuildNetwork = a.network.parse().map_err(|e: String| {
+        anyhow::Error::new(super::ExitStatus {
+            code: 125,
+            message: e,
+        })
+    })?;
+    let runner = MountRunner::new(a.quiet).with_network(network);
     let puller = Puller {
         images: &images,
         quiet: a.quiet,

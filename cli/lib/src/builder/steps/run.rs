@@ -2,7 +2,7 @@
 //! the step's layer.
 
 use super::super::dockerfile::Instruction;
-use super::super::run::RunRequest;
+use super::super::run::{BuildNetwork, RunRequest};
 use super::super::stages::{step_err, Builder, Outcome};
 use super::super::BuildError;
 use super::{StageContext, State};
@@ -19,17 +19,18 @@ pub(in crate::builder) fn run(
     if ins.flags.iter().any(|f| f.name == "security") {
         return Err(step_err(ins, "RUN --security is not supported"));
     }
-    let no_network = match ins.flag("network") {
-        None | Some("default") | Some("host") => false,
-        Some("none") => true,
-        Some(other) => {
-            return Err(step_err(
+    let network = match ins.flag("network") {
+        None => None,
+        Some(n) => Some(n.parse::<BuildNetwork>().map_err(|_| {
+            step_err(
                 ins,
-                format!("RUN --network={other} is not supported (use default, host or none)"),
-            ))
-        }
+                format!("RUN --network={n} is not supported (use default, host or none)"),
+            )
+        })?),
     };
-    let req = request(cx, &ins.args, no_network);
+    let no_network = network == Some(BuildNetwork::None);
+    let mut req = request(cx, &ins.args, no_network);
+    req.network = network;
     let text = key_text(&req, &arg_env(cx));
     let parts = cx.key(&text, Vec::new());
     if b.cache_hit(cx, &parts) {
@@ -78,6 +79,7 @@ fn request(cx: &StageContext<'_>, args: &str, no_network: bool) -> RunRequest {
         user: run.user.clone().unwrap_or_default(),
         epoch: cx.epoch,
         no_network,
+        network: None,
     }
 }
 
