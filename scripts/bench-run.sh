@@ -1,5 +1,5 @@
 #!/bin/sh
-# Start-to-exit latency of `rimg run --rm busybox true` against podman running the same
+# Start-to-exit latency of `rimg run --rm --network host busybox true` against podman running the same
 # image (`podman --runtime runc run --rm --network=host --ulimit host busybox true`), in the
 # same run, with hyperfine (medians of RUNS runs each, after 2 warm-up runs).
 #   scripts/bench-run.sh [RUNS]       (default 10; RIMG=path/to/rimg to skip the build,
@@ -31,7 +31,7 @@ RIMG_ROOT="$work/rimg" "$RIMG" import -c 'CMD ["sh"]' "$work/busybox.tar" busybo
 # shellcheck disable=SC2086
 podman $podman_flags import -q -c 'CMD ["sh"]' "$work/busybox.tar" busybox >/dev/null
 
-rimg_cmd="env RIMG_ROOT=$work/rimg $RIMG run --rm busybox true"
+rimg_cmd="env RIMG_ROOT=$work/rimg $RIMG run --rm --network host busybox true"
 podman_cmd="podman $podman_flags --runtime runc run --rm --network=host --ulimit host busybox true"
 hyperfine -N --warmup 2 --runs "$runs" --export-json "$work/result.json" \
     -n "rimg run --rm" "$rimg_cmd" -n "podman run --rm" "$podman_cmd"

@@ -183,7 +183,7 @@ fn users(containers: &Containers, def: &NetworkDef) -> Result<Vec<Container>> {
             c.config
                 .net
                 .as_ref()
-                .is_some_and(|n| n.networks.iter().any(|x| *x == def.name))
+                .is_some_and(|n| n.networks.contains(&def.name))
         })
         .collect())
 }

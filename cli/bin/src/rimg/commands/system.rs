@@ -162,6 +162,11 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<u8> {
     for p in &report.problems {
         outln(&p.to_string())?;
     }
+    // Machine-wide network state of containers that are gone (a killed monitor whose
+    // container was removed by hand): reported, not counted as damage to the store.
+    for l in rimg::network::attach::leftovers() {
+        outln(&format!("network leftover: {l}"))?;
+    }
     if !a.repair {
         let temp_files = report.temp_files + report.stale_indexes.len();
         let garbage = report.unreferenced.len() + temp_files;
