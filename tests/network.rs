@@ -237,6 +237,8 @@ fn monitor_pid(s: &Store, id: &str) -> i32 {
     v["monitor_pid"].as_i64().unwrap() as i32
 }
 
+/// The interface indexes of the veths on `bridge` (netavark's names, `vethN`, are reused
+/// at once by other tests' containers; indexes are not).
 fn veths_of(bridge: &str) -> Vec<String> {
     let out = Command::new("ip")
         .args(["-o", "link", "show", "master", bridge])
@@ -244,9 +246,16 @@ fn veths_of(bridge: &str) -> Vec<String> {
         .unwrap();
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .filter_map(|l| l.split(": ").nth(1))
-        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter_map(|l| l.split(": ").next())
+        .map(str::to_string)
         .collect()
+}
+
+fn index_exists(index: &str) -> bool {
+    std::fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .any(|e| std::fs::read_to_string(e.path().join("ifindex")).is_ok_and(|i| i.trim() == index))
 }
 
 fn link_exists(name: &str) -> bool {
@@ -291,7 +300,7 @@ fn nothing_is_left_after_rm_and_network_rm_even_after_a_killed_monitor() {
     s.rimg(["network", "rm", &net]).ok();
 
     for v in &veths {
-        assert!(!link_exists(v), "veth {v} left");
+        assert!(!index_exists(v), "veth with index {v} left");
     }
     assert!(!link_exists(&bridge), "bridge {bridge} left");
     for id in [&a, &b] {
@@ -359,5 +368,40 @@ fn a_build_step_fetches_from_the_host_through_the_bridge_gateway() {
         .rimg(["run", "--rm", "fetched", "cat", "/fetched.txt", "/links"])
         .ok();
     assert_eq!(out, "from-the-host\n1\n");
+    assert_no_mounts(s.dir.path());
+}
+
+#[test]
+fn containers_join_another_s_namespace_and_connect_to_networks_while_running() {
+    let s = store();
+    let _c = Cleanup(&s);
+    web(&s, "side", "sidecar", &[]);
+    // --network container:NAME: the same namespace, so the server is on 127.0.0.1.
+    let out = s
+        .rimg(["run", "--rm", "--network", "container:side", "busybox", "sh", "-c"])
+        .arg("for i in $(seq 50); do wget -q -O- http://127.0.0.1/ && exit 0; sleep 0.2; done; exit 1")
+        .ok();
+    assert_eq!(out, "sidecar\n");
+
+    let net = format!("rt-conn-{}", std::process::id());
+    s.rimg(["network", "create", "--subnet", "10.89.233.0/24", &net])
+        .ok();
+    let id = s
+        .rimg(["run", "-d", "--name", "late", "busybox", "sleep", "60"])
+        .ok()
+        .trim()
+        .to_string();
+    s.rimg(["network", "connect", &net, "late"]).ok();
+    let addrs = s.rimg(["exec", "late", "ip", "-o", "-4", "addr"]).ok();
+    assert!(addrs.contains("10.89.233."), "{addrs}");
+    assert_eq!(allocations_of(&id).len(), 2);
+    s.rimg(["network", "rm", &net]).fails();
+    s.rimg(["network", "disconnect", &net, "late"]).ok();
+    let addrs = s.rimg(["exec", "late", "ip", "-o", "-4", "addr"]).ok();
+    assert!(!addrs.contains("10.89.233."), "{addrs}");
+    assert_eq!(allocations_of(&id).len(), 1);
+    s.rimg(["network", "rm", &net]).ok();
+    s.rimg(["rm", "-f", "side", "late"]).ok();
+    assert!(allocations_of(&id).is_empty());
     assert_no_mounts(s.dir.path());
 }

@@ -255,6 +255,16 @@ impl Container {
         Ok(())
     }
 
+    /// Replaces the container's networks (`network connect`/`disconnect`): the one change
+    /// to its config after create.
+    pub fn set_net(&mut self, net: NetSpec) -> Result<()> {
+        let mut config = self.config.clone();
+        config.net = Some(net);
+        write_json(&self.dir.join("config.json"), &config)?;
+        self.config = config;
+        Ok(())
+    }
+
     /// The full id (64 hex digits).
     pub fn id(&self) -> &str {
         &self.config.id

@@ -132,6 +132,9 @@ fn attach_networks(
         return Ok(None);
     }
     let spec = c.config.net.clone().unwrap_or_default();
+    if let Some(other) = &spec.container {
+        return join_container(containers, c, other).map(Some);
+    }
     let who = Who {
         dir: c.dir(),
         id: c.id(),
@@ -139,6 +142,27 @@ fn attach_networks(
         hostname: &c.process().hostname,
     };
     Ok(Some(network_attach(&containers.networks(), &who, &spec)?))
+}
+
+/// `--network container:NAME`: the other container's namespace (it must run) and its
+/// `/etc/hosts` and `/etc/resolv.conf`.
+fn join_container(
+    containers: &Containers,
+    c: &Container,
+    other: &str,
+) -> Result<Attached, MonitorError> {
+    let o = containers.resolve(other)?;
+    let pid = o
+        .live_pid()
+        .ok_or_else(|| ContainerError::NotRunning(o.name().to_string()))?;
+    for f in ["hosts", "resolv.conf"] {
+        let (from, to) = (o.etc_dir().join(f), c.etc_dir().join(f));
+        std::fs::copy(&from, &to)
+            .map_err(|e| ContainerError::from(IoError::new("copying", &from, e)))?;
+    }
+    Ok(Attached::joined(PathBuf::from(format!(
+        "/proc/{pid}/ns/net"
+    ))))
 }
 
 fn supervise(

@@ -70,6 +70,17 @@ pub struct Attached {
     _ports: Reservation,
 }
 
+impl Attached {
+    /// Another container's network namespace, joined (`--network container:NAME`): nothing
+    /// of it is this container's to release.
+    pub fn joined(netns: PathBuf) -> Self {
+        Attached {
+            netns,
+            _ports: Reservation::default(),
+        }
+    }
+}
+
 /// The netns directory.
 fn netns_path(id: &str) -> PathBuf {
     Path::new(RUN_DIR).join("netns").join(id)
@@ -316,78 +327,150 @@ pub fn attach(nets: &Networks, who: &Who<'_>, spec: &NetSpec) -> Result<Attached
 
 fn setup(nets: &Networks, who: &Who<'_>, spec: &NetSpec, netns: &Path) -> Result<(), NetworkError> {
     create_netns(netns)?;
-    let mut networks = serde_json::Map::new();
-    let mut info = serde_json::Map::new();
     let mut endpoints = Vec::new();
+    let mut dns_servers = Vec::new();
     for (i, name) in spec.networks.iter().enumerate() {
         let def = nets.get(name)?;
-        let want = if i == 0 { spec.ip } else { None };
-        let (ip, len, gw) = allocate(&def, who.id, who.dir, want)?;
-        // netavark's DNS names: the container name (its own) and these.
-        let mut extra = spec.aliases.clone();
-        extra.push(who.id[..12].to_string());
-        networks.insert(
-            def.name.clone(),
-            json!({
-                "interface_name": format!("eth{i}"),
-                "static_ips": [ip.to_string()],
-                "aliases": if def.dns_enabled { extra.clone() } else { Vec::new() },
-            }),
-        );
-        let mut aliases = vec![who.name.to_string()];
-        aliases.extend(extra);
-        info.insert(def.name.clone(), def.netavark_json());
-        endpoints.push(Endpoint {
-            network: def.name.clone(),
-            network_id: def.id.clone(),
-            ip: Some(ip),
-            prefix_len: len,
-            gateway: (!def.internal).then_some(gw),
-            mac: String::new(),
-            aliases: if def.dns_enabled { aliases } else { Vec::new() },
-        });
-    }
-    let dns: Vec<String> = spec.dns.clone();
-    let opts = json!({
-        "container_id": who.id,
-        "container_name": who.name,
-        "networks": networks,
-        "network_info": info,
-        "port_mappings": spec.ports,
-        "dns_servers": if dns.is_empty() { Value::Null } else { json!(dns) },
-    });
-    let opts_path = who.dir.join("netavark.json");
-    let bytes = serde_json::to_vec(&opts).map_err(|e| NetworkError::Invalid(e.to_string()))?;
-    fs::write(&opts_path, bytes).map_err(io_err("writing", &opts_path))?;
-    let status = netavark("setup", netns, &opts_path)?;
-    let mut dns_servers = Vec::new();
-    for ep in endpoints.iter_mut() {
-        let block = &status[&ep.network];
-        if let Some(ifaces) = block["interfaces"].as_object() {
-            if let Some(mac) = ifaces
-                .values()
-                .next()
-                .and_then(|i| i["mac_address"].as_str())
-            {
-                ep.mac = mac.to_string();
-            }
-        }
-        for s in block["dns_server_ips"].as_array().into_iter().flatten() {
-            if let Some(s) = s.as_str() {
-                dns_servers.push(s.to_string());
-            }
-        }
+        let (ep, dns) = join_network(who, spec, &def, i, netns)?;
+        endpoints.push(ep);
+        dns_servers.extend(dns);
     }
     let state = NetState {
         netns: netns.to_path_buf(),
         endpoints,
     };
     write_etc(who, spec, &state, &dns_servers)?;
-    let p = who.dir.join("network.json");
-    let bytes =
-        serde_json::to_vec_pretty(&state).map_err(|e| NetworkError::Invalid(e.to_string()))?;
-    fs::write(&p, bytes).map_err(io_err("writing", &p))?;
-    Ok(())
+    state.write(who.dir)
+}
+
+impl NetState {
+    fn write(&self, dir: &Path) -> Result<(), NetworkError> {
+        let p = dir.join("network.json");
+        let bytes =
+            serde_json::to_vec_pretty(self).map_err(|e| NetworkError::Invalid(e.to_string()))?;
+        fs::write(&p, bytes).map_err(io_err("writing", &p))?;
+        Ok(())
+    }
+}
+
+/// The options file of one network of a container (teardown replays it).
+fn options_path(dir: &Path, network: &str) -> PathBuf {
+    dir.join(format!("netavark-{network}.json"))
+}
+
+/// Connects the container's namespace to network `def` as interface `eth{index}` (the
+/// first one also gets the published ports and `--ip`): allocates, runs netavark setup.
+/// The endpoint and the DNS servers netavark answers with.
+fn join_network(
+    who: &Who<'_>,
+    spec: &NetSpec,
+    def: &NetworkDef,
+    index: usize,
+    netns: &Path,
+) -> Result<(Endpoint, Vec<String>), NetworkError> {
+    let want = if index == 0 { spec.ip } else { None };
+    let (ip, len, gw) = allocate(def, who.id, who.dir, want)?;
+    // netavark's DNS names: the container name (its own) and these.
+    let mut extra = spec.aliases.clone();
+    extra.push(who.id[..12].to_string());
+    let dns_names = if def.dns_enabled {
+        extra.clone()
+    } else {
+        Vec::new()
+    };
+    let mut networks = serde_json::Map::new();
+    networks.insert(
+        def.name.clone(),
+        json!({
+            "interface_name": format!("eth{index}"),
+            "static_ips": [ip.to_string()],
+            "aliases": dns_names,
+        }),
+    );
+    let mut info = serde_json::Map::new();
+    info.insert(def.name.clone(), def.netavark_json());
+    let ports = if index == 0 {
+        spec.ports.clone()
+    } else {
+        Vec::new()
+    };
+    let opts = json!({
+        "container_id": who.id,
+        "container_name": who.name,
+        "networks": networks,
+        "network_info": info,
+        "port_mappings": ports,
+        "dns_servers": if spec.dns.is_empty() { Value::Null } else { json!(spec.dns) },
+    });
+    let opts_path = options_path(who.dir, &def.name);
+    let bytes = serde_json::to_vec(&opts).map_err(|e| NetworkError::Invalid(e.to_string()))?;
+    fs::write(&opts_path, bytes).map_err(io_err("writing", &opts_path))?;
+    let status = netavark("setup", netns, &opts_path)?;
+    let block = &status[&def.name];
+    let mac = block["interfaces"]
+        .as_object()
+        .and_then(|i| i.values().next())
+        .and_then(|i| i["mac_address"].as_str())
+        .unwrap_or_default()
+        .to_string();
+    let dns: Vec<String> = block["dns_server_ips"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(str::to_string))
+        .collect();
+    let mut aliases = vec![who.name.to_string()];
+    aliases.extend(extra);
+    let ep = Endpoint {
+        network: def.name.clone(),
+        network_id: def.id.clone(),
+        ip: Some(ip),
+        prefix_len: len,
+        gateway: (!def.internal).then_some(gw),
+        mac,
+        aliases: if def.dns_enabled { aliases } else { Vec::new() },
+    };
+    Ok((ep, dns))
+}
+
+/// `network connect` of a running container: one more interface in its namespace.
+pub fn connect_running(
+    who: &Who<'_>,
+    spec: &NetSpec,
+    def: &NetworkDef,
+) -> Result<(), NetworkError> {
+    let mut state = NetState::read(who.dir).ok_or_else(|| {
+        NetworkError::Invalid(format!("container {} has no network namespace", who.name))
+    })?;
+    if state.endpoints.iter().any(|e| e.network == def.name) {
+        return Err(NetworkError::Invalid(format!(
+            "container {} is already connected to network {}",
+            who.name, def.name
+        )));
+    }
+    let netns = state.netns.clone();
+    let (ep, _) = join_network(who, spec, def, state.endpoints.len(), &netns)?;
+    state.endpoints.push(ep);
+    state.write(who.dir)
+}
+
+/// `network disconnect` of a running container: netavark teardown of that network, its
+/// address freed.
+pub fn disconnect_running(who: &Who<'_>, def: &NetworkDef) -> Result<(), NetworkError> {
+    let mut state = NetState::read(who.dir).unwrap_or_default();
+    let opts = options_path(who.dir, &def.name);
+    if opts.exists() {
+        netavark("teardown", &state.netns, &opts)?;
+        let _ = fs::remove_file(&opts);
+    }
+    let bridge_dir = ipam_dir().join(&def.network_interface);
+    for ep in state.endpoints.iter().filter(|e| e.network == def.name) {
+        if let Some(ip) = ep.ip {
+            let _ = fs::remove_file(bridge_dir.join(ip.to_string()));
+        }
+    }
+    state.endpoints.retain(|e| e.network != def.name);
+    state.write(who.dir)
 }
 
 /// The container's `/etc/hosts` and `/etc/resolv.conf` for its networks.
@@ -457,11 +540,23 @@ fn host_nameservers() -> Vec<String> {
 /// whatever can be released is.
 pub fn detach(container_dir: &Path, id: &str) {
     let netns = netns_path(id);
-    let opts = container_dir.join("netavark.json");
-    if opts.exists() && netns.exists() {
-        let _ = netavark("teardown", &netns, &opts);
+    let files: Vec<PathBuf> = fs::read_dir(container_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("netavark-") && n.ends_with(".json"))
+        })
+        .collect();
+    for opts in files {
+        if netns.exists() {
+            let _ = netavark("teardown", &netns, &opts);
+        }
+        let _ = fs::remove_file(&opts);
     }
-    let _ = fs::remove_file(&opts);
     remove_netns(&netns);
     free_addresses(id);
     let _ = fs::remove_file(container_dir.join("network.json"));

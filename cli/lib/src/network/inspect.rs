@@ -28,7 +28,7 @@ pub fn settings(config: &ContainerConfig, live: Option<&NetState>) -> Value {
     let mut networks = Map::new();
     let names: Vec<String> = match &config.net {
         Some(n) => n.networks.clone(),
-        None => vec![mode.to_string()],
+        None => vec![mode.clone()],
     };
     for name in names {
         let ep = live.and_then(|s| s.endpoints.iter().find(|e| e.network == name));

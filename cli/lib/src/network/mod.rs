@@ -8,7 +8,8 @@
 //! /run/rimg/netns/<container id>          a container's network namespace (bind mount)
 //! /run/rimg/ipam/<bridge>/<address>       an allocated address: the container id and dir
 //! /run/rimg/netavark/                     netavark's and aardvark-dns's state
-//! <container dir>/netavark.json           what setup was given (teardown replays it)
+//! <container dir>/netavark-<net>.json     what setup was given, per network (teardown
+//!                                         replays it)
 //! ```
 //!
 //! The default network `bridge` (interface `rimg0`, 10.89.0.0/24, no DNS, as Docker's
@@ -171,16 +172,20 @@ impl NetworkDef {
     }
 }
 
-/// Docker's `NetworkMode` of a container: `host`, `none`, or its first network.
-pub fn mode_name(network: crate::runtime::Network, net: Option<&NetSpec>) -> &str {
+/// Docker's `NetworkMode` of a container: `host`, `none`, `container:ID`, or its first
+/// network.
+pub fn mode_name(network: crate::runtime::Network, net: Option<&NetSpec>) -> String {
     use crate::runtime::Network;
+    if let Some(id) = net.and_then(|n| n.container.as_ref()) {
+        return format!("container:{id}");
+    }
     match network {
-        Network::Host => "host",
-        Network::None => "none",
+        Network::Host => "host".into(),
+        Network::None => "none".into(),
         Network::Namespace => net
             .and_then(|n| n.networks.first())
-            .map(String::as_str)
-            .unwrap_or(DEFAULT_NETWORK),
+            .cloned()
+            .unwrap_or_else(|| DEFAULT_NETWORK.into()),
     }
 }
 
@@ -223,6 +228,10 @@ pub struct NetSpec {
     /// `--add-host NAME:IP` (`host-gateway` for the gateway).
     #[serde(default)]
     pub add_hosts: Vec<String>,
+    /// `--network container:NAME`: the id of the container whose network namespace this
+    /// one joins (then `networks` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
 }
 
 /// The networks of one store (the default one built in).

@@ -7,7 +7,7 @@ use anyhow::Result;
 use clap::{Args, Subcommand};
 use rimg::container::{Container, Containers};
 use rimg::image::Image;
-use rimg::network::attach::NetState;
+use rimg::network::attach::{connect_running, disconnect_running, NetState, Who};
 use rimg::network::ports::{assign_free_ports, parse_publish, reserve};
 use rimg::network::{CreateNetwork, NetSpec, NetworkDef, DEFAULT_NETWORK};
 use rimg::runtime::Network;
@@ -58,7 +58,20 @@ pub fn for_create(
         "none" => return Ok((Network::None, None)),
         "bridge" | "default" => DEFAULT_NETWORK.to_string(),
         m if m.starts_with("container:") => {
-            return Err(fail(125, "--network container:NAME is not supported yet"))
+            if !f.publish.is_empty() || f.publish_all || f.ip.is_some() || !f.dns.is_empty() {
+                return Err(fail(
+                    125,
+                    "conflicting options: -p, -P, --ip and --dns cannot go with --network container:NAME",
+                ));
+            }
+            let other = containers
+                .resolve(&m["container:".len()..])
+                .map_err(|e| fail(125, rimg::error_line(&e)))?;
+            let spec = NetSpec {
+                container: Some(other.id().to_string()),
+                ..Default::default()
+            };
+            return Ok((Network::Namespace, Some(spec)));
         }
         m => m.to_string(),
     };
@@ -110,6 +123,7 @@ pub fn for_create(
             ports,
             dns: f.dns.clone(),
             add_hosts: f.add_hosts.clone(),
+            container: None,
         }),
     ))
 }
@@ -129,6 +143,94 @@ pub enum NetworkCommand {
     Rm(NamesArgs),
     /// Remove every user network no container uses.
     Prune(PruneArgs),
+    /// Connect a container to a network.
+    Connect(ConnectArgs),
+    /// Disconnect a container from a network.
+    Disconnect(ConnectArgs),
+}
+
+/// Flags of `rimg network connect` and `disconnect`.
+#[derive(Args)]
+pub struct ConnectArgs {
+    /// Another DNS name of the container on the network (connect).
+    #[arg(long = "alias")]
+    pub aliases: Vec<String>,
+    /// Ignored (disconnect always releases what it can).
+    #[arg(short, long)]
+    pub force: bool,
+    /// The network.
+    pub network: String,
+    /// The container.
+    pub container: String,
+}
+
+/// `network connect` (`connect` true) or `disconnect`: the container's config, and its
+/// namespace while it runs.
+fn connect(containers: &Containers, a: ConnectArgs, connect: bool) -> Result<u8> {
+    let nets = containers.networks();
+    let def = nets
+        .get(&a.network)
+        .map_err(|e| fail(1, rimg::error_line(&e)))?;
+    let mut c = containers.resolve(&a.container)?;
+    if c.process().network != Network::Namespace
+        || c.config.net.as_ref().is_some_and(|n| n.container.is_some())
+    {
+        return Err(fail(
+            1,
+            format!("container {} is not on a bridge network", c.name()),
+        ));
+    }
+    let mut spec = c.config.net.clone().unwrap_or_default();
+    let listed = spec.networks.contains(&def.name);
+    if connect && listed {
+        return Err(fail(
+            1,
+            format!(
+                "container {} is already connected to network {}",
+                c.name(),
+                def.name
+            ),
+        ));
+    }
+    if !connect && !listed {
+        return Err(fail(
+            1,
+            format!(
+                "container {} is not connected to network {}",
+                c.name(),
+                def.name
+            ),
+        ));
+    }
+    let running = c.status().is_running();
+    let hostname = c.process().hostname.clone();
+    let (dir, id, name) = (
+        c.dir().to_path_buf(),
+        c.id().to_string(),
+        c.name().to_string(),
+    );
+    let who = Who {
+        dir: &dir,
+        id: &id,
+        name: &name,
+        hostname: &hostname,
+    };
+    if connect {
+        let mut extra = spec.clone();
+        extra.aliases.extend(a.aliases.iter().cloned());
+        if running {
+            connect_running(&who, &extra, &def).map_err(|e| fail(1, rimg::error_line(&e)))?;
+        }
+        spec.networks.push(def.name.clone());
+        spec.aliases = extra.aliases;
+    } else {
+        if running {
+            disconnect_running(&who, &def).map_err(|e| fail(1, rimg::error_line(&e)))?;
+        }
+        spec.networks.retain(|n| *n != def.name);
+    }
+    c.set_net(spec)?;
+    Ok(0)
 }
 
 /// Flags of `rimg network create`.
@@ -287,6 +389,8 @@ pub fn run(ctx: &Ctx, cmd: NetworkCommand) -> Result<u8> {
             }
             Ok(code)
         }
+        NetworkCommand::Connect(a) => connect(&containers, a, true),
+        NetworkCommand::Disconnect(a) => connect(&containers, a, false),
         NetworkCommand::Prune(_) => {
             let mut removed = Vec::new();
             for def in nets.list()? {
