@@ -364,10 +364,12 @@ fn a_build_step_fetches_from_the_host_through_the_bridge_gateway() {
     )
     .unwrap();
     s.rimg(["build", "-q", "-t", "fetched"]).arg(&ctx).ok();
-    let out = s
-        .rimg(["run", "--rm", "fetched", "cat", "/fetched.txt", "/links"])
-        .ok();
-    assert_eq!(out, "from-the-host\n1\n");
+    let fetched = s.rimg(["run", "--rm", "fetched", "cat", "/fetched.txt", "/links"]);
+    assert_eq!(
+        fetched.ok(),
+        "from-the-host\n1\n",
+        "RUN's fetch, RUN --network=none's links"
+    );
     assert_no_mounts(s.dir.path());
 }
 

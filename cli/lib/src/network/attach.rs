@@ -253,12 +253,8 @@ fn netavark(op: &'static str, netns: &Path, opts: &Path) -> Result<Value, Networ
     // netavark's firewall setup races with itself ("Chain already exists"): one at a time,
     // machine-wide, as podman does.
     let lock_path = Path::new(RUN_DIR).join("netavark.lock");
-    let lock = OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&lock_path)
-        .map_err(io_err("opening", &lock_path))?;
+    let lock = File::options().append(true).create(true).open(&lock_path);
+    let lock = lock.map_err(io_err("opening", &lock_path))?;
     lock.lock().map_err(io_err("locking", &lock_path))?;
     let status = Command::new(&bin)
         .arg("--config")

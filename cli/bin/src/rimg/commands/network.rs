@@ -53,6 +53,9 @@ pub fn for_create(
     f: &NetFlags,
     image: &Image,
 ) -> Result<(Network, Option<NetSpec>)> {
+    if (mode == "host" || mode == "none") && (!f.publish.is_empty() || f.publish_all) {
+        eprintln!("WARNING: Published ports are discarded when using {mode} network mode");
+    }
     let name = match mode {
         "host" => return Ok((Network::Host, None)),
         "none" => return Ok((Network::None, None)),
