@@ -409,8 +409,11 @@ fn join_network(
         .and_then(|i| i["mac_address"].as_str())
         .unwrap_or_default()
         .to_string();
+    // aardvark-dns on the gateway; without DNS netavark echoes `--dns`, which the caller
+    // writes itself.
     let dns: Vec<String> = block["dns_server_ips"]
         .as_array()
+        .filter(|_| def.dns_enabled)
         .into_iter()
         .flatten()
         .filter_map(|s| s.as_str().map(str::to_string))

@@ -1,6 +1,7 @@
 //! The built-in container runtime: no daemon, no OCI runtime binary. A container process is
 //! forked into new mount, pid, uts and ipc namespaces (and a new network namespace with only
-//! `lo` for `--network none`), pivots into its rootfs with `/proc`, a minimal `/dev` and the
+//! `lo` for `--network none`, or the one its caller prepared on a bridge: `crate::network`),
+//! pivots into its rootfs with `/proc`, a minimal `/dev` and the
 //! `/etc` files bind-mounted, takes the image's user, working directory and environment, and
 //! execs. The caller stays on the host side as the container's supervisor: it forwards
 //! signals, relays the pty or pipes, and reaps the exit status.
