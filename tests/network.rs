@@ -407,3 +407,82 @@ fn containers_join_another_s_namespace_and_connect_to_networks_while_running() {
     assert!(allocations_of(&id).is_empty());
     assert_no_mounts(s.dir.path());
 }
+
+#[test]
+fn the_container_sees_its_address_hostname_added_hosts_and_dns() {
+    let s = store();
+    let _c = Cleanup(&s);
+    let net = format!("rt-etc-{}", std::process::id());
+    s.rimg(["network", "create", "--subnet", "10.89.234.0/24", &net])
+        .ok();
+    let out = s
+        .rimg([
+            "run",
+            "--rm",
+            "--network",
+            &net,
+            "--ip",
+            "10.89.234.77",
+            "--hostname",
+            "box",
+        ])
+        .args([
+            "--add-host",
+            "db:10.89.234.9",
+            "--add-host",
+            "hostgw:host-gateway",
+        ])
+        .args([
+            "busybox",
+            "sh",
+            "-c",
+            "ip -o -4 addr show eth0; hostname; cat /etc/hosts",
+        ])
+        .ok();
+    assert!(out.contains("inet 10.89.234.77/24"), "{out}");
+    assert!(out.contains("\nbox\n"), "{out}");
+    assert!(out.contains("10.89.234.77\tbox"), "{out}");
+    assert!(out.contains("10.89.234.9\tdb"), "{out}");
+    assert!(out.contains("10.89.234.1\thostgw"), "{out}");
+    // The default bridge without DNS: --dns is the container's nameserver.
+    let resolv = s
+        .rimg([
+            "run",
+            "--rm",
+            "--dns",
+            "127.0.0.1",
+            "busybox",
+            "cat",
+            "/etc/resolv.conf",
+        ])
+        .ok();
+    assert_eq!(resolv, "nameserver 127.0.0.1\n");
+    // An address in use is refused.
+    s.rimg([
+        "run",
+        "-d",
+        "--name",
+        "holder",
+        "--network",
+        &net,
+        "--ip",
+        "10.89.234.50",
+    ])
+    .args(["busybox", "sleep", "60"])
+    .ok();
+    let err = s
+        .rimg([
+            "run",
+            "--rm",
+            "--network",
+            &net,
+            "--ip",
+            "10.89.234.50",
+            "busybox",
+            "true",
+        ])
+        .fails();
+    assert!(err.contains("already in use"), "{err}");
+    s.rimg(["rm", "-f", "holder"]).ok();
+    s.rimg(["network", "rm", &net]).ok();
+}
