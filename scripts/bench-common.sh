@@ -33,3 +33,28 @@ timed() {
 median() {
     sort -n | awk -v d="${1:-2}" '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%." d "f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+
+# bench_podman_busybox: podman in a private store under $work ($podman_flags), its
+# containers and store removed on exit (with $work), and the tests' busybox rootfs tar
+# (scripts/make-busybox-image.sh with a stand-in rimg that keeps it) imported as `busybox`
+# into both $work/rimg and podman's store.
+bench_podman_busybox() {
+    podman_flags="--root $work/podman/root --runroot $work/podman/run --storage-driver overlay"
+    trap bench_podman_cleanup EXIT
+    export CONTAINERS_CONF="$work/containers.conf"
+    printf '#!/bin/sh\nfor a; do case $a in *.tar) cp "$a" %s/busybox.tar;; esac; done\n' "$work" >"$work/keep.sh"
+    chmod +x "$work/keep.sh"
+    RIMG="$work/keep.sh" scripts/make-busybox-image.sh >/dev/null
+    RIMG_ROOT="$work/rimg" "$RIMG" import -c 'CMD ["sh"]' "$work/busybox.tar" busybox >/dev/null
+    # shellcheck disable=SC2086
+    podman $podman_flags import -q -c 'CMD ["sh"]' "$work/busybox.tar" busybox >/dev/null
+}
+
+bench_podman_cleanup() {
+    # shellcheck disable=SC2086
+    podman $podman_flags rm -af >/dev/null 2>&1 || true
+    # shellcheck disable=SC2086
+    podman $podman_flags system reset -f >/dev/null 2>&1 || true
+    grep " $work/" /proc/mounts | cut -d' ' -f2 | sort -r | xargs -r umount -l 2>/dev/null || true
+    rm -rf "$work"
+}

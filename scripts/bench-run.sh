@@ -11,25 +11,7 @@ cd "$(dirname "$0")/.."
 runs=${1:-10}
 . scripts/bench-common.sh
 bench_setup run --bins
-podman_flags="--root $work/podman/root --runroot $work/podman/run --storage-driver overlay"
-cleanup() {
-    # shellcheck disable=SC2086
-    CONTAINERS_CONF="$work/containers.conf" podman $podman_flags rm -af >/dev/null 2>&1 || true
-    # shellcheck disable=SC2086
-    CONTAINERS_CONF="$work/containers.conf" podman $podman_flags system reset -f >/dev/null 2>&1 || true
-    grep " $work/" /proc/mounts | cut -d' ' -f2 | sort -r | xargs -r umount -l 2>/dev/null || true
-    rm -rf "$work"
-}
-trap cleanup EXIT
-export CONTAINERS_CONF="$work/containers.conf"
-
-# The busybox tar the tests use: make-busybox-image.sh with a stand-in rimg that keeps it.
-printf '#!/bin/sh\nfor a; do case $a in *.tar) cp "$a" %s/busybox.tar;; esac; done\n' "$work" >"$work/keep.sh"
-chmod +x "$work/keep.sh"
-RIMG="$work/keep.sh" scripts/make-busybox-image.sh >/dev/null
-RIMG_ROOT="$work/rimg" "$RIMG" import -c 'CMD ["sh"]' "$work/busybox.tar" busybox >/dev/null
-# shellcheck disable=SC2086
-podman $podman_flags import -q -c 'CMD ["sh"]' "$work/busybox.tar" busybox >/dev/null
+bench_podman_busybox
 
 rimg_cmd="env RIMG_ROOT=$work/rimg $RIMG run --rm --network host busybox true"
 podman_cmd="podman $podman_flags --runtime runc run --rm --network=host --ulimit host busybox true"

@@ -7,9 +7,8 @@
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use rimg_tests::containers::{assert_no_mounts, Cleanup};
+use rimg_tests::containers::{assert_no_mounts, eventually, Cleanup};
 use rimg_tests::{busybox_tar, require_tool, sh, Store};
 
 /// A store with busybox and `webimg`: busybox that EXPOSEs 80 and 8080.
@@ -23,16 +22,11 @@ fn store() -> Store {
     s
 }
 
-/// Polls `f` until it is true or `secs` pass.
-fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    f()
+/// Creates a user network named after `tag` and this process, on `subnet`; its name.
+fn user_network(s: &Store, tag: &str, subnet: &str) -> String {
+    let net = format!("rt-{tag}-{}", std::process::id());
+    s.rimg(["network", "create", "--subnet", subnet, &net]).ok();
+    net
 }
 
 /// A detached busybox httpd serving `page` on port 80, with `extra` run flags.
@@ -80,6 +74,20 @@ fn allocations_of(id: &str) -> Vec<String> {
     out
 }
 
+/// What a failed port test shows: the container, its log, the addresses, the nat table.
+fn diagnose(s: &Store, name: &str) -> String {
+    let ps = s.rimg(["ps", "-a"]).output();
+    let logs = s.rimg(["logs", name]).output();
+    format!(
+        "{}{}{}\naddresses:\n{}\n{}",
+        String::from_utf8_lossy(&ps.stdout),
+        String::from_utf8_lossy(&logs.stdout),
+        String::from_utf8_lossy(&logs.stderr),
+        sh("grep -r . /run/rimg/ipam/rimg0 || true"),
+        sh("iptables-save -t nat | grep 1808 || true") + &sh("ip neigh show dev rimg0 || true")
+    )
+}
+
 #[test]
 fn two_web_servers_on_published_ports_serve_their_own_pages() {
     require_tool("curl");
@@ -90,12 +98,14 @@ fn two_web_servers_on_published_ports_serve_their_own_pages() {
     assert!(
         eventually(20, || curl("http://127.0.0.1:18081/").as_deref()
             == Some("page-one\n")),
-        "18081 did not serve page-one"
+        "18081 did not serve page-one:\n{}",
+        diagnose(&s, "one")
     );
     assert!(
         eventually(20, || curl("http://127.0.0.1:18082/").as_deref()
             == Some("page-two\n")),
-        "18082 did not serve page-two"
+        "18082 did not serve page-two:\n{}",
+        diagnose(&s, "two")
     );
     assert_eq!(s.rimg(["port", "one"]).ok(), "80/tcp -> 127.0.0.1:18081\n");
     assert_eq!(s.rimg(["port", "two", "80/tcp"]).ok(), "127.0.0.1:18082\n");
@@ -118,9 +128,7 @@ fn two_web_servers_on_published_ports_serve_their_own_pages() {
 fn user_network_resolves_names_and_the_default_bridge_does_not() {
     let s = store();
     let _c = Cleanup(&s);
-    let net = format!("rt-dns-{}", std::process::id());
-    s.rimg(["network", "create", "--subnet", "10.89.231.0/24", &net])
-        .ok();
+    let net = user_network(&s, "dns", "10.89.231.0/24");
     // --dns 127.0.0.1: names aardvark-dns does not know go nowhere else.
     web(
         &s,
@@ -268,9 +276,8 @@ fn nothing_is_left_after_rm_and_network_rm_even_after_a_killed_monitor() {
     require_tool("nft");
     let s = store();
     let _c = Cleanup(&s);
-    let net = format!("rt-gone-{}", std::process::id());
     let subnet = "10.89.232.0/24";
-    s.rimg(["network", "create", "--subnet", subnet, &net]).ok();
+    let net = user_network(&s, "gone", subnet);
     let bridge = inspect_network(&s, &net);
     let a = web(
         &s,
@@ -385,9 +392,7 @@ fn containers_join_another_s_namespace_and_connect_to_networks_while_running() {
         .ok();
     assert_eq!(out, "sidecar\n");
 
-    let net = format!("rt-conn-{}", std::process::id());
-    s.rimg(["network", "create", "--subnet", "10.89.233.0/24", &net])
-        .ok();
+    let net = user_network(&s, "conn", "10.89.233.0/24");
     let id = s
         .rimg(["run", "-d", "--name", "late", "busybox", "sleep", "60"])
         .ok()
@@ -412,9 +417,7 @@ fn containers_join_another_s_namespace_and_connect_to_networks_while_running() {
 fn the_container_sees_its_address_hostname_added_hosts_and_dns() {
     let s = store();
     let _c = Cleanup(&s);
-    let net = format!("rt-etc-{}", std::process::id());
-    s.rimg(["network", "create", "--subnet", "10.89.234.0/24", &net])
-        .ok();
+    let net = user_network(&s, "etc", "10.89.234.0/24");
     let out = s
         .rimg([
             "run",

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use super::{bin, mounts_under, Store};
 
@@ -33,6 +34,18 @@ impl Drop for Cleanup<'_> {
             }
         }
     }
+}
+
+/// Polls `f` until it is true or `secs` pass (containers start and stop asynchronously).
+pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
 }
 
 /// Asserts that nothing is mounted under `dir` (the test's temp dir).

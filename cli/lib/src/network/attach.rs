@@ -186,11 +186,22 @@ fn allocate(
         }
         return Ok((ip, len, gw));
     }
+    // Round robin from after the last address handed out (a hint file), as Docker's IPAM:
+    // an address just freed is not reused at once, while neighbours may still cache the
+    // MAC address of its last holder.
     let first = u32::from(net) + 1;
-    let last = u32::from(net) + (1u32 << (32 - len)) - 2;
-    for n in first..=last {
-        let ip = Ipv4Addr::from(n);
+    let size = (1u32 << (32 - len)) - 2;
+    let hint_path = bridge_dir.join(".last");
+    let hint = fs::read_to_string(&hint_path)
+        .ok()
+        .and_then(|t| t.trim().parse::<Ipv4Addr>().ok())
+        .map(u32::from)
+        .filter(|&h| h >= first && h < first + size)
+        .map_or(0, |h| h - first + 1);
+    for k in 0..size {
+        let ip = Ipv4Addr::from(first + (hint + k) % size);
         if ip != gw && try_take(ip)? {
+            let _ = fs::write(&hint_path, ip.to_string());
             return Ok((ip, len, gw));
         }
     }
@@ -212,8 +223,6 @@ fn free_addresses(id: &str) {
                 let _ = fs::remove_file(a.path());
             }
         }
-        // Gone once its last address is freed (fails while others hold one).
-        let _ = fs::remove_dir(b.path());
     }
 }
 
@@ -227,7 +236,7 @@ pub fn allocations() -> Vec<(String, String, String, String)> {
         let Ok(addrs) = fs::read_dir(b.path()) else {
             continue;
         };
-        for a in addrs.flatten() {
+        for a in addrs.flatten().filter(|a| a.file_name() != ".last") {
             let holder = fs::read_to_string(a.path()).unwrap_or_default();
             let mut l = holder.lines();
             out.push((
