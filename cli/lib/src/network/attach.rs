@@ -315,6 +315,7 @@ pub struct Who<'a> {
 /// files. On failure everything done is undone.
 pub fn attach(nets: &Networks, who: &Who<'_>, spec: &NetSpec) -> Result<Attached, NetworkError> {
     detach(who.dir, who.id);
+    sweep_orphans();
     let ports = reserve(&spec.ports)?;
     let netns = netns_path(who.id);
     let r = setup(nets, who, spec, &netns);
@@ -568,6 +569,29 @@ pub fn detach(container_dir: &Path, id: &str) {
     remove_netns(&netns);
     free_addresses(id);
     let _ = fs::remove_file(container_dir.join("network.json"));
+}
+
+/// Unmounts the namespaces of processes killed mid-way (a `rimg build` killed during a RUN
+/// step): those no address names, a minute old (younger ones may be between their
+/// creation and their allocation). Their veths go with them; their addresses were
+/// reclaimed as stale already.
+fn sweep_orphans() {
+    let held: Vec<String> = allocations().into_iter().map(|a| a.2).collect();
+    let Ok(entries) = fs::read_dir(Path::new(RUN_DIR).join("netns")) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let id = e.file_name().to_string_lossy().into_owned();
+        let old = e
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() >= 60);
+        if old && !held.contains(&id) {
+            remove_netns(&e.path());
+        }
+    }
 }
 
 /// Leftovers of containers that are gone: namespaces and addresses whose container
