@@ -383,6 +383,10 @@ impl Networks {
                 "{DEFAULT_NETWORK} is a pre-defined network and cannot be removed"
             )));
         }
+        // Its address directory: only the round-robin hint is left once no container is on it.
+        let ipam = Path::new(RUN_DIR).join("ipam").join(&def.network_interface);
+        let _ = fs::remove_file(ipam.join(".last"));
+        let _ = fs::remove_dir(&ipam);
         let p = self.path(&def.name);
         match fs::remove_file(&p) {
             Ok(()) => Ok(()),
