@@ -58,3 +58,16 @@ bench_podman_cleanup() {
     grep " $work/" /proc/mounts | cut -d' ' -f2 | sort -r | xargs -r umount -l 2>/dev/null || true
     rm -rf "$work"
 }
+
+# bench_ratio RUNS NAME_A COMMAND_A NAME_B COMMAND_B: hyperfine of both commands (2 warm-up
+# runs, RUNS runs each), then their medians and the A/B ratio (goal <= 0.50).
+bench_ratio() {
+    hyperfine -N --warmup 2 --runs "$1" --export-json "$work/result.json" -n "$2" "$3" -n "$4" "$5"
+    python3 - "$work/result.json" "$2" "$4" <<'PY'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+a, b = r[sys.argv[2]]["median"], r[sys.argv[3]]["median"]
+print(f"median: rimg {a*1000:.1f} ms, podman {b*1000:.1f} ms")
+print(f"rimg/podman ratio: {a/b:.2f} (goal <= 0.50)")
+PY
+}

@@ -17,15 +17,7 @@ trap 'env RIMG_ROOT="$work/rimg" "$RIMG" rm -f nc-rimg >/dev/null 2>&1; bench_po
 echo "== run --rm -p 18090:80 busybox true"
 rimg_cmd="env RIMG_ROOT=$work/rimg $RIMG run --rm -p 18090:80 busybox true"
 podman_cmd="podman $podman_flags --runtime runc run --rm --network bridge -p 18090:80 busybox true"
-hyperfine -N --warmup 2 --runs "$runs" --export-json "$work/result.json" \
-    -n "rimg" "$rimg_cmd" -n "podman" "$podman_cmd"
-python3 - "$work/result.json" <<'PY'
-import json, sys
-r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-rimg, podman = r["rimg"]["median"], r["podman"]["median"]
-print(f"median: rimg {rimg*1000:.1f} ms, podman {podman*1000:.1f} ms")
-print(f"rimg/podman ratio: {rimg/podman:.2f} (goal <= 0.50)")
-PY
+bench_ratio "$runs" "rimg" "$rimg_cmd" "podman" "$podman_cmd"
 
 echo "== 1 GiB through a published port (127.0.0.1:18091 -> 80)"
 server='while true; do head -c 1073741824 /dev/zero | nc -l -p 80; done'

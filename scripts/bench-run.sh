@@ -15,12 +15,4 @@ bench_podman_busybox
 
 rimg_cmd="env RIMG_ROOT=$work/rimg $RIMG run --rm --network host busybox true"
 podman_cmd="podman $podman_flags --runtime runc run --rm --network=host --ulimit host busybox true"
-hyperfine -N --warmup 2 --runs "$runs" --export-json "$work/result.json" \
-    -n "rimg run --rm" "$rimg_cmd" -n "podman run --rm" "$podman_cmd"
-python3 - "$work/result.json" <<'PY'
-import json, sys
-r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
-rimg, podman = r["rimg run --rm"]["median"], r["podman run --rm"]["median"]
-print(f"median: rimg {rimg*1000:.1f} ms, podman {podman*1000:.1f} ms")
-print(f"rimg/podman ratio: {rimg/podman:.2f} (goal <= 0.50)")
-PY
+bench_ratio "$runs" "rimg run --rm" "$rimg_cmd" "podman run --rm" "$podman_cmd"
