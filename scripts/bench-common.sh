@@ -33,3 +33,41 @@ timed() {
 median() {
     sort -n | awk -v d="${1:-2}" '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else printf "%." d "f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
 }
+
+# bench_podman_busybox: podman in a private store under $work ($podman_flags), its
+# containers and store removed on exit (with $work), and the tests' busybox rootfs tar
+# (scripts/make-busybox-image.sh with a stand-in rimg that keeps it) imported as `busybox`
+# into both $work/rimg and podman's store.
+bench_podman_busybox() {
+    podman_flags="--root $work/podman/root --runroot $work/podman/run --storage-driver overlay"
+    trap bench_podman_cleanup EXIT
+    export CONTAINERS_CONF="$work/containers.conf"
+    printf '#!/bin/sh\nfor a; do case $a in *.tar) cp "$a" %s/busybox.tar;; esac; done\n' "$work" >"$work/keep.sh"
+    chmod +x "$work/keep.sh"
+    RIMG="$work/keep.sh" scripts/make-busybox-image.sh >/dev/null
+    RIMG_ROOT="$work/rimg" "$RIMG" import -c 'CMD ["sh"]' "$work/busybox.tar" busybox >/dev/null
+    # shellcheck disable=SC2086
+    podman $podman_flags import -q -c 'CMD ["sh"]' "$work/busybox.tar" busybox >/dev/null
+}
+
+bench_podman_cleanup() {
+    # shellcheck disable=SC2086
+    podman $podman_flags rm -af >/dev/null 2>&1 || true
+    # shellcheck disable=SC2086
+    podman $podman_flags system reset -f >/dev/null 2>&1 || true
+    grep " $work/" /proc/mounts | cut -d' ' -f2 | sort -r | xargs -r umount -l 2>/dev/null || true
+    rm -rf "$work"
+}
+
+# bench_ratio RUNS NAME_A COMMAND_A NAME_B COMMAND_B: hyperfine of both commands (2 warm-up
+# runs, RUNS runs each), then their medians and the A/B ratio (goal <= 0.50).
+bench_ratio() {
+    hyperfine -N --warmup 2 --runs "$1" --export-json "$work/result.json" -n "$2" "$3" -n "$4" "$5"
+    python3 - "$work/result.json" "$2" "$4" <<'PY'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+a, b = r[sys.argv[2]]["median"], r[sys.argv[3]]["median"]
+print(f"median: rimg {a*1000:.1f} ms, podman {b*1000:.1f} ms")
+print(f"rimg/podman ratio: {a/b:.2f} (goal <= 0.50)")
+PY
+}

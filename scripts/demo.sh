@@ -93,12 +93,15 @@ run rimg history web-ping
 step "a rebuild is all cache hits"
 run rimg build -t web-ping "$ctx"
 
-step "rimg run: web-ping against a local web server, TARGET overridden with -e"
+step "rimg run: web-ping against a web server on the host, reached through the bridge gateway"
+# Containers run on their own network (the default bridge): the host is the bridge's
+# gateway, named with --add-host NAME:host-gateway as a Docker user would.
 mkdir -p "$work/www" && echo hello >"$work/www/index.html"
 port=18080
-busybox httpd -f -p 127.0.0.1:$port -h "$work/www" &
+busybox httpd -f -p 0.0.0.0:$port -h "$work/www" &
 server_pid=$!
-run rimg run -d --name web -e TARGET=127.0.0.1:$port -e INTERVAL=1000 web-ping
+run rimg run -d --name web --add-host host.docker.internal:host-gateway \
+    -e TARGET=host.docker.internal:$port -e INTERVAL=1000 web-ping
 sleep 3
 run rimg ps
 run rimg logs web

@@ -4,10 +4,11 @@
 set -eu
 packages="fuse3 fuse-overlayfs podman runc skopeo umoci docker-registry debootstrap \
 busybox-static apache2-utils attr zstd fio kmod iproute2 procps psmisc util-linux ca-certificates \
-time hyperfine bc libacl1-dev python3 gcc libc6-dev"
+time hyperfine bc libacl1-dev python3 gcc libc6-dev netavark aardvark-dns iptables nftables curl"
 # libacl1-dev: pjdfstest links libacl (tests/conformance.rs, scripts/conformance.sh).
 # python3: the pseudo-terminal driver of tests/registry.rs and the bench scripts' helpers.
 # gcc, libc6-dev: tests/isolation.rs builds a static keyring helper (busybox has no keyctl).
+# netavark, aardvark-dns, iptables: container networks (cli/lib/src/network); nftables, curl: tests/network.rs.
 missing=""
 for p in $packages; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -700,7 +700,7 @@ fn the_built_web_ping_pings_a_local_server() {
     build(&s, &ctx, &["-t", "web-ping"]);
     let server = Http::start();
     let _c = Container(&s, "wp");
-    s.rimg(["run", "-d", "--name", "wp", "-e"])
+    s.rimg(["run", "-d", "--name", "wp", "--network", "host", "-e"])
         .arg(format!("TARGET=127.0.0.1:{}", server.port))
         .arg("web-ping")
         .ok();

@@ -3,9 +3,9 @@
 //! containers and checks that nothing stays mounted.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rimg_tests::containers::{assert_no_mounts, Cleanup};
+use rimg_tests::containers::{assert_no_mounts, eventually, Cleanup};
 use rimg_tests::{bin, busybox_tar, require_tool, sh, Store};
 
 /// A store with busybox, plus `app`: busybox with ENV and WORKDIR defaults.
@@ -61,18 +61,6 @@ fn state(s: &Store, id: &str) -> serde_json::Value {
 /// `rimg run -d ARGS...`: the container's full id.
 fn detached(s: &Store, args: &[&str]) -> String {
     s.rimg(["run", "-d"]).args(args).ok().trim().to_string()
-}
-
-/// Polls `f` until it is true or `secs` pass.
-fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    f()
 }
 
 fn alive(pid: i64) -> bool {

@@ -363,7 +363,10 @@ fn bind_and_tmpfs_mounts_leave_nothing_behind() {
     )
     .unwrap();
     let err = s.rimg(["build", "-t", "procmount"]).arg(&escape).fails();
-    assert!(err.contains("cannot be mounted because it is inside /proc"), "{err}");
+    assert!(
+        err.contains("cannot be mounted because it is inside /proc"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -36,6 +36,18 @@ impl Drop for Cleanup<'_> {
     }
 }
 
+/// Polls `f` until it is true or `secs` pass (containers start and stop asynchronously).
+pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    f()
+}
+
 /// Asserts that nothing is mounted under `dir` (the test's temp dir).
 #[track_caller]
 pub fn assert_no_mounts(dir: &Path) {
@@ -54,18 +66,6 @@ pub fn container_dir(s: &Store, name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("no container {name}:\n{ps}"))
         .to_string();
     s.root().join("rimg/containers").join(id)
-}
-
-/// Polls `f` until it is true or `secs` pass; the last answer.
-pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    f()
 }
 
 /// `program ARGS... CMD` where CMD is `cmd`'s program, arguments and environment: a

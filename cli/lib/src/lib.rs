@@ -12,6 +12,7 @@ pub mod glob;
 pub mod image;
 pub mod info;
 pub mod mount;
+pub mod network;
 pub mod prune;
 pub mod random;
 pub mod registry;

@@ -97,6 +97,11 @@ enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(commands::volumes::VolumeCommand),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(commands::network::NetworkCommand),
+    /// List a container's published ports.
+    Port(commands::network::PortArgs),
     /// Manage the build cache.
     #[command(subcommand)]
     Builder(BuilderCommand),
@@ -182,6 +187,8 @@ enum ContainerCommand {
     Export(commands::container_verbs::ExportArgs),
     /// Show a container's processes.
     Top(commands::container_verbs::TopArgs),
+    /// List a container's published ports.
+    Port(commands::network::PortArgs),
 }
 
 #[derive(Subcommand)]
@@ -302,6 +309,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Monitor(a) => commands::containers::monitor(&ctx, a),
         Command::Volume(v) => commands::volumes::run(&ctx, v),
+        Command::Network(a) => commands::network::run(&ctx, a),
+        Command::Port(a) | Command::Container(ContainerCommand::Port(a)) => {
+            commands::network::port(&ctx, a)
+        }
     }
 }
 

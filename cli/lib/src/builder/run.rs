@@ -20,7 +20,7 @@ use crate::image::commit::{layers_tree, store_upper_layer, CommitError};
 use crate::image::{ImageConfig, Images};
 use crate::mount::{MountRequest, MountedStack, Stacks};
 use crate::runtime::mounts::{resolve_target, MountKind, MountSpec};
-use crate::runtime::{run_in_rootfs, Network, ProcessSpec, RuntimeError};
+use crate::runtime::{run_in_rootfs_with_etc, Network, ProcessSpec, RuntimeError};
 
 /// What a RUN step executes.
 #[derive(Clone, Debug)]
@@ -42,6 +42,8 @@ pub struct RunRequest {
     /// `RUN --mount`s (and a heredoc script), made inside the step's container; none of
     /// them ends up in the layer.
     pub mounts: Vec<StepMount>,
+    /// `RUN --network=…` (else the build's `--network`).
+    pub network: Option<BuildNetwork>,
 }
 
 /// The build's lease on the store: garbage collection waits for it, so what the build has
@@ -74,6 +76,32 @@ impl<'s> BuildLease<'s> {
     }
 }
 
+/// The network of RUN steps: `rimg build --network` and `RUN --network`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BuildNetwork {
+    /// The default bridge (as Docker: outbound traffic is NAT'ed).
+    #[default]
+    Default,
+    /// The host's network namespace.
+    Host,
+    /// Only a loopback interface.
+    None,
+}
+
+impl std::str::FromStr for BuildNetwork {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "default" | "bridge" => Ok(BuildNetwork::Default),
+            "host" => Ok(BuildNetwork::Host),
+            "none" => Ok(BuildNetwork::None),
+            other => Err(format!(
+                "network {other:?} is not supported for builds (use default, host or none)"
+            )),
+        }
+    }
+}
+
 /// Executes RUN steps.
 pub trait Runner {
     /// Runs `req` on the state `parent` and returns the layer of its changes (`None` when it
@@ -96,12 +124,22 @@ pub trait Runner {
 #[derive(Clone, Debug)]
 pub struct MountRunner {
     quiet: bool,
+    network: BuildNetwork,
 }
 
 impl MountRunner {
     /// A runner on the store `run` is given; `quiet` discards the commands' output.
     pub fn new(quiet: bool) -> Self {
-        MountRunner { quiet }
+        MountRunner {
+            quiet,
+            network: BuildNetwork::Default,
+        }
+    }
+
+    /// RUN steps without their own `--network` use `network` (`rimg build --network`).
+    pub fn with_network(mut self, network: BuildNetwork) -> Self {
+        self.network = network;
+        self
     }
 }
 
@@ -324,7 +362,8 @@ impl Runner for MountRunner {
                 .then(Silence::new)
                 .transpose()
                 .map_err(io_err("redirect output", Path::new("/dev/null")))?;
-            run_command(&rootfs, req, specs)
+            let network = req.network.unwrap_or(self.network);
+            run_command(images, &rootfs, &dir, req, network, specs)
         };
         // Held again before the mount (and its pin) goes and the layer is written.
         lease.take()?;
@@ -356,6 +395,48 @@ impl Runner for MountRunner {
         }
         let layer = store_upper_layer(images, &upper, &lower, &opts)?;
         Ok(Some(layer.digest))
+    }
+}
+
+/// A RUN step on the default bridge: detached when dropped.
+struct BridgeStep {
+    dir: PathBuf,
+    id: String,
+    attached: crate::network::attach::Attached,
+}
+
+impl BridgeStep {
+    fn attach(images: &Images, dir: &Path, hostname: &str) -> Result<Self, BuildError> {
+        use crate::network::attach::{attach, Who};
+        let id = crate::random::hex_id(32)
+            .map_err(|e| IoError::new("network", dir, io::Error::other(crate::error_line(&e))))?;
+        let etc = dir.join("etc");
+        fs::create_dir_all(&etc).map_err(io_err("create", &etc))?;
+        crate::runtime::write_etc_files(&etc, hostname, false).map_err(io_err("write", &etc))?;
+        let nets = crate::network::Networks::open(&images.store().private_dir());
+        let spec = crate::network::NetSpec {
+            networks: vec![crate::network::DEFAULT_NETWORK.into()],
+            ..Default::default()
+        };
+        let who = Who {
+            dir,
+            id: &id,
+            name: hostname,
+            hostname,
+        };
+        let attached = attach(&nets, &who, &spec)
+            .map_err(|e| IoError::new("network", dir, io::Error::other(crate::error_line(&e))))?;
+        Ok(BridgeStep {
+            dir: dir.to_path_buf(),
+            id,
+            attached,
+        })
+    }
+}
+
+impl Drop for BridgeStep {
+    fn drop(&mut self) {
+        crate::network::attach::detach(&self.dir, &self.id);
     }
 }
 
@@ -444,8 +525,20 @@ impl Drop for Silence {
 }
 
 /// Runs the command in the mounted root with the built-in runtime and returns its exit code.
-fn run_command(rootfs: &Path, req: &RunRequest, mounts: Vec<MountSpec>) -> Result<i32, BuildError> {
-    let spec = ProcessSpec {
+fn run_command(
+    images: &Images,
+    rootfs: &Path,
+    dir: &Path,
+    req: &RunRequest,
+    network: BuildNetwork,
+    mounts: Vec<MountSpec>,
+) -> Result<i32, BuildError> {
+    let network = if req.no_network {
+        BuildNetwork::None
+    } else {
+        network
+    };
+    let mut spec = ProcessSpec {
         argv: req.argv.clone(),
         env: req.env.clone(),
         cwd: req.cwd.clone(),
@@ -453,17 +546,23 @@ fn run_command(rootfs: &Path, req: &RunRequest, mounts: Vec<MountSpec>) -> Resul
         hostname: "buildkitsandbox".into(),
         tty: false,
         interactive: false,
-        network: if req.no_network {
-            Network::None
-        } else {
-            Network::Host
+        network: match network {
+            BuildNetwork::None => Network::None,
+            BuildNetwork::Host => Network::Host,
+            BuildNetwork::Default => Network::Namespace,
         },
-        security: Default::default(),
-        cgroup: None,
+        netns: None,
         mounts,
         ..ProcessSpec::default()
     };
-    run_in_rootfs(rootfs, &spec).map_err(|e| match e {
+    // The default bridge: the step's own namespace and address, its /etc files in `dir`.
+    let bridge = match network {
+        BuildNetwork::Default => Some(BridgeStep::attach(images, dir, &spec.hostname)?),
+        _ => None,
+    };
+    spec.netns = bridge.as_ref().map(|b| b.attached.netns.clone());
+    let etc = bridge.as_ref().map(|b| b.dir.join("etc"));
+    run_in_rootfs_with_etc(rootfs, &spec, etc.as_deref()).map_err(|e| match e {
         // The command could not start (not found, not executable): Docker reports it as
         // the RUN failing with the runtime's code.
         RuntimeError::Start { code, message } => BuildError::RunFailed {

@@ -5,7 +5,6 @@
 use serde_json::{json, Value};
 
 use super::{ContainerConfig, State, Status};
-use crate::runtime::Network;
 
 /// A container as `docker container inspect` shows it. `status` is the live status
 /// ([`super::Container::status`]); `state` the recorded one.
@@ -17,10 +16,7 @@ pub fn docker_json(config: &ContainerConfig, state: &State, status: Status) -> V
     };
     // Docker prints the zero time for a container that never started or finished.
     let zero = "0001-01-01T00:00:00Z";
-    let network = match p.network {
-        Network::Host => "host",
-        Network::None => "none",
-    };
+    let network = crate::network::mode_name(p.network, config.net.as_ref());
     json!({
         "Id": config.id,
         "Created": config.created,
@@ -70,9 +66,7 @@ pub fn docker_json(config: &ContainerConfig, state: &State, status: Status) -> V
             "Entrypoint": Value::Null,
             "StopSignal": config.stop_signal.clone().unwrap_or_else(|| "SIGTERM".into()),
         },
-        "NetworkSettings": {
-            "Networks": { network: {} },
-        },
+        "NetworkSettings": crate::network::inspect::settings(config, None),
     })
 }
 
@@ -101,6 +95,7 @@ mod tests {
             stop_signal: None,
             mounts: Vec::new(),
             restart: Default::default(),
+            net: None,
         }
     }
 

@@ -49,6 +49,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::image::{Image, ImageError, Images, CONTAINER_PIN_PREFIX};
 use crate::mount::{MountRequest, MountedStack, StackError, Stacks};
+use crate::network::{attach::detach as detach_networks, NetSpec, Networks};
 use crate::random::{self, RandomError};
 use crate::runtime::{write_etc_files, Network, ProcessSpec};
 use crate::units::rfc3339_nanos_now;
@@ -137,6 +138,9 @@ pub struct ContainerConfig {
     /// `--restart`: what the monitor does when the container exits.
     #[serde(default)]
     pub restart: restart::RestartPolicy,
+    /// Its networks, ports and names (with [`Network::Namespace`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub net: Option<NetSpec>,
 }
 
 /// What is recorded about a container's life.
@@ -291,6 +295,16 @@ impl Container {
     pub fn save_state(&mut self, state: State) -> Result<()> {
         write_json(&self.dir.join("state.json"), &state)?;
         self.state = state;
+        Ok(())
+    }
+
+    /// Replaces the container's networks (`network connect`/`disconnect`): the one change
+    /// to its config after create.
+    pub fn set_net(&mut self, net: NetSpec) -> Result<()> {
+        let mut config = self.config.clone();
+        config.net = Some(net);
+        write_json(&self.dir.join("config.json"), &config)?;
+        self.config = config;
         Ok(())
     }
 
@@ -565,6 +579,7 @@ impl Container {
             }
         }
         self.unmount_rootfs()?;
+        detach_networks(&self.dir, self.id());
         if self.state.status == "running" || self.state.status == "restarting" {
             let mut st = self.state.clone();
             st.status = "exited".into();
@@ -595,6 +610,8 @@ pub struct CreateRequest {
     pub mounts: Vec<crate::volume::ContainerMount>,
     /// `--restart`.
     pub restart: restart::RestartPolicy,
+    /// Networks, ports and names (with [`Network::Namespace`]).
+    pub net: Option<NetSpec>,
 }
 
 /// The containers of one store.
@@ -615,6 +632,11 @@ impl Containers {
             store_root: images.store().root().to_path_buf(),
             images: images.clone(),
         })
+    }
+
+    /// The networks of the store.
+    pub fn networks(&self) -> Networks {
+        Networks::open(&self.images.store().private_dir())
     }
 
     /// Every container, newest first.
@@ -732,6 +754,7 @@ impl Containers {
             stop_signal: req.image.config.config.stop_signal.clone(),
             mounts: req.mounts,
             restart: req.restart,
+            net: req.net,
         };
         write_json(&dir.join("config.json"), &config)?;
         let state = State {
@@ -756,6 +779,7 @@ impl Containers {
         // Left behind when the monitor was killed.
         monitor::remove_cgroup(c);
         c.unmount_rootfs()?;
+        detach_networks(c.dir(), c.id());
         self.images
             .unpin(&format!("{CONTAINER_PIN_PREFIX}{}", c.id()))?;
         match fs::remove_dir_all(c.dir()) {

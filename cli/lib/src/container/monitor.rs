@@ -6,13 +6,16 @@
 
 use std::io;
 use std::os::fd::AsFd;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use rimg_fs::error::IoError;
 
+use crate::network::attach::{attach as network_attach, detach, Attached, Who};
+use crate::network::NetworkError;
 use crate::runtime::{
-    cgroup, spawn, Launch, OutputSink, RawMode, RuntimeError, Stdio, Supervisor, Target, Tee,
-    Terminal,
+    cgroup, spawn, Launch, Network, OutputSink, RawMode, RuntimeError, Stdio, Supervisor, Target,
+    Tee, Terminal,
 };
 use crate::units::rfc3339_nanos_now;
 
@@ -40,6 +43,9 @@ pub enum MonitorError {
     /// No client connected to a container that waited for one (`run -it`).
     #[error("no client attached to container {0}")]
     NoClient(String),
+    /// Its networks could not be set up.
+    #[error(transparent)]
+    Network(#[from] NetworkError),
 }
 
 impl MonitorError {
@@ -143,7 +149,20 @@ pub fn run_container_with(
         client = server.wait_client(FIRST_CLIENT_WAIT);
     }
     let result = if client {
-        supervise_with_restarts(c, attach, server.as_mut(), rootfs.record().pid, started)
+        match attach_networks(containers, c) {
+            Ok(net) => {
+                let netns = net.as_ref().map(|n| n.netns.clone());
+                let daemon = rootfs.record().pid;
+                let r = supervise_with_restarts(c, attach, server.as_mut(), daemon, netns, started);
+                drop(net);
+                detach(c.dir(), c.id());
+                r
+            }
+            Err(e) => {
+                started(Err(&e));
+                Err(e)
+            }
+        }
     } else {
         let e = MonitorError::NoClient(c.id().to_string());
         started(Err(&e));
@@ -196,6 +215,7 @@ fn supervise_with_restarts(
     attach: bool,
     mut server: Option<&mut AttachServer>,
     daemon: u32,
+    netns: Option<PathBuf>,
     started: &mut dyn FnMut(Result<&Container, &MonitorError>),
 ) -> Result<i32, MonitorError> {
     let policy = c.config.restart;
@@ -205,12 +225,21 @@ fn supervise_with_restarts(
     loop {
         let began = Instant::now();
         let result = if first {
-            supervise(c, attach, daemon, server.as_deref_mut(), restarts, started)
+            supervise(
+                c,
+                attach,
+                daemon,
+                netns.clone(),
+                server.as_deref_mut(),
+                restarts,
+                started,
+            )
         } else {
             supervise(
                 c,
                 attach,
                 daemon,
+                netns.clone(),
                 server.as_deref_mut(),
                 restarts,
                 &mut |_| {},
@@ -241,16 +270,60 @@ fn supervise_with_restarts(
     }
 }
 
+/// Attaches a container with [`Network::Namespace`] to its networks.
+fn attach_networks(
+    containers: &Containers,
+    c: &Container,
+) -> Result<Option<Attached>, MonitorError> {
+    if c.process().network != Network::Namespace {
+        return Ok(None);
+    }
+    let spec = c.config.net.clone().unwrap_or_default();
+    if let Some(other) = &spec.container {
+        return join_container(containers, c, other).map(Some);
+    }
+    let who = Who {
+        dir: c.dir(),
+        id: c.id(),
+        name: c.name(),
+        hostname: &c.process().hostname,
+    };
+    Ok(Some(network_attach(&containers.networks(), &who, &spec)?))
+}
+
+/// `--network container:NAME`: the other container's namespace (it must run) and its
+/// `/etc/hosts` and `/etc/resolv.conf`.
+fn join_container(
+    containers: &Containers,
+    c: &Container,
+    other: &str,
+) -> Result<Attached, MonitorError> {
+    let o = containers.resolve(other)?;
+    let pid = o
+        .live_pid()
+        .ok_or_else(|| ContainerError::NotRunning(o.name().to_string()))?;
+    for f in ["hosts", "resolv.conf"] {
+        let (from, to) = (o.etc_dir().join(f), c.etc_dir().join(f));
+        std::fs::copy(&from, &to)
+            .map_err(|e| ContainerError::from(IoError::new("copying", &from, e)))?;
+    }
+    Ok(Attached::joined(PathBuf::from(format!(
+        "/proc/{pid}/ns/net"
+    ))))
+}
+
 fn supervise(
     c: &mut Container,
     attach: bool,
     daemon: u32,
+    netns: Option<PathBuf>,
     server: Option<&mut AttachServer>,
     restarts: u32,
     started: &mut dyn FnMut(Result<&Container, &MonitorError>),
 ) -> Result<i32, MonitorError> {
     let mut spec = c.process().clone();
     spec.cgroup = Some(cgroup::container_path(c.id()));
+    spec.netns = netns;
     let mut sup = Supervisor::new()?;
     watch_daemon(&mut sup, daemon);
     let rootfs = c.rootfs_dir();

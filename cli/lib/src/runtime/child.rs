@@ -32,7 +32,12 @@ use crate::image::config::env_value;
 /// Where the container process comes from.
 pub(crate) enum Entry {
     /// New namespaces over `rootfs`, with `/etc` files from `etc_dir`.
-    New { rootfs: PathBuf, etc_dir: PathBuf },
+    New {
+        rootfs: PathBuf,
+        etc_dir: PathBuf,
+        /// The network namespace to join instead of the host's ([`Network::Namespace`]).
+        netns: Option<OwnedFd>,
+    },
     /// The namespaces of a running container (`exec`), opened by the caller.
     Join(Vec<OwnedFd>),
 }
@@ -103,7 +108,7 @@ pub(crate) fn intermediate(plan: Plan<'_>) -> ! {
             None => {}
         }
         match &plan.entry {
-            Entry::New { .. } => {
+            Entry::New { netns, .. } => {
                 let mut flags = CloneFlags::CLONE_NEWNS
                     | CloneFlags::CLONE_NEWPID
                     | CloneFlags::CLONE_NEWUTS
@@ -114,6 +119,10 @@ pub(crate) fn intermediate(plan: Plan<'_>) -> ! {
                 unshare(flags).map_err(|e| setup(format!("creating namespaces: {e}")))?;
                 if plan.spec.network == Network::None {
                     sys::loopback_up().map_err(|e| setup(format!("bringing up lo: {e}")))?;
+                }
+                if let Some(ns) = netns {
+                    setns(ns.as_fd(), CloneFlags::CLONE_NEWNET)
+                        .map_err(|e| setup(format!("joining the network namespace: {e}")))?;
                 }
             }
             Entry::Join(fds) => {
@@ -242,7 +251,9 @@ fn prepare_and_exec(plan: &Plan<'_>) -> Result<std::convert::Infallible, Failure
     secsys::close_fds_except(&keep).map_err(|e| setup(format!("close_range: {e}")))?;
     secsys::join_session_keyring().map_err(|e| setup(format!("joining a session keyring: {e}")))?;
     match &plan.entry {
-        Entry::New { rootfs, etc_dir } => {
+        Entry::New {
+            rootfs, etc_dir, ..
+        } => {
             rootfs::enter(
                 rootfs,
                 etc_dir,

@@ -182,6 +182,7 @@ impl ProcessSpec {
             network: o.network,
             security: o.security,
             cgroup: o.cgroup,
+            netns: None,
             ..ProcessSpec::default()
         })
     }

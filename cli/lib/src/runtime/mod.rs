@@ -1,6 +1,7 @@
 //! The built-in container runtime: no daemon, no OCI runtime binary. A container process is
 //! forked into new mount, pid, uts and ipc namespaces (and a new network namespace with only
-//! `lo` for `--network none`), pivots into its rootfs with `/proc`, a minimal `/dev` and the
+//! `lo` for `--network none`, or the one its caller prepared on a bridge: `crate::network`),
+//! pivots into its rootfs with `/proc`, a minimal `/dev` and the
 //! `/etc` files bind-mounted, takes the image's user, working directory and environment, and
 //! execs. The caller stays on the host side as the container's supervisor: it forwards
 //! signals, relays the pty or pipes, and reaps the exit status.
@@ -59,6 +60,9 @@ pub enum Network {
     Host,
     /// A new network namespace with only the loopback interface, up.
     None,
+    /// The network namespace at [`ProcessSpec::netns`], prepared by the caller (a bridge
+    /// or user network: see `crate::network`).
+    Namespace,
 }
 
 impl std::str::FromStr for Network {
@@ -108,6 +112,10 @@ pub struct ProcessSpec {
     /// Mount the root filesystem read-only (`--read-only`); mounts stay as they are.
     #[serde(default)]
     pub read_only: bool,
+    /// With [`Network::Namespace`]: the network namespace to join (a bind-mounted nsfs
+    /// file), set by the monitor when it has prepared it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub netns: Option<PathBuf>,
 }
 
 /// Errors of the runtime.
@@ -241,6 +249,12 @@ pub fn spawn(launch: &Launch<'_>) -> Result<Process, RuntimeError> {
         Target::Rootfs { rootfs, etc_dir } => Entry::New {
             rootfs: rootfs.to_path_buf(),
             etc_dir: etc_dir.to_path_buf(),
+            netns: match (&spec.network, &spec.netns) {
+                (Network::Namespace, Some(p)) => Some(OwnedFd::from(
+                    fs::File::open(p).map_err(io_err("opening", p))?,
+                )),
+                _ => None,
+            },
         },
         Target::Join { pid } => {
             let mut fds = Vec::new();
@@ -734,14 +748,28 @@ impl Drop for RawMode {
 /// generated in a temporary directory. This is what the builder's `RUN` uses; `rimg run`
 /// uses [`spawn`] and [`Supervisor`] directly.
 pub fn run_in_rootfs(rootfs: &Path, spec: &ProcessSpec) -> Result<i32, RuntimeError> {
-    let etc = EtcDir::new(&spec.hostname, spec.network)?;
+    run_in_rootfs_with_etc(rootfs, spec, None)
+}
+
+/// [`run_in_rootfs`] with the `/etc` files from `etc_dir` when given (a RUN step on a
+/// bridge network, whose files name its address).
+pub fn run_in_rootfs_with_etc(
+    rootfs: &Path,
+    spec: &ProcessSpec,
+    etc_dir: Option<&Path>,
+) -> Result<i32, RuntimeError> {
+    let owned;
+    let etc_dir = match etc_dir {
+        Some(d) => d,
+        None => {
+            owned = EtcDir::new(&spec.hostname, spec.network)?;
+            owned.0.path()
+        }
+    };
     let mut sup = Supervisor::new()?.cancel_on_interrupt();
     let process = spawn(&Launch {
         spec,
-        target: Target::Rootfs {
-            rootfs,
-            etc_dir: etc.0.path(),
-        },
+        target: Target::Rootfs { rootfs, etc_dir },
         stdin: Stdio::Inherit,
         output: Stdio::Inherit,
     })?;

@@ -98,6 +98,9 @@ pub struct BuildArgs {
     /// Add a line to RUN steps' /etc/hosts: HOST:IP (or HOST=IP); repeatable.
     #[arg(long = "add-host", value_name = "HOST:IP")]
     pub add_hosts: Vec<String>,
+    /// The network of RUN steps: default (a bridge), host or none.
+    #[arg(long, default_value = "default")]
+    pub network: String,
 }
 
 /// Parses `--add-host HOST:IP` (an IPv6 address keeps its colons; `HOST=IP` also works).
@@ -437,7 +440,13 @@ pub fn run(ctx: &Ctx, a: BuildArgs) -> Result<u8> {
         current: String::new(),
     };
     let images = ctx.images()?;
-    let runner = MountRunner::new(a.quiet);
+    let network: rimg::builder::run::BuildNetwork = a.network.parse().map_err(|e: String| {
+        anyhow::Error::new(super::ExitStatus {
+            code: 125,
+            message: e,
+        })
+    })?;
+    let runner = MountRunner::new(a.quiet).with_network(network);
     let puller = Puller {
         images: &images,
         quiet: a.quiet,

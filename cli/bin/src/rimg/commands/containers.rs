@@ -18,7 +18,7 @@ use rimg::container::restart::{self as restart_policy, RestartPolicy};
 use rimg::container::{Container, Containers, CreateRequest, Status};
 use rimg::image::{Image, ImageError, Images, Reference};
 use rimg::runtime::env::{container_env, parse_env_arg, ProcessOverrides};
-use rimg::runtime::{spawn, Launch, Network, RawMode, Stdio, Supervisor, Target, Terminal};
+use rimg::runtime::{spawn, Launch, RawMode, Stdio, Supervisor, Target, Terminal};
 use rimg::table::{ellipsis, render, Format};
 use rimg::units::{ago, human_duration, now_unix, parse_rfc3339};
 use serde_json::{json, Value};
@@ -107,8 +107,8 @@ pub struct CreateFlags {
     /// Print help.
     #[arg(long, action = clap::ArgAction::Help)]
     pub help: Option<bool>,
-    /// Network: host (default) or none.
-    #[arg(long, default_value = "host")]
+    /// Network: bridge (default), host, none, or a network's name.
+    #[arg(long, visible_alias = "net", default_value = "bridge")]
     pub network: String,
     /// Security options: seccomp=unconfined, seccomp=PROFILE.json, no-new-privileges.
     #[arg(long = "security-opt", value_name = "OPT")]
@@ -132,6 +132,9 @@ pub struct CreateFlags {
     /// Restart policy: no, on-failure[:max-retries], always, unless-stopped.
     #[arg(long, default_value = "no", value_name = "POLICY")]
     pub restart: String,
+    /// Networks, ports, addresses and names.
+    #[command(flatten)]
+    pub net: super::network::NetFlags,
 }
 
 /// Flags of `rimg run` (`-h` is `--hostname`, as in Docker; help is `--help`).
@@ -337,7 +340,7 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
     let containers = Containers::open(&images)?;
     f.mount_flags.check()?;
     let image = container_image(&images, &f.image, f.pull)?;
-    let network: Network = f.network.parse().map_err(|e: String| fail(125, e))?;
+    let (network, net) = super::network::for_create(&containers, &f.network, &f.net, &image)?;
     let restart: RestartPolicy = f.restart.parse().map_err(|e: String| fail(125, e))?;
     if f.rm && restart != RestartPolicy::No {
         return Err(fail(125, "Conflicting options: --restart and --rm"));
@@ -387,6 +390,7 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
             auto_remove: f.rm,
             mounts,
             restart,
+            net,
         })
         .map_err(|e| fail(125, rimg::error_line(&e)))?;
     Ok((containers, c))
@@ -678,8 +682,8 @@ fn ps_json(c: &Container, trunc: bool, size: &dyn Fn(&Container) -> String) -> V
         "LocalVolumes": "0",
         "Mounts": "",
         "Names": c.name(),
-        "Networks": match c.process().network { Network::Host => "host", Network::None => "none" },
-        "Ports": "",
+        "Networks": rimg::network::mode_name(c.process().network, c.config.net.as_ref()),
+        "Ports": rimg::network::inspect::ports_text(&c.config),
         "RunningFor": ago(Some(&c.config.created)),
         "Size": size(c),
         "State": c.status().word(),

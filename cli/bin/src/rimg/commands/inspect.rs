@@ -49,7 +49,10 @@ pub struct ContainerInspectArgs {
 
 /// A container's JSON.
 pub fn container_json(c: &Container) -> Value {
-    docker_json(&c.config, &c.state, c.status())
+    let mut v = docker_json(&c.config, &c.state, c.status());
+    let live = rimg::network::attach::NetState::read(c.dir());
+    v["NetworkSettings"] = rimg::network::inspect::settings(&c.config, live.as_ref());
+    v
 }
 
 /// `rimg inspect`: every name as a container, else an image (or only as `--type` says).

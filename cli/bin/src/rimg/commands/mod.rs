@@ -13,6 +13,7 @@ pub mod images;
 pub mod import;
 pub mod info;
 pub mod inspect;
+pub mod network;
 pub mod registry;
 pub mod system;
 pub mod volumes;

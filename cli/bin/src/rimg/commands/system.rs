@@ -200,6 +200,11 @@ pub fn check(ctx: &Ctx, a: CheckArgs) -> Result<u8> {
     for p in &volume_problems {
         outln(p)?;
     }
+    // Machine-wide network state of containers that are gone (a killed monitor whose
+    // container was removed by hand): reported, not counted as damage to the store.
+    for l in rimg::network::attach::leftovers() {
+        outln(&format!("network leftover: {l}"))?;
+    }
     if !a.repair {
         let temp_files = report.temp_files + report.stale_indexes.len();
         let garbage = report.unreferenced.len() + temp_files;

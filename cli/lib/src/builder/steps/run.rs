@@ -11,7 +11,7 @@ use super::super::context::HostKind;
 use super::super::dockerfile::Instruction;
 use super::super::heredoc;
 use super::super::mounts::{cache_dir, RunMount, StepMount};
-use super::super::run::RunRequest;
+use super::super::run::{BuildNetwork, RunRequest};
 use super::super::stages::{step_err, Builder, Outcome};
 use super::super::BuildError;
 use super::copy::{source_entries, source_keys, source_state};
@@ -35,16 +35,16 @@ pub(in crate::builder) fn run(
     if ins.flags.iter().any(|f| f.name == "security") {
         return Err(step_err(ins, "RUN --security is not supported"));
     }
-    let no_network = match ins.flag("network") {
-        None | Some("default") | Some("host") => false,
-        Some("none") => true,
-        Some(other) => {
-            return Err(step_err(
+    let network = match ins.flag("network") {
+        None => None,
+        Some(n) => Some(n.parse::<BuildNetwork>().map_err(|_| {
+            step_err(
                 ins,
-                format!("RUN --network={other} is not supported (use default, host or none)"),
-            ))
-        }
+                format!("RUN --network={n} is not supported (use default, host or none)"),
+            )
+        })?),
     };
+    let no_network = network == Some(BuildNetwork::None);
     let mut mounts = Vec::new();
     for f in ins.flags.iter().filter(|f| f.name == "mount") {
         let raw = f.value.as_deref().unwrap_or("");
@@ -55,6 +55,7 @@ pub(in crate::builder) fn run(
     }
     let (argv_tail, script) = command(ins)?;
     let mut req = request(cx, argv_tail, no_network);
+    req.network = network;
     let mut files: Vec<FileKey> = Vec::new();
     let mut ids = Vec::new();
     for m in &mounts {
@@ -329,6 +330,7 @@ fn request(cx: &StageContext<'_>, args: String, no_network: bool) -> RunRequest 
         epoch: cx.epoch,
         no_network,
         mounts: Vec::new(),
+        network: None,
     }
 }
 
