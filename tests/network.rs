@@ -489,3 +489,36 @@ fn the_container_sees_its_address_hostname_added_hosts_and_dns() {
     s.rimg(["rm", "-f", "holder"]).ok();
     s.rimg(["network", "rm", &net]).ok();
 }
+
+#[test]
+fn system_prune_removes_networks_no_container_is_on() {
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    let _c = Cleanup(&s);
+    let kept = user_network(&s, "kept", "10.89.251.0/24");
+    let unused = user_network(&s, "unused", "10.89.252.0/24");
+    s.rimg([
+        "run",
+        "-d",
+        "--name",
+        "on-kept",
+        "--network",
+        &kept,
+        "busybox",
+        "sleep",
+        "60",
+    ])
+    .ok();
+    // A running container keeps its network (a stopped one is pruned first, and its network
+    // with it, as in Docker).
+    let out = s.rimg(["system", "prune", "-f"]).ok();
+    assert!(
+        out.contains(&format!("Deleted Networks:\n{unused}\n")),
+        "{out}"
+    );
+    let ls = s.rimg(["network", "ls", "--format", "{{.Name}}"]).ok();
+    assert!(ls.lines().any(|l| l == kept), "{ls}");
+    assert!(!ls.lines().any(|l| l == unused), "{ls}");
+    s.rimg(["rm", "-f", "on-kept"]).ok();
+    s.rimg(["network", "rm", &kept]).ok();
+}

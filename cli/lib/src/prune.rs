@@ -29,6 +29,8 @@ pub struct SystemPruneReport {
     pub volumes: Vec<String>,
     /// Bytes the volumes held.
     pub volumes_reclaimed: u64,
+    /// User networks no container was on, by name.
+    pub networks: Vec<String>,
 }
 
 impl SystemPruneReport {
@@ -50,11 +52,17 @@ pub enum PruneError {
     /// Removing volumes failed.
     #[error(transparent)]
     Volume(#[from] crate::volume::VolumeError),
+    /// Removing networks failed.
+    #[error(transparent)]
+    Network(#[from] crate::network::NetworkError),
 }
 
 /// The warning `system prune` asks to confirm: one line per kind of object it removes.
 pub fn warning_lines(opts: &SystemPrune) -> Vec<&'static str> {
-    let mut lines = vec!["all stopped containers"];
+    let mut lines = vec![
+        "all stopped containers",
+        "all networks not used by at least one container",
+    ];
     if opts.volumes {
         lines.push("all anonymous volumes not used by at least one container");
     }
@@ -72,7 +80,9 @@ pub fn warning_lines(opts: &SystemPrune) -> Vec<&'static str> {
 /// images, build cache and unreachable blobs. With `--volumes`, the anonymous volumes no
 /// container uses go between containers and images, as Docker's `system prune` does.
 pub fn system_prune(images: &Images, opts: &SystemPrune) -> Result<SystemPruneReport, PruneError> {
-    let containers = Containers::open(images)?.prune(&opts.filter)?;
+    let all_containers = Containers::open(images)?;
+    let containers = all_containers.prune(&opts.filter)?;
+    let networks = crate::network::prune(&all_containers.networks(), &all_containers.list()?)?;
     let volumes = if opts.volumes {
         crate::volume::Volumes::open(images)?.prune(false)?
     } else {
@@ -84,5 +94,6 @@ pub fn system_prune(images: &Images, opts: &SystemPrune) -> Result<SystemPruneRe
         images,
         volumes: volumes.names,
         volumes_reclaimed: volumes.reclaimed,
+        networks,
     })
 }

@@ -415,6 +415,40 @@ fn routed(net: Ipv4Addr, len: u8) -> bool {
     })
 }
 
+/// The user networks (never the built-in `bridge`) that no container of `containers` is
+/// on: what `network prune` and `system prune` remove, as Docker's do.
+pub fn unused(
+    nets: &Networks,
+    containers: &[crate::container::Container],
+) -> Result<Vec<NetworkDef>, NetworkError> {
+    Ok(nets
+        .list()?
+        .into_iter()
+        .filter(|def| def.name != DEFAULT_NETWORK)
+        .filter(|def| {
+            !containers.iter().any(|c| {
+                c.config
+                    .net
+                    .as_ref()
+                    .is_some_and(|n| n.networks.contains(&def.name))
+            })
+        })
+        .collect())
+}
+
+/// Removes the networks [`unused`] names; their names.
+pub fn prune(
+    nets: &Networks,
+    containers: &[crate::container::Container],
+) -> Result<Vec<String>, NetworkError> {
+    let mut removed = Vec::new();
+    for def in unused(nets, containers)? {
+        nets.remove(&def)?;
+        removed.push(def.name);
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -144,6 +144,7 @@ pub fn system_prune_cmd(ctx: &Ctx, a: SystemPruneArgs) -> Result<u8> {
     let images = ctx.images()?;
     let report = system_prune(&images, &opts)?;
     let mut s = deleted_section("Deleted Containers:", &report.containers.deleted);
+    s.push_str(&deleted_section("Deleted Networks:", &report.networks));
     s.push_str(&deleted_section("Deleted Volumes:", &report.volumes));
     s.push_str(&deleted_section("Deleted Images:", &report.images.lines));
     s.push_str(&reclaimed_line(report.reclaimed()));

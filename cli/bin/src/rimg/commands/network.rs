@@ -261,7 +261,20 @@ pub struct LsArgs {
     /// Only the ids.
     #[arg(short, long)]
     pub quiet: bool,
+    /// `json`, `table …` or a Go template over `.ID`, `.Name`, `.Driver`, `.Scope`,
+    /// `.Internal`.
+    #[arg(long)]
+    pub format: Option<String>,
 }
+
+/// Docker's column names for `network ls --format 'table …'`.
+const NETWORK_HEADERS: &[(&str, &str)] = &[
+    ("ID", "NETWORK ID"),
+    ("Name", "NAME"),
+    ("Driver", "DRIVER"),
+    ("Scope", "SCOPE"),
+    ("Internal", "INTERNAL"),
+];
 
 /// Networks named on the command line.
 #[derive(Args)]
@@ -320,6 +333,23 @@ pub fn run(ctx: &Ctx, cmd: NetworkCommand) -> Result<u8> {
         }
         NetworkCommand::Ls(a) => {
             let list = nets.list()?;
+            if let Some(fmt) = &a.format {
+                let rows: Vec<serde_json::Value> = list
+                    .iter()
+                    .map(|n| {
+                        serde_json::json!({
+                            "ID": &n.id[..12],
+                            "Name": n.name,
+                            "Driver": n.driver,
+                            "Scope": "local",
+                            "Internal": n.internal,
+                        })
+                    })
+                    .collect();
+                let table = "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}";
+                let format = rimg::table::Format::parse(fmt, table)?;
+                return out(&format.render(&rows, NETWORK_HEADERS)?).map(|_| 0);
+            }
             if a.quiet {
                 let s: String = list.iter().map(|n| format!("{}\n", &n.id[..12])).collect();
                 return out(&s).map(|_| 0);
@@ -395,13 +425,7 @@ pub fn run(ctx: &Ctx, cmd: NetworkCommand) -> Result<u8> {
         NetworkCommand::Connect(a) => connect(&containers, a, true),
         NetworkCommand::Disconnect(a) => connect(&containers, a, false),
         NetworkCommand::Prune(_) => {
-            let mut removed = Vec::new();
-            for def in nets.list()? {
-                if def.name != DEFAULT_NETWORK && users(&containers, &def)?.is_empty() {
-                    nets.remove(&def)?;
-                    removed.push(def.name);
-                }
-            }
+            let removed = rimg::network::prune(&nets, &containers.list()?)?;
             if !removed.is_empty() {
                 out(&format!("Deleted Networks:\n{}\n", removed.join("\n")))?;
             }
