@@ -200,7 +200,7 @@ fn system_prune_removes_containers_then_the_images_they_held() {
     let err = stderr(&out);
     assert!(
         err.starts_with(
-            "WARNING! This will remove:\n  - all stopped containers\n  - all anonymous volumes not used by at least one container\n  - all images without at least one container associated to them\n  - all build cache\n\nAre you sure you want to continue? [y/N] "
+            "WARNING! This will remove:\n  - all stopped containers\n  - all networks not used by at least one container\n  - all anonymous volumes not used by at least one container\n  - all images without at least one container associated to them\n  - all build cache\n\nAre you sure you want to continue? [y/N] "
         ),
         "{err}"
     );
