@@ -101,6 +101,7 @@ mod tests {
             stop_signal: None,
             mounts: Vec::new(),
             restart: Default::default(),
+            stop_timeout: None,
         }
     }
 

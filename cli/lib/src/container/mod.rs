@@ -137,6 +137,9 @@ pub struct ContainerConfig {
     /// `--restart`: what the monitor does when the container exits.
     #[serde(default)]
     pub restart: restart::RestartPolicy,
+    /// `--stop-timeout`: seconds `stop` waits before SIGKILL when not given `-t`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u64>,
 }
 
 /// What is recorded about a container's life.
@@ -595,6 +598,10 @@ pub struct CreateRequest {
     pub mounts: Vec<crate::volume::ContainerMount>,
     /// `--restart`.
     pub restart: restart::RestartPolicy,
+    /// `--stop-signal`: overrides the image's STOPSIGNAL.
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`.
+    pub stop_timeout: Option<u64>,
 }
 
 /// The containers of one store.
@@ -729,9 +736,12 @@ impl Containers {
             image_manifest: req.image.manifest_digest,
             process,
             auto_remove: req.auto_remove,
-            stop_signal: req.image.config.config.stop_signal.clone(),
+            stop_signal: req
+                .stop_signal
+                .or_else(|| req.image.config.config.stop_signal.clone()),
             mounts: req.mounts,
             restart: req.restart,
+            stop_timeout: req.stop_timeout,
         };
         write_json(&dir.join("config.json"), &config)?;
         let state = State {

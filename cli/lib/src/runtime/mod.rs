@@ -108,6 +108,9 @@ pub struct ProcessSpec {
     /// Mount the root filesystem read-only (`--read-only`); mounts stay as they are.
     #[serde(default)]
     pub read_only: bool,
+    /// `--oom-score-adj`: written to `/proc/self/oom_score_adj` before exec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i32>,
 }
 
 /// Errors of the runtime.

@@ -132,6 +132,8 @@ pub struct CreateFlags {
     /// Restart policy: no, on-failure[:max-retries], always, unless-stopped.
     #[arg(long, default_value = "no", value_name = "POLICY")]
     pub restart: String,
+    #[command(flatten)]
+    pub init_flags: super::init_flags::InitFlags,
 }
 
 /// Flags of `rimg run` (`-h` is `--hostname`, as in Docker; help is `--help`).
@@ -238,9 +240,9 @@ pub struct StopArgs {
         short = 't',
         long = "time",
         visible_alias = "timeout",
-        default_value_t = 10
+        value_name = "SECONDS"
     )]
-    pub time: u64,
+    pub time: Option<u64>,
     /// Containers.
     #[arg(required = true)]
     pub containers: Vec<String>,
@@ -378,6 +380,7 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
         &f.mount_flags,
         &mut process,
     )?;
+    let stop = f.init_flags.apply(&mut process)?;
     let c = containers
         .create(CreateRequest {
             image,
@@ -387,6 +390,8 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
             auto_remove: f.rm,
             mounts,
             restart,
+            stop_signal: stop.signal,
+            stop_timeout: stop.timeout,
         })
         .map_err(|e| fail(125, rimg::error_line(&e)))?;
     Ok((containers, c))
@@ -855,6 +860,8 @@ pub(crate) fn stop_one(c: &mut Container, timeout: Duration, signal: Option<Sign
                     bail!("container {} did not stop", c.name());
                 }
             }
+            // The monitor recorded the exit: read it, or it would be taken for a kill (137).
+            c.reload()?;
             c.clean_up_after_monitor()?;
         }
         Status::Dead => c.clean_up_after_monitor()?,
@@ -888,9 +895,10 @@ pub(crate) fn for_each(
 
 /// `rimg stop`.
 pub fn stop(ctx: &Ctx, a: StopArgs) -> Result<u8> {
-    let t = Duration::from_secs(a.time);
     let sig = a.signal.as_deref().map(parse_signal).transpose()?;
-    for_each(ctx, &a.containers, |_, c| stop_one(c, t, sig))
+    for_each(ctx, &a.containers, |_, c| {
+        stop_one(c, super::init_flags::stop_timeout(a.time, c), sig)
+    })
 }
 
 /// `rimg kill`.
