@@ -5,19 +5,7 @@
 use rimg_tests::containers::{assert_no_mounts, eventually, Cleanup};
 use rimg_tests::{require_tool, Store};
 
-fn store() -> Store {
-    let s = Store::new();
-    s.busybox("busybox:latest");
-    s
-}
-
-/// `rimg inspect -f TEMPLATE NAME`, trimmed.
-fn inspect(s: &Store, name: &str, template: &str) -> String {
-    s.rimg(["inspect", "-f", template, name])
-        .ok()
-        .trim()
-        .to_string()
-}
+use rimg_tests::containers::{busybox_store as store, inspect_field as inspect};
 
 /// The `STAT` and `COMMAND` columns of `ps` inside the container, one process a line.
 fn processes(s: &Store, name: &str) -> Vec<String> {
@@ -29,6 +17,20 @@ fn processes(s: &Store, name: &str) -> Vec<String> {
         .collect()
 }
 
+/// Starts `name` detached with `flags`, running the shell `trap` then a loop, and waits
+/// until the trap is set.
+fn start_ready(s: &Store, name: &str, flags: &[&str], trap: &str) {
+    s.rimg(["run", "-d", "--name", name])
+        .args(flags)
+        .args(["busybox", "sh", "-c"])
+        .arg(format!("{trap}; echo ready; while :; do sleep 0.1; done"))
+        .ok();
+    assert!(eventually(60, || s
+        .rimg(["logs", name])
+        .ok()
+        .contains("ready")));
+}
+
 /// A program whose orphan (`sleep 1`, left by a subshell) is reparented to pid 1 and dies.
 const ORPHAN_MAKER: &str = "(sleep 1 &); exec sleep 60";
 
@@ -36,17 +38,9 @@ const ORPHAN_MAKER: &str = "(sleep 1 &); exec sleep 60";
 fn without_init_an_orphan_stays_a_zombie() {
     let s = store();
     let _c = Cleanup(&s);
-    s.rimg([
-        "run",
-        "-d",
-        "--name",
-        "z",
-        "busybox",
-        "sh",
-        "-c",
-        ORPHAN_MAKER,
-    ])
-    .ok();
+    s.rimg(["run", "-d", "--name", "z", "busybox", "sh", "-c"])
+        .arg(ORPHAN_MAKER)
+        .ok();
     assert!(
         eventually(60, || processes(&s, "z").iter().any(|p| p.starts_with('Z'))),
         "no zombie: {:?}",
@@ -89,22 +83,12 @@ fn init_reaps_orphans_and_runs_as_pid_1() {
 fn stop_signal_is_what_the_process_sees() {
     let s = store();
     let _c = Cleanup(&s);
-    s.rimg([
-        "run",
-        "-d",
-        "--stop-signal",
-        "SIGUSR1",
-        "--name",
+    start_ready(
+        &s,
         "sig",
-        "busybox",
-    ])
-    .args(["sh", "-c"])
-    .arg("trap 'echo got-usr1; exit 7' USR1; echo ready; while :; do sleep 0.1; done")
-    .ok();
-    assert!(eventually(60, || s
-        .rimg(["logs", "sig"])
-        .ok()
-        .contains("ready")));
+        &["--stop-signal", "SIGUSR1"],
+        "trap 'echo got-usr1; exit 7' USR1",
+    );
     s.rimg(["stop", "-t", "60", "sig"]).ok();
     assert!(s.rimg(["logs", "sig"]).ok().contains("got-usr1"));
     assert_eq!(inspect(&s, "sig", "{{.State.ExitCode}}"), "7");
@@ -121,22 +105,7 @@ fn stop_signal_is_what_the_process_sees() {
 fn stop_timeout_kills_a_process_that_ignores_the_signal() {
     let s = store();
     let _c = Cleanup(&s);
-    s.rimg([
-        "run",
-        "-d",
-        "--stop-timeout",
-        "1",
-        "--name",
-        "deaf",
-        "busybox",
-    ])
-    .args(["sh", "-c"])
-    .arg("trap '' TERM; echo ready; while :; do sleep 0.1; done")
-    .ok();
-    assert!(eventually(60, || s
-        .rimg(["logs", "deaf"])
-        .ok()
-        .contains("ready")));
+    start_ready(&s, "deaf", &["--stop-timeout", "1"], "trap '' TERM");
     s.rimg(["stop", "deaf"]).ok();
     assert_eq!(inspect(&s, "deaf", "{{.State.ExitCode}}"), "137");
     drop(_c);
