@@ -4,9 +4,10 @@
 set -eu
 packages="fuse3 fuse-overlayfs podman runc skopeo umoci docker-registry debootstrap \
 busybox-static apache2-utils attr zstd fio kmod iproute2 procps psmisc util-linux ca-certificates \
-time hyperfine bc libacl1-dev python3 gcc libc6-dev netavark aardvark-dns iptables nftables curl"
+time hyperfine bc libacl1-dev python3 gcc libc6-dev netavark aardvark-dns iptables nftables curl tini"
 # libacl1-dev: pjdfstest links libacl (tests/conformance.rs, scripts/conformance.sh).
 # python3: the pseudo-terminal driver of tests/registry.rs and the bench scripts' helpers.
+# tini: `run --init` bind-mounts its static /usr/bin/tini-static at /dev/init.
 # gcc, libc6-dev: tests/isolation.rs builds a static keyring helper (busybox has no keyctl).
 # netavark, aardvark-dns, iptables: container networks (cli/lib/src/network); nftables, curl: tests/network.rs.
 missing=""

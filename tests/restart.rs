@@ -5,19 +5,7 @@
 use rimg_tests::containers::{assert_no_mounts, eventually, wrapped, Cleanup};
 use rimg_tests::Store;
 
-fn store() -> Store {
-    let s = Store::new();
-    s.busybox("busybox:latest");
-    s
-}
-
-/// `rimg inspect -f TEMPLATE NAME`, trimmed.
-fn inspect(s: &Store, name: &str, template: &str) -> String {
-    s.rimg(["inspect", "-f", template, name])
-        .ok()
-        .trim()
-        .to_string()
-}
+use rimg_tests::containers::{busybox_store as store, inspect_field as inspect};
 
 #[test]
 fn on_failure_restarts_up_to_the_limit_then_stays_exited() {

@@ -86,3 +86,18 @@ where
     }
     out
 }
+
+/// A fresh store holding the test busybox image as `busybox:latest`.
+pub fn busybox_store() -> Store {
+    let s = Store::new();
+    s.busybox("busybox:latest");
+    s
+}
+
+/// `rimg inspect -f TEMPLATE NAME`, trimmed.
+pub fn inspect_field(s: &Store, name: &str, template: &str) -> String {
+    s.rimg(["inspect", "-f", template, name])
+        .ok()
+        .trim()
+        .to_string()
+}

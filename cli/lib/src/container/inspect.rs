@@ -96,6 +96,7 @@ mod tests {
             mounts: Vec::new(),
             restart: Default::default(),
             net: None,
+            stop_timeout: None,
         }
     }
 

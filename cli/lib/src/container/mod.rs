@@ -141,6 +141,9 @@ pub struct ContainerConfig {
     /// Its networks, ports and names (with [`Network::Namespace`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub net: Option<NetSpec>,
+    /// `--stop-timeout`: seconds `stop` waits before SIGKILL when not given `-t`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stop_timeout: Option<u64>,
 }
 
 /// What is recorded about a container's life.
@@ -612,6 +615,10 @@ pub struct CreateRequest {
     pub restart: restart::RestartPolicy,
     /// Networks, ports and names (with [`Network::Namespace`]).
     pub net: Option<NetSpec>,
+    /// `--stop-signal`: overrides the image's STOPSIGNAL.
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`.
+    pub stop_timeout: Option<u64>,
 }
 
 /// The containers of one store.
@@ -751,10 +758,13 @@ impl Containers {
             image_manifest: req.image.manifest_digest,
             process,
             auto_remove: req.auto_remove,
-            stop_signal: req.image.config.config.stop_signal.clone(),
+            stop_signal: req
+                .stop_signal
+                .or_else(|| req.image.config.config.stop_signal.clone()),
             mounts: req.mounts,
             restart: req.restart,
             net: req.net,
+            stop_timeout: req.stop_timeout,
         };
         write_json(&dir.join("config.json"), &config)?;
         let state = State {

@@ -249,6 +249,11 @@ fn prepare_and_exec(plan: &Plan<'_>) -> Result<std::convert::Infallible, Failure
         keep.push(sock.as_raw_fd());
     }
     secsys::close_fds_except(&keep).map_err(|e| setup(format!("close_range: {e}")))?;
+    if let Some(adj) = spec.oom_score_adj {
+        // Through the host's /proc, before the capabilities are dropped: lowering it takes CAP_SYS_RESOURCE.
+        fs::write("/proc/self/oom_score_adj", adj.to_string())
+            .map_err(|e| setup(format!("writing /proc/self/oom_score_adj: {e}")))?;
+    }
     secsys::join_session_keyring().map_err(|e| setup(format!("joining a session keyring: {e}")))?;
     match &plan.entry {
         Entry::New {

@@ -116,6 +116,9 @@ pub struct ProcessSpec {
     /// file), set by the monitor when it has prepared it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub netns: Option<PathBuf>,
+    /// `--oom-score-adj`: written to `/proc/self/oom_score_adj` before exec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oom_score_adj: Option<i32>,
 }
 
 /// Errors of the runtime.

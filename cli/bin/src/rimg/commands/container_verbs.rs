@@ -4,7 +4,6 @@
 
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::Args;
@@ -66,10 +65,9 @@ pub fn wait(ctx: &Ctx, a: WaitArgs) -> Result<u8> {
 
 /// `rimg restart`: stops each container (as `stop`), then starts it detached.
 pub fn restart(ctx: &Ctx, a: StopArgs) -> Result<u8> {
-    let t = Duration::from_secs(a.time);
     let sig = a.signal.as_deref().map(parse_signal).transpose()?;
     for_each(ctx, &a.containers, |_, c| {
-        stop_one(c, t, sig)?;
+        stop_one(c, super::init_flags::stop_timeout(a.time, c), sig)?;
         c.reload()?;
         start_detached(ctx, c)
     })

@@ -135,6 +135,8 @@ pub struct CreateFlags {
     /// Networks, ports, addresses and names.
     #[command(flatten)]
     pub net: super::network::NetFlags,
+    #[command(flatten)]
+    pub init_flags: super::init_flags::InitFlags,
 }
 
 /// Flags of `rimg run` (`-h` is `--hostname`, as in Docker; help is `--help`).
@@ -241,9 +243,9 @@ pub struct StopArgs {
         short = 't',
         long = "time",
         visible_alias = "timeout",
-        default_value_t = 10
+        value_name = "SECONDS"
     )]
-    pub time: u64,
+    pub time: Option<u64>,
     /// Containers.
     #[arg(required = true)]
     pub containers: Vec<String>,
@@ -381,6 +383,7 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
         &f.mount_flags,
         &mut process,
     )?;
+    let stop = f.init_flags.apply(&mut process)?;
     let c = containers
         .create(CreateRequest {
             image,
@@ -391,6 +394,8 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
             mounts,
             restart,
             net,
+            stop_signal: stop.signal,
+            stop_timeout: stop.timeout,
         })
         .map_err(|e| fail(125, rimg::error_line(&e)))?;
     Ok((containers, c))
@@ -859,6 +864,8 @@ pub(crate) fn stop_one(c: &mut Container, timeout: Duration, signal: Option<Sign
                     bail!("container {} did not stop", c.name());
                 }
             }
+            // The monitor recorded the exit: read it, or it would be taken for a kill (137).
+            c.reload()?;
             c.clean_up_after_monitor()?;
         }
         Status::Dead => c.clean_up_after_monitor()?,
@@ -892,9 +899,10 @@ pub(crate) fn for_each(
 
 /// `rimg stop`.
 pub fn stop(ctx: &Ctx, a: StopArgs) -> Result<u8> {
-    let t = Duration::from_secs(a.time);
     let sig = a.signal.as_deref().map(parse_signal).transpose()?;
-    for_each(ctx, &a.containers, |_, c| stop_one(c, t, sig))
+    for_each(ctx, &a.containers, |_, c| {
+        stop_one(c, super::init_flags::stop_timeout(a.time, c), sig)
+    })
 }
 
 /// `rimg kill`.

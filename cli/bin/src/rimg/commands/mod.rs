@@ -12,6 +12,7 @@ pub mod diff;
 pub mod images;
 pub mod import;
 pub mod info;
+pub mod init_flags;
 pub mod inspect;
 pub mod network;
 pub mod registry;
