@@ -320,7 +320,8 @@ fn prune_finishes_while_a_run_step_runs() {
     )
     .unwrap();
     let mut build = s
-        .rimg(["build", "-q", "-t", "waited"])
+        // The RUN step asks this test on 127.0.0.1: the host's network, not the bridge.
+        .rimg(["build", "--network", "host", "-q", "-t", "waited"])
         .arg(&ctx)
         .0
         .stdout(std::process::Stdio::null())
