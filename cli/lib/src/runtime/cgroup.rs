@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use libcgroups::common::{
     create_cgroup_manager_with_root, get_cgroup_setup_with_root, CgroupConfig, CgroupManager,
-    CgroupSetup, ControllerOpt,
+    CgroupSetup, ControllerOpt, FreezerState,
 };
 use libcgroups_nix::unistd::Pid;
 use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxResourcesBuilder};
@@ -31,6 +31,10 @@ pub trait Cgroup {
     fn join(&self, pid: i32) -> Result<(), String>;
     /// Kills what is left in the cgroup and removes it.
     fn remove(&self) -> Result<(), String>;
+    /// Freezes (`true`) or thaws every process of the cgroup (v1 `freezer.state`, v2
+    /// `cgroup.freeze`), returning once the kernel reports the cgroup frozen (polling with a
+    /// deadline) or thawed.
+    fn freeze(&self, frozen: bool) -> Result<(), String>;
 }
 
 struct Managed<M>(M);
@@ -72,6 +76,17 @@ where
         self.0
             .remove()
             .map_err(|e| format!("removing the container's cgroup: {e}"))
+    }
+
+    fn freeze(&self, frozen: bool) -> Result<(), String> {
+        let state = if frozen {
+            FreezerState::Frozen
+        } else {
+            FreezerState::Thawed
+        };
+        self.0
+            .freeze(state)
+            .map_err(|e| format!("freezing the container's cgroup: {e}"))
     }
 }
 
@@ -137,6 +152,22 @@ mod tests {
         fs::write(root.path().join("cgroup.controllers"), "memory\n").unwrap();
         let cg = v2_at(root.path(), &container_path("gone")).unwrap();
         cg.remove().unwrap();
+    }
+
+    #[test]
+    fn a_v2_cgroup_freezes_once_its_events_say_frozen_and_thaws() {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(root.path().join("cgroup.controllers"), "memory pids\n").unwrap();
+        let dir = root.path().join("rimg/frz");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(dir.join("cgroup.freeze"), "0").unwrap();
+        // The kernel reports the freeze done in cgroup.events; the fake one says so already.
+        fs::write(dir.join("cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
+        let cg = v2_at(root.path(), &container_path("frz")).unwrap();
+        cg.freeze(true).unwrap();
+        assert_eq!(fs::read_to_string(dir.join("cgroup.freeze")).unwrap(), "1");
+        cg.freeze(false).unwrap();
+        assert_eq!(fs::read_to_string(dir.join("cgroup.freeze")).unwrap(), "0");
     }
 
     #[test]
