@@ -536,7 +536,12 @@ fn the_library_resolves_a_container_and_pauses_it() {
     c.pause().unwrap();
     // pause returns only once the container's cgroup is frozen.
     let freezer = format!("/sys/fs/cgroup/freezer/rimg/{id}/freezer.state");
-    let frozen = || std::fs::read_to_string(&freezer).unwrap().trim().to_string();
+    let frozen = || {
+        std::fs::read_to_string(&freezer)
+            .unwrap()
+            .trim()
+            .to_string()
+    };
     assert_eq!(frozen(), "FROZEN");
     let ps = s.rimg(["ps", "--format", "{{.Status}}"]).ok();
     assert!(ps.ends_with("(Paused)\n"), "{ps}");

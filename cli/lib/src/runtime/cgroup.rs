@@ -17,7 +17,10 @@ use libcgroups::common::{
     CgroupSetup, ControllerOpt, FreezerState,
 };
 use libcgroups_nix::unistd::Pid;
-use oci_spec::runtime::{LinuxDeviceCgroupBuilder, LinuxResourcesBuilder};
+use oci_spec::runtime::{
+    LinuxCpuBuilder, LinuxDeviceCgroupBuilder, LinuxMemoryBuilder, LinuxPidsBuilder,
+    LinuxResources, LinuxResourcesBuilder,
+};
 
 /// Where the host's cgroup filesystems are mounted.
 pub const CGROUP_ROOT: &str = "/sys/fs/cgroup";
@@ -35,6 +38,78 @@ pub trait Cgroup {
     /// `cgroup.freeze`), returning once the kernel reports the cgroup frozen (polling with a
     /// deadline) or thawed.
     fn freeze(&self, frozen: bool) -> Result<(), String>;
+    /// Applies resource limits (`-m`, `--cpus`, `--pids-limit`); unset ones stay as they are.
+    fn limit(&self, limits: &Limits) -> Result<(), String>;
+}
+
+/// A container's resource limits, as `run`/`create` take them.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    /// Memory limit in bytes (`-m/--memory`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub memory: Option<i64>,
+    /// CPUs in millionths (`--cpus 1.5` is 1_500_000): a CFS quota per 100 ms period.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpus_micro: Option<i64>,
+    /// Maximum number of processes (`--pids-limit`; 0 or less: unlimited).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pids: Option<i64>,
+}
+
+impl Limits {
+    /// Whether no limit is set.
+    pub fn is_empty(&self) -> bool {
+        *self == Limits::default()
+    }
+}
+
+/// Docker's memory size syntax (`64m`, `1g`, `512k`, `100000`, units 1024-based, an
+/// optional trailing `b`) in bytes; `None` when it is not one.
+pub fn parse_bytes(s: &str) -> Option<i64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last()? {
+        'k' => (&t[..t.len() - 1], 1i64 << 10),
+        'm' => (&t[..t.len() - 1], 1 << 20),
+        'g' => (&t[..t.len() - 1], 1 << 30),
+        't' => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: f64 = num.parse().ok()?;
+    (n >= 0.0).then_some((n * mult as f64) as i64)
+}
+
+/// The OCI resources `limits` stands for.
+fn resources(limits: &Limits) -> Result<LinuxResources, String> {
+    let mut b = LinuxResourcesBuilder::default();
+    if let Some(m) = limits.memory {
+        b = b.memory(
+            LinuxMemoryBuilder::default()
+                .limit(m)
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    if let Some(c) = limits.cpus_micro {
+        const PERIOD: u64 = 100_000;
+        b = b.cpu(
+            LinuxCpuBuilder::default()
+                .period(PERIOD)
+                .quota(c * PERIOD as i64 / 1_000_000)
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    if let Some(p) = limits.pids {
+        let max = if p <= 0 { -1 } else { p };
+        b = b.pids(
+            LinuxPidsBuilder::default()
+                .limit(max)
+                .build()
+                .map_err(|e| e.to_string())?,
+        );
+    }
+    b.build().map_err(|e| e.to_string())
 }
 
 struct Managed<M>(M);
@@ -87,6 +162,20 @@ where
         self.0
             .freeze(state)
             .map_err(|e| format!("freezing the container's cgroup: {e}"))
+    }
+
+    fn limit(&self, limits: &Limits) -> Result<(), String> {
+        if limits.is_empty() {
+            return Ok(());
+        }
+        self.0
+            .apply(&ControllerOpt {
+                resources: &resources(limits)?,
+                disable_oom_killer: false,
+                oom_score_adj: None,
+                freezer_state: None,
+            })
+            .map_err(|e| format!("setting the container's limits: {e}"))
     }
 }
 
@@ -168,6 +257,43 @@ mod tests {
         assert_eq!(fs::read_to_string(dir.join("cgroup.freeze")).unwrap(), "1");
         cg.freeze(false).unwrap();
         assert_eq!(fs::read_to_string(dir.join("cgroup.freeze")).unwrap(), "0");
+    }
+
+    #[test]
+    fn limits_go_to_a_v2_cgroups_files() {
+        let root = tempfile::tempdir().unwrap();
+        fs::write(root.path().join("cgroup.controllers"), "cpu memory pids\n").unwrap();
+        let dir = root.path().join("rimg/lim");
+        fs::create_dir_all(&dir).unwrap();
+        for f in [
+            "pids.max",
+            "memory.max",
+            "memory.swap.max",
+            "memory.low",
+            "cpu.max",
+        ] {
+            fs::write(dir.join(f), "").unwrap();
+        }
+        let cg = v2_at(root.path(), &container_path("lim")).unwrap();
+        let limits = Limits {
+            memory: Some(64 << 20),
+            cpus_micro: Some(1_500_000),
+            pids: Some(64),
+        };
+        cg.limit(&limits).unwrap();
+        let read = |f: &str| fs::read_to_string(dir.join(f)).unwrap();
+        assert_eq!(read("pids.max"), "64");
+        assert_eq!(read("memory.max"), (64 << 20).to_string());
+        assert_eq!(read("cpu.max"), "150000 100000");
+    }
+
+    #[test]
+    fn memory_sizes_parse_as_dockers() {
+        assert_eq!(parse_bytes("64m"), Some(64 << 20));
+        assert_eq!(parse_bytes("1G"), Some(1 << 30));
+        assert_eq!(parse_bytes("512kb"), Some(512 << 10));
+        assert_eq!(parse_bytes("1000"), Some(1000));
+        assert_eq!(parse_bytes("lots"), None);
     }
 
     #[test]

@@ -108,6 +108,9 @@ pub struct ProcessSpec {
     /// Mount the root filesystem read-only (`--read-only`); mounts stay as they are.
     #[serde(default)]
     pub read_only: bool,
+    /// Resource limits applied to a new container's cgroup.
+    #[serde(default, skip_serializing_if = "cgroup::Limits::is_empty")]
+    pub limits: cgroup::Limits,
 }
 
 /// Errors of the runtime.

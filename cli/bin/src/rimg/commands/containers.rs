@@ -132,6 +132,8 @@ pub struct CreateFlags {
     /// Restart policy: no, on-failure[:max-retries], always, unless-stopped.
     #[arg(long, default_value = "no", value_name = "POLICY")]
     pub restart: String,
+    #[command(flatten)]
+    pub limit_flags: super::cgroup_cmds::LimitFlags,
 }
 
 /// Flags of `rimg run` (`-h` is `--hostname`, as in Docker; help is `--help`).
@@ -370,6 +372,10 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
         cgroup: None,
     };
     let mut process = rimg::runtime::ProcessSpec::for_image(&image.config.config, overrides)
+        .map_err(|e| fail(125, e.to_string()))?;
+    process.limits = f
+        .limit_flags
+        .limits()
         .map_err(|e| fail(125, e.to_string()))?;
     let mounts = super::volumes::container_mounts(
         &images,
