@@ -71,3 +71,16 @@ fn a_bad_memory_size_is_a_usage_error() {
     let out = s.rimg(["run", "-m", "lots", "busybox", "true"]).output();
     assert_eq!(out.status.code(), Some(125));
 }
+
+#[test]
+fn a_process_over_its_memory_limit_is_killed_with_137() {
+    let s = store();
+    let _c = Cleanup(&s);
+    // The shell holds 200 MB in a variable: far over 64 MiB.
+    let script = "x=$(head -c 200000000 /dev/zero | tr '\\0' a); echo ${#x}";
+    let out = s
+        .rimg(["run", "--rm", "-m", "64m", "busybox", "sh", "-c", script])
+        .output();
+    assert_eq!(out.status.code(), Some(137), "{out:?}");
+    assert_no_mounts(s.dir.path());
+}

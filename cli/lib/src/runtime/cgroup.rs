@@ -3,8 +3,8 @@
 //! before it forks the container process (so nothing of the container runs outside it), with
 //! Docker's device allow-list on v1's `devices` controller (everything denied, then null,
 //! zero, full, random, urandom, tty, console, ptmx, the pts and `mknod` of any node), and
-//! removed — its processes killed — when the container ends. This is where resource limits
-//! go next.
+//! removed — its processes killed — when the container ends. Resource [`Limits`] (`-m`,
+//! `--cpus`, `--pids-limit`) are applied right after entering, and the freezer serves `pause`.
 //!
 //! The runtime sees a cgroup through the small [`Cgroup`] trait, so the v2 path is tested
 //! against a fake cgroupfs in a temporary directory.
@@ -218,15 +218,23 @@ mod tests {
     use super::*;
     use std::fs;
 
-    #[test]
-    fn a_process_enters_a_v2_cgroup_in_a_fake_cgroupfs() {
+    /// A fake cgroup2 root with container `id`'s cgroup holding `files` (cgroupfs makes a
+    /// cgroup's files with its directory; a fake one has them made): root, cgroup dir, cgroup.
+    fn fake_v2(id: &str, files: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf, Box<dyn Cgroup>) {
         let root = tempfile::tempdir().unwrap();
         fs::write(root.path().join("cgroup.controllers"), "cpu memory pids\n").unwrap();
-        // cgroupfs makes a cgroup's files with its directory; a fake one has them made.
-        let dir = root.path().join("rimg/abc");
+        let dir = root.path().join("rimg").join(id);
         fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("cgroup.procs"), "").unwrap();
-        let cg = v2_at(root.path(), &container_path("abc")).unwrap();
+        for (f, content) in files {
+            fs::write(dir.join(f), content).unwrap();
+        }
+        let cg = v2_at(root.path(), &container_path(id)).unwrap();
+        (root, dir, cg)
+    }
+
+    #[test]
+    fn a_process_enters_a_v2_cgroup_in_a_fake_cgroupfs() {
+        let (_root, dir, cg) = fake_v2("abc", &[("cgroup.procs", "")]);
         let me = std::process::id() as i32;
         cg.enter(me, false).unwrap();
         assert_eq!(
@@ -245,14 +253,9 @@ mod tests {
 
     #[test]
     fn a_v2_cgroup_freezes_once_its_events_say_frozen_and_thaws() {
-        let root = tempfile::tempdir().unwrap();
-        fs::write(root.path().join("cgroup.controllers"), "memory pids\n").unwrap();
-        let dir = root.path().join("rimg/frz");
-        fs::create_dir_all(&dir).unwrap();
-        fs::write(dir.join("cgroup.freeze"), "0").unwrap();
         // The kernel reports the freeze done in cgroup.events; the fake one says so already.
-        fs::write(dir.join("cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
-        let cg = v2_at(root.path(), &container_path("frz")).unwrap();
+        let events = ("cgroup.events", "populated 1\nfrozen 1\n");
+        let (_root, dir, cg) = fake_v2("frz", &[("cgroup.freeze", "0"), events]);
         cg.freeze(true).unwrap();
         assert_eq!(fs::read_to_string(dir.join("cgroup.freeze")).unwrap(), "1");
         cg.freeze(false).unwrap();
@@ -261,20 +264,15 @@ mod tests {
 
     #[test]
     fn limits_go_to_a_v2_cgroups_files() {
-        let root = tempfile::tempdir().unwrap();
-        fs::write(root.path().join("cgroup.controllers"), "cpu memory pids\n").unwrap();
-        let dir = root.path().join("rimg/lim");
-        fs::create_dir_all(&dir).unwrap();
-        for f in [
+        let files = [
             "pids.max",
             "memory.max",
             "memory.swap.max",
             "memory.low",
             "cpu.max",
-        ] {
-            fs::write(dir.join(f), "").unwrap();
-        }
-        let cg = v2_at(root.path(), &container_path("lim")).unwrap();
+        ];
+        let files: Vec<_> = files.iter().map(|f| (*f, "")).collect();
+        let (_root, dir, cg) = fake_v2("lim", &files);
         let limits = Limits {
             memory: Some(64 << 20),
             cpus_micro: Some(1_500_000),
