@@ -522,20 +522,19 @@ fn the_library_resolves_a_container_and_pauses_it() {
     assert_eq!(c.image_id(), &images.resolve("busybox").unwrap().id);
     assert!(eventually(10, || c.upper_dir().join("made").is_file()));
     c.pause().unwrap();
-    let pid = state(&s, &id)["pid"].as_i64().unwrap();
-    let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    assert!(
-        st.rsplit(')').next().unwrap().trim_start().starts_with('T'),
-        "{st}"
-    );
+    // pause returns only once the container's cgroup is frozen.
+    let freezer = format!("/sys/fs/cgroup/freezer/rimg/{id}/freezer.state");
+    let frozen = || {
+        std::fs::read_to_string(&freezer)
+            .unwrap()
+            .trim()
+            .to_string()
+    };
+    assert_eq!(frozen(), "FROZEN");
     let ps = s.rimg(["ps", "--format", "{{.Status}}"]).ok();
     assert!(ps.ends_with("(Paused)\n"), "{ps}");
     c.unpause().unwrap();
-    let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    assert!(
-        !st.rsplit(')').next().unwrap().trim_start().starts_with('T'),
-        "{st}"
-    );
+    assert_eq!(frozen(), "THAWED");
     assert_eq!(c.status(), rimg::container::Status::Running);
     s.rimg(["rm", "-f", "paused"]).ok();
     assert_no_mounts(s.dir.path());

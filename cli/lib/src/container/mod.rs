@@ -26,6 +26,7 @@ pub mod attach;
 pub mod cp;
 pub mod export;
 pub mod filter;
+mod freeze;
 pub mod inspect;
 pub mod log;
 pub mod monitor;
@@ -103,6 +104,10 @@ pub enum ContainerError {
     /// A rename Docker refuses (same name, empty name).
     #[error("{0}")]
     Rename(String),
+
+    /// The container's cgroup refused a change (freezing, limits).
+    #[error("{0}")]
+    Cgroup(String),
 }
 
 /// Result type of the container store.
@@ -173,7 +178,7 @@ pub struct State {
     /// Why the last start failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
-    /// Frozen (SIGSTOP) by [`Container::pause`].
+    /// Frozen (its cgroup's freezer) by [`Container::pause`].
     #[serde(default)]
     pub paused: bool,
     /// How many times the monitor restarted the container since it was started
@@ -471,15 +476,13 @@ impl Container {
         out
     }
 
-    /// Freezes every process of the running container (SIGSTOP to each process in its pid
-    /// namespace), so its upper dir stays still (`commit` of a running container).
+    /// Freezes every process of the running container through its cgroup's freezer,
+    /// returning once the cgroup is frozen (so its upper dir stays still for `commit`).
     pub fn pause(&mut self) -> Result<()> {
         if !self.status().is_running() {
             return Err(ContainerError::NotRunning(self.id().to_string()));
         }
-        for p in self.processes() {
-            let _ = kill(p, Signal::SIGSTOP);
-        }
+        freeze::set(self, true)?;
         let mut st = self.state.clone();
         st.paused = true;
         self.save_state(st)
@@ -487,9 +490,7 @@ impl Container {
 
     /// Thaws a paused container.
     pub fn unpause(&mut self) -> Result<()> {
-        for p in self.processes() {
-            let _ = kill(p, Signal::SIGCONT);
-        }
+        freeze::set(self, false)?;
         let mut st = self.state.clone();
         st.paused = false;
         self.save_state(st)

@@ -101,9 +101,11 @@ pub(crate) fn intermediate(plan: Plan<'_>) -> ! {
     let r = (|| -> Result<nix::unistd::Pid, Failure> {
         // Before joining a container's mount namespace, which hides the host's cgroupfs.
         match &plan.cgroup {
-            Some((cg, true)) => cg
-                .enter(std::process::id() as i32, plan.confinement.privileged)
-                .map_err(setup)?,
+            Some((cg, true)) => {
+                cg.enter(std::process::id() as i32, plan.confinement.privileged)
+                    .map_err(setup)?;
+                cg.limit(&plan.spec.limits).map_err(setup)?;
+            }
             Some((cg, false)) => cg.join(std::process::id() as i32).map_err(setup)?,
             None => {}
         }

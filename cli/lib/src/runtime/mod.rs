@@ -119,6 +119,9 @@ pub struct ProcessSpec {
     /// `--oom-score-adj`: written to `/proc/self/oom_score_adj` before exec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oom_score_adj: Option<i32>,
+    /// Resource limits applied to a new container's cgroup.
+    #[serde(default, skip_serializing_if = "cgroup::Limits::is_empty")]
+    pub limits: cgroup::Limits,
 }
 
 /// Errors of the runtime.

@@ -137,6 +137,8 @@ pub struct CreateFlags {
     pub net: super::network::NetFlags,
     #[command(flatten)]
     pub init_flags: super::init_flags::InitFlags,
+    #[command(flatten)]
+    pub limit_flags: super::cgroup_cmds::LimitFlags,
 }
 
 /// Flags of `rimg run` (`-h` is `--hostname`, as in Docker; help is `--help`).
@@ -375,6 +377,10 @@ fn create_container(ctx: &Ctx, f: CreateFlags) -> Result<(Containers, Container)
         cgroup: None,
     };
     let mut process = rimg::runtime::ProcessSpec::for_image(&image.config.config, overrides)
+        .map_err(|e| fail(125, e.to_string()))?;
+    process.limits = f
+        .limit_flags
+        .limits()
         .map_err(|e| fail(125, e.to_string()))?;
     let mounts = super::volumes::container_mounts(
         &images,

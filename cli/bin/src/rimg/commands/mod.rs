@@ -5,6 +5,7 @@ pub mod archive;
 pub mod attach;
 pub mod build;
 pub mod builder;
+pub mod cgroup_cmds;
 pub mod commit;
 pub mod container_verbs;
 pub mod containers;
