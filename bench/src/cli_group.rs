@@ -71,6 +71,69 @@ pub const CASES: &[Case] = &[
         peer: "$PODMAN run --rm --network=host --ulimit host busybox true",
     },
     Case {
+        name: "run --rm busybox true, seccomp=unconfined",
+        needs: "run",
+        fresh: false,
+        setup_rimg: BUSYBOX_RIMG,
+        setup_peer: BUSYBOX_PODMAN,
+        rimg: "$RIMG run --rm --security-opt seccomp=unconfined busybox true",
+        peer: "$PODMAN run --rm --network=host --ulimit host --security-opt seccomp=unconfined busybox true",
+    },
+    Case {
+        name: "restart a running container",
+        needs: "restart",
+        fresh: false,
+        setup_rimg: r#"$RIMG import -c 'CMD ["sh"]' "$BUSYBOX_TAR" busybox:latest >/dev/null && $RIMG run -d --name rs busybox sleep 100000 >/dev/null"#,
+        setup_peer: r#"$PODMAN import -c 'CMD ["sh"]' "$BUSYBOX_TAR" busybox:latest >/dev/null && $PODMAN run -d --name rs --network=host --ulimit host busybox sleep 100000 >/dev/null"#,
+        rimg: "$RIMG restart -t 0 rs >/dev/null",
+        peer: "$PODMAN restart -t 0 rs >/dev/null",
+    },
+    Case {
+        name: "cp 100 MB into a container",
+        needs: "cp",
+        fresh: false,
+        setup_rimg: r#"head -c 100000000 /dev/urandom > "$WORK/big" && $RIMG import -c 'CMD ["sh"]' "$BUSYBOX_TAR" busybox:latest >/dev/null && $RIMG create --name cpi busybox true >/dev/null"#,
+        setup_peer: r#"head -c 100000000 /dev/urandom > "$WORK/big" && $PODMAN import -c 'CMD ["sh"]' "$BUSYBOX_TAR" busybox:latest >/dev/null && $PODMAN create --name cpi --network=host --ulimit host busybox true >/dev/null"#,
+        rimg: r#"$RIMG cp "$WORK/big" cpi:/big"#,
+        peer: r#"$PODMAN cp "$WORK/big" cpi:/big"#,
+    },
+    Case {
+        name: "cp 100 MB out of a container",
+        needs: "cp",
+        fresh: false,
+        setup_rimg: r#"$RIMG import -c 'CMD ["sh"]' "$BUSYBOX_TAR" busybox:latest >/dev/null && $RIMG run --name cpo busybox sh -c 'head -c 100000000 /dev/urandom > /big' >/dev/null"#,
+        setup_peer: r#"$PODMAN import -c 'CMD ["sh"]' "$BUSYBOX_TAR" busybox:latest >/dev/null && $PODMAN run --name cpo --network=host --ulimit host busybox sh -c 'head -c 100000000 /dev/urandom > /big' >/dev/null"#,
+        rimg: r#"rm -f "$WORK/out-rimg"; $RIMG cp cpo:/big "$WORK/out-rimg""#,
+        peer: r#"rm -f "$WORK/out-podman"; $PODMAN cp cpo:/big "$WORK/out-podman""#,
+    },
+    Case {
+        name: "stats --no-stream",
+        needs: "stats",
+        fresh: false,
+        setup_rimg: r#"$RIMG import -c 'CMD ["sh"]' "$BUSYBOX_TAR" busybox:latest >/dev/null && $RIMG run -d --name st busybox sleep 100000 >/dev/null"#,
+        setup_peer: r#"$PODMAN import -c 'CMD ["sh"]' "$BUSYBOX_TAR" busybox:latest >/dev/null && $PODMAN run -d --name st --network=host --ulimit host busybox sleep 100000 >/dev/null"#,
+        rimg: "$RIMG stats --no-stream >/dev/null",
+        peer: "$PODMAN stats --no-stream >/dev/null",
+    },
+    Case {
+        name: "inspect a container",
+        needs: "inspect",
+        fresh: false,
+        setup_rimg: r#"$RIMG import -c 'CMD ["sh"]' "$BUSYBOX_TAR" busybox:latest >/dev/null && $RIMG create --name in busybox true >/dev/null"#,
+        setup_peer: r#"$PODMAN import -c 'CMD ["sh"]' "$BUSYBOX_TAR" busybox:latest >/dev/null && $PODMAN create --name in --network=host --ulimit host busybox true >/dev/null"#,
+        rimg: "$RIMG inspect in >/dev/null",
+        peer: "$PODMAN inspect in >/dev/null",
+    },
+    Case {
+        name: "ps -a with 50 containers",
+        needs: "ps",
+        fresh: false,
+        setup_rimg: r#"$RIMG import -c 'CMD ["sh"]' "$BUSYBOX_TAR" busybox:latest >/dev/null && for i in $(seq 50); do $RIMG create --name ps$i busybox true >/dev/null || exit 1; done"#,
+        setup_peer: r#"$PODMAN import -c 'CMD ["sh"]' "$BUSYBOX_TAR" busybox:latest >/dev/null && for i in $(seq 50); do $PODMAN create --name ps$i --network=host --ulimit host busybox true >/dev/null || exit 1; done"#,
+        rimg: "$RIMG ps -a >/dev/null",
+        peer: "$PODMAN ps -a >/dev/null",
+    },
+    Case {
         name: "commit a container (10 MB changed)",
         needs: "commit",
         fresh: false,
@@ -126,7 +189,14 @@ impl Sides {
         self.work.join("podman-store")
     }
 
-    fn reset(&self) -> Result<()> {
+    fn reset(&self, plan: &Plan) -> Result<()> {
+        // Detached rimg containers (restart, stats) have monitors that outlive the store.
+        if self.rimg_root().exists() && plan.rimg.is_file() {
+            let _ = self.sh(
+                plan,
+                "$RIMG ps -aq | xargs -r $RIMG rm -f >/dev/null 2>&1; true",
+            );
+        }
         // Containers left by a case: podman's own cleanup first, then the mounts and files.
         if self.podman_dir().exists() {
             let _ = self.sh(&Plan::dummy(), "$PODMAN rm -af >/dev/null 2>&1; true");
@@ -263,7 +333,7 @@ pub fn run(plan: &Plan, work: &Path, notes: Vec<String>) -> Result<Report> {
         }
         report.rows.push(row);
     }
-    sides.reset()?;
+    sides.reset(plan)?;
     Ok(report)
 }
 
@@ -280,7 +350,7 @@ fn run_case(plan: &Plan, sides: &Sides, case: &Case, row: &mut Row) -> Result<()
         }
     };
     let prepare = |row: &mut Row| -> Result<()> {
-        sides.reset()?;
+        sides.reset(plan)?;
         for &i in &active {
             if let Err(e) = sides.sh(plan, setup(i)) {
                 row.cells[i] = Cell::Failed(format!("setup: {e:#}"));

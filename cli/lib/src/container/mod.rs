@@ -34,6 +34,7 @@ pub mod names;
 pub mod prune;
 pub mod rename;
 pub mod restart;
+mod state;
 pub mod wait;
 
 use std::fs::{self, File, OpenOptions};
@@ -426,23 +427,11 @@ impl Container {
 
     /// The live status: the recorded one, checked against the monitor and the process.
     pub fn status(&self) -> Status {
-        match self.state.status.as_str() {
-            "running" => {
-                if self.monitor_alive() || self.live_pid().is_some() {
-                    if self.state.paused {
-                        Status::Paused
-                    } else {
-                        Status::Running
-                    }
-                } else {
-                    Status::Dead
-                }
-            }
-            "exited" => Status::Exited(self.state.exit_code),
-            "restarting" if self.monitor_alive() => Status::Restarting(self.state.exit_code),
-            "restarting" => Status::Dead,
-            _ => Status::Created,
-        }
+        // Each live check only when the recorded state asks for it.
+        let monitor =
+            matches!(self.state.status.as_str(), "running" | "restarting") && self.monitor_alive();
+        let process = !monitor && self.live_pid().is_some();
+        Status::from_record(&self.state, monitor, process)
     }
 
     /// Sends `sig` to the container's pid 1.

@@ -45,7 +45,7 @@ pub fn attach(ctx: &Ctx, a: AttachArgs) -> Result<u8> {
     let containers = Containers::open(&images)?;
     let c = containers.resolve(&a.container)?;
     match c.status() {
-        Status::Running => {}
+        s if s.can_attach() => {}
         Status::Paused => bail!("You cannot attach to a paused container, unpause it first"),
         Status::Restarting(_) => {
             bail!("You cannot attach to a restarting container, wait until it is running")

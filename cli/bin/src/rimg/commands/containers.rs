@@ -568,7 +568,7 @@ pub fn start(ctx: &Ctx, a: StartArgs) -> Result<u8> {
                 continue;
             }
         };
-        if c.status().is_running() {
+        if !c.status().can_start() {
             outln(name)?;
             continue;
         }
@@ -928,7 +928,7 @@ pub fn kill(ctx: &Ctx, a: KillArgs) -> Result<u8> {
             // Its monitor ends the restart loop.
             return Ok(());
         }
-        if !c.status().is_running() {
+        if !c.status().can_kill() {
             bail!(
                 "cannot kill container: {}: container {} is not running",
                 c.name(),
@@ -958,10 +958,10 @@ pub fn rm(ctx: &Ctx, a: RmArgs) -> Result<u8> {
         a.containers.clone()
     };
     for_each(ctx, &names, |containers, c| {
+        if !c.status().can_remove(a.force) {
+            return Err(rimg::container::ContainerError::Running(c.name().to_string()).into());
+        }
         if c.status().is_running() {
-            if !a.force {
-                return Err(rimg::container::ContainerError::Running(c.name().to_string()).into());
-            }
             restart_policy::mark_stopped_by_user(c.dir())?;
             if c.status() == Status::Paused {
                 c.unpause()?;
@@ -983,7 +983,7 @@ pub fn exec(ctx: &Ctx, a: ExecArgs) -> Result<u8> {
     let containers = containers(ctx)?;
     let c = containers.resolve(&a.container)?;
     let pid = match (c.status(), c.live_pid()) {
-        (Status::Running, Some(pid)) => pid,
+        (s, Some(pid)) if s.can_exec() => pid,
         (Status::Paused, _) => bail!(
             "container {} is paused, unpause the container before exec",
             c.id()
