@@ -292,19 +292,24 @@ impl<'a> Sandbox<'a> {
             req.upper = Some(u);
             req.work = Some(w);
         }
-        let mounted = Stacks::new(images).mount(&req).map_err(|e| {
-            IoError::new(
-                "mount",
-                root.clone(),
-                io::Error::other(crate::error_line(&e)),
-            )
-        })?;
+        let mounted = mount_stack(images, &req, &root)?;
         self.sources.push(mounted);
         Ok(root)
     }
 }
 
 static SANDBOXES: AtomicU64 = AtomicU64::new(0);
+
+/// Mounts `req` (its stack at `at`), a mount failure being the step's.
+fn mount_stack<'i>(
+    images: &'i Images,
+    req: &MountRequest,
+    at: &Path,
+) -> Result<MountedStack<'i>, BuildError> {
+    Stacks::new(images)
+        .mount(req)
+        .map_err(|e| IoError::new("mount", at, io::Error::other(crate::error_line(&e))).into())
+}
 
 impl Runner for MountRunner {
     fn run(
@@ -339,13 +344,7 @@ impl Runner for MountRunner {
             work: Some(work.clone()),
             ..Default::default()
         };
-        let mounted = Stacks::new(images).mount(&mount).map_err(|e| {
-            IoError::new(
-                "mount",
-                rootfs.clone(),
-                io::Error::other(crate::error_line(&e)),
-            )
-        })?;
+        let mounted = mount_stack(images, &mount, &rootfs)?;
         sandbox.mounted = Some(mounted);
         let specs = sandbox.mount_specs(images, &req.mounts)?;
         // The mount points as they resolve in the rootfs, to take out of the layer after.

@@ -224,27 +224,19 @@ fn supervise_with_restarts(
     let mut first = true;
     loop {
         let began = Instant::now();
-        let result = if first {
-            supervise(
-                c,
-                attach,
-                daemon,
-                netns.clone(),
-                server.as_deref_mut(),
-                restarts,
-                started,
-            )
-        } else {
-            supervise(
-                c,
-                attach,
-                daemon,
-                netns.clone(),
-                server.as_deref_mut(),
-                restarts,
-                &mut |_| {},
-            )
-        };
+        // Only the first start is reported to whoever waits for the container to start.
+        let mut quiet = |_: Result<&Container, &MonitorError>| {};
+        let report: &mut dyn FnMut(Result<&Container, &MonitorError>) =
+            if first { &mut *started } else { &mut quiet };
+        let result = supervise(
+            c,
+            attach,
+            daemon,
+            netns.clone(),
+            server.as_deref_mut(),
+            restarts,
+            report,
+        );
         first = false;
         let code = result?;
         if !policy.should_restart(code, restarts) || stopped_by_user(c.dir()) {
