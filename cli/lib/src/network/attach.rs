@@ -298,6 +298,26 @@ fn netavark(op: &'static str, netns: &Path, opts: &Path) -> Result<Value, Networ
     Ok(value)
 }
 
+/// `netavark setup`, once more after a teardown (up to three tries) when the firewall
+/// setup lost a race with another program changing iptables ("Chain already exists": our
+/// own calls are serialized, but the host's other users of iptables, podman's CNI plugins
+/// among them, are not).
+fn setup_with_retries(netns: &Path, opts: &Path) -> Result<Value, NetworkError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match netavark("setup", netns, opts) {
+            Err(NetworkError::Netavark { message, .. })
+                if tries < 3 && message.contains("already exists") =>
+            {
+                let _ = netavark("teardown", netns, opts);
+                std::thread::sleep(std::time::Duration::from_millis(100 * tries));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Who the container is, for its networks.
 pub struct Who<'a> {
     /// The container's directory (`netavark.json`, `network.json`, `etc/`).
@@ -411,7 +431,7 @@ fn join_network(
     let opts_path = options_path(who.dir, &def.name);
     let bytes = serde_json::to_vec(&opts).map_err(|e| NetworkError::Invalid(e.to_string()))?;
     fs::write(&opts_path, bytes).map_err(io_err("writing", &opts_path))?;
-    let status = netavark("setup", netns, &opts_path)?;
+    let status = setup_with_retries(netns, &opts_path)?;
     let block = &status[&def.name];
     let mac = block["interfaces"]
         .as_object()
