@@ -3,7 +3,6 @@
 //! `export`, `top`, `logs --since/--until`, `exec -d`, and `ps` filters.
 
 use std::process::Output;
-use std::time::{Duration, Instant};
 
 use rimg_tests::containers::{assert_no_mounts, Cleanup};
 use rimg_tests::Store;
@@ -28,12 +27,8 @@ fn stderr(out: &Output) -> String {
 
 /// Polls `f` until it returns true, failing with `what` after 30 s.
 #[track_caller]
-fn until(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn until(what: &str, f: impl FnMut() -> bool) {
+    rimg_tests::containers::wait_until(what, f);
 }
 
 fn names(s: &Store) -> Vec<String> {

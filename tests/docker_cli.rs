@@ -19,18 +19,9 @@ fn the_container_group_runs_what_the_course_types() {
         .args(["sh", "-c", "echo ping; sleep 30"])
         .ok();
     assert_eq!(id.trim().len(), 64, "container run -d prints the id: {id}");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    loop {
-        let logs = s.rimg(["container", "logs", "web-ping"]).ok();
-        if logs == "ping\n" {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no log line: {logs:?}"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    rimg_tests::containers::wait_until("web-ping's log line", || {
+        s.rimg(["container", "logs", "web-ping"]).ok() == "ping\n"
+    });
     let names = s.rimg(["container", "ls", "--format", "{{.Names}}"]).ok();
     assert_eq!(names, "web-ping\n");
     s.rimg(["container", "exec", "web-ping", "touch", "/pinged"])

@@ -9,7 +9,6 @@ use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
 
 use rimg_tests::containers::{assert_no_mounts, container_dir, Cleanup};
 use rimg_tests::tree::Layer;
@@ -65,12 +64,8 @@ fn mode(p: &Path) -> u32 {
 }
 
 #[track_caller]
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+fn wait_for(what: &str, cond: impl FnMut() -> bool) {
+    rimg_tests::containers::wait_until(what, cond);
 }
 
 #[test]

@@ -48,6 +48,12 @@ pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
     f()
 }
 
+/// Waits up to 30 s for `f` to hold, failing the test with `what` when it never does.
+#[track_caller]
+pub fn wait_until(what: &str, f: impl FnMut() -> bool) {
+    assert!(eventually(30, f), "timed out waiting for {what}");
+}
+
 /// Asserts that nothing is mounted under `dir` (the test's temp dir).
 #[track_caller]
 pub fn assert_no_mounts(dir: &Path) {
