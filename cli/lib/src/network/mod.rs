@@ -425,15 +425,16 @@ pub fn unused(
         .list()?
         .into_iter()
         .filter(|def| def.name != DEFAULT_NETWORK)
-        .filter(|def| {
-            !containers.iter().any(|c| {
-                c.config
-                    .net
-                    .as_ref()
-                    .is_some_and(|n| n.networks.contains(&def.name))
-            })
-        })
+        .filter(|def| !containers.iter().any(|c| is_on(c, &def.name)))
         .collect())
+}
+
+/// Whether the container `c` is on the network `name`.
+pub fn is_on(c: &crate::container::Container, name: &str) -> bool {
+    c.config
+        .net
+        .as_ref()
+        .is_some_and(|n| n.networks.iter().any(|x| x == name))
 }
 
 /// Removes the networks [`unused`] names; their names.

@@ -297,12 +297,7 @@ fn users(containers: &Containers, def: &NetworkDef) -> Result<Vec<Container>> {
     Ok(containers
         .list()?
         .into_iter()
-        .filter(|c| {
-            c.config
-                .net
-                .as_ref()
-                .is_some_and(|n| n.networks.contains(&def.name))
-        })
+        .filter(|c| rimg::network::is_on(c, &def.name))
         .collect())
 }
 
